@@ -1,0 +1,168 @@
+// Package proc starts, finds and stops the background processes teeup
+// supervises (nodes, agents, distribution), identifying them by pid file
+// and executable name so a recycled pid is never mistaken for ours.
+package proc
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/teeup/teeup/internal/fsutil"
+)
+
+// StartDetached starts bin with args in its own session, appending output
+// to logPath, and records its pid in pidPath. The process outlives the
+// caller.
+func StartDetached(bin string, args []string, env []string, logPath, pidPath string) (int, error) {
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+		return 0, err
+	}
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return 0, fmt.Errorf("start %s: %w", filepath.Base(bin), err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("start %s: %w", filepath.Base(bin), err)
+	}
+	pid := cmd.Process.Pid
+	if err := fsutil.WriteFileAtomic(pidPath, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
+		_ = cmd.Process.Kill()
+		return 0, err
+	}
+	// Reap the child in the background if we are still around when it
+	// exits, so it does not linger as a zombie while the caller runs.
+	go func() { _ = cmd.Wait() }()
+	return pid, nil
+}
+
+// ReadPID returns the pid recorded in pidPath, if the process is alive and
+// still runs bin (a recycled pid is not ours).
+func ReadPID(pidPath, bin string) (int, bool) {
+	raw, err := os.ReadFile(pidPath)
+	if err != nil {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	return pid, Runs(pid, bin)
+}
+
+// Runs reports whether pid is alive and runs bin: when bin is an absolute
+// path, the process's executable must be that file; otherwise its name
+// must match.
+func Runs(pid int, bin string) bool {
+	exe, ok := Executable(pid)
+	if !ok {
+		return false
+	}
+	if filepath.IsAbs(bin) {
+		return exe == filepath.Clean(bin)
+	}
+	return filepath.Base(exe) == filepath.Base(bin)
+}
+
+// Executable returns the executable path of a live, non-zombie process.
+func Executable(pid int) (string, bool) {
+	if pid <= 0 {
+		return "", false
+	}
+	if err := syscall.Kill(pid, 0); err != nil {
+		return "", false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", false
+	}
+	// A zombie (state Z) has exited.
+	if i := bytes.LastIndexByte(stat, ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+		return "", false
+	}
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return "", false
+	}
+	return strings.TrimSuffix(exe, " (deleted)"), true
+}
+
+// PIDFromFile returns the pid recorded in pidPath and the executable the
+// process runs, if it is alive.
+func PIDFromFile(pidPath string) (int, string, bool) {
+	raw, err := os.ReadFile(pidPath)
+	if err != nil {
+		return 0, "", false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		return 0, "", false
+	}
+	exe, ok := Executable(pid)
+	return pid, exe, ok
+}
+
+// Stop sends SIGTERM, waits up to grace for the process to exit, then
+// sends SIGKILL.
+func Stop(ctx context.Context, pid int, bin string, grace time.Duration) error {
+	if !Runs(pid, bin) {
+		return nil
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("stop pid %d: %w", pid, err)
+	}
+	deadline := time.Now().Add(grace)
+	for time.Now().Before(deadline) {
+		if !Runs(pid, bin) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("kill pid %d: %w", pid, err)
+	}
+	for i := 0; i < 100 && Runs(pid, bin); i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
+
+// StopFromFile stops the process recorded in pidPath (if it still runs
+// bin) and removes the pid file.
+func StopFromFile(ctx context.Context, pidPath, bin string, grace time.Duration) error {
+	raw, err := os.ReadFile(pidPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("pid file %s: %w", pidPath, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		return fmt.Errorf("pid file %s: %w", pidPath, err)
+	}
+	if err := Stop(ctx, pid, bin, grace); err != nil {
+		return err
+	}
+	if err := os.Remove(pidPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
