@@ -1,0 +1,239 @@
+package consensus
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Raft's durable state lives in the node's Pebble DB under the prefix "r/",
+// next to the ledger, so that one Pebble checkpoint captures both
+// consistently:
+//
+//	r/hs           HardState
+//	r/snap         Snapshot (metadata and data)
+//	r/e/<index>    Entry, index as 8 bytes big-endian
+//	r/conf         ConfState as last applied
+var (
+	keyConfState   = []byte("r/conf")
+	keyHardState   = []byte("r/hs")
+	keySnapshot    = []byte("r/snap")
+	entryPrefix    = []byte("r/e/")
+	entryPrefixEnd = []byte("r/e0") // '0' follows '/' in ASCII
+)
+
+func entryKey(index uint64) []byte {
+	k := make([]byte, len(entryPrefix)+8)
+	copy(k, entryPrefix)
+	binary.BigEndian.PutUint64(k[len(entryPrefix):], index)
+	return k
+}
+
+// DiskStorage persists raft state in Pebble and serves it to raft through
+// an in-memory raft.MemoryStorage loaded at start.
+type DiskStorage struct {
+	db  *pebble.DB
+	mem *raft.MemoryStorage
+}
+
+// OpenStorage loads raft's durable state from db.
+func OpenStorage(db *pebble.DB) (*DiskStorage, error) {
+	s := &DiskStorage{db: db, mem: raft.NewMemoryStorage()}
+	haveSnap := false
+	if raw, closer, err := db.Get(keySnapshot); err == nil {
+		haveSnap = true
+		snap := &pb.Snapshot{}
+		err := proto.Unmarshal(raw, snap)
+		closer.Close()
+		if err != nil {
+			return nil, fmt.Errorf("raft storage: decode snapshot: %w", err)
+		}
+		if err := s.mem.ApplySnapshot(snap); err != nil {
+			return nil, fmt.Errorf("raft storage: load snapshot: %w", err)
+		}
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return nil, fmt.Errorf("raft storage: read snapshot: %w", err)
+	}
+	// Membership applied from conf-change entries is not replayed on a
+	// restart (raft resumes after the applied index), so it is restored
+	// from its persisted copy through an index-0 snapshot.
+	if raw, closer, err := db.Get(keyConfState); err == nil && !haveSnap {
+		cs := &pb.ConfState{}
+		err := proto.Unmarshal(raw, cs)
+		closer.Close()
+		if err != nil {
+			return nil, fmt.Errorf("raft storage: decode conf state: %w", err)
+		}
+		boot := &pb.Snapshot{Metadata: &pb.SnapshotMetadata{ConfState: cs, Index: new(uint64(0)), Term: new(uint64(0))}}
+		if err := s.mem.ApplySnapshot(boot); err != nil {
+			return nil, fmt.Errorf("raft storage: load conf state: %w", err)
+		}
+	} else if err != nil && !errors.Is(err, pebble.ErrNotFound) {
+		return nil, fmt.Errorf("raft storage: read conf state: %w", err)
+	} else if err == nil {
+		closer.Close()
+	}
+	if raw, closer, err := db.Get(keyHardState); err == nil {
+		hs := &pb.HardState{}
+		err := proto.Unmarshal(raw, hs)
+		closer.Close()
+		if err != nil {
+			return nil, fmt.Errorf("raft storage: decode hard state: %w", err)
+		}
+		if err := s.mem.SetHardState(hs); err != nil {
+			return nil, fmt.Errorf("raft storage: load hard state: %w", err)
+		}
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return nil, fmt.Errorf("raft storage: read hard state: %w", err)
+	}
+	first, _ := s.mem.FirstIndex()
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: entryKey(first), UpperBound: entryPrefixEnd})
+	if err != nil {
+		return nil, fmt.Errorf("raft storage: %w", err)
+	}
+	var ents []*pb.Entry
+	want := first
+	for it.First(); it.Valid(); it.Next() {
+		e := &pb.Entry{}
+		if err := proto.Unmarshal(it.Value(), e); err != nil {
+			it.Close()
+			return nil, fmt.Errorf("raft storage: decode entry: %w", err)
+		}
+		if e.GetIndex() != want {
+			it.Close()
+			return nil, fmt.Errorf("raft storage: log has a hole: entry %d where %d was expected", e.GetIndex(), want)
+		}
+		want++
+		ents = append(ents, e)
+	}
+	if err := it.Close(); err != nil {
+		return nil, fmt.Errorf("raft storage: %w", err)
+	}
+	if err := s.mem.Append(ents); err != nil {
+		return nil, fmt.Errorf("raft storage: load entries: %w", err)
+	}
+	return s, nil
+}
+
+// Storage returns the raft.Storage to hand to raft.
+func (s *DiskStorage) Storage() raft.Storage { return s.mem }
+
+// Empty reports whether no raft state was ever written.
+func (s *DiskStorage) Empty() bool {
+	hs, _, _ := s.mem.InitialState()
+	last, _ := s.mem.LastIndex()
+	return raft.IsEmptyHardState(hs) && last == 0
+}
+
+// Save durably writes a Ready's hard state, entries and snapshot, in one
+// synced batch, then makes them visible to raft. Entries at or after the
+// first new index replace the old tail.
+func (s *DiskStorage) Save(hs *pb.HardState, ents []*pb.Entry, snap *pb.Snapshot) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	if snap != nil && !raft.IsEmptySnap(snap) {
+		raw, err := proto.Marshal(snap)
+		if err != nil {
+			return fmt.Errorf("raft storage: encode snapshot: %w", err)
+		}
+		if err := b.Set(keySnapshot, raw, nil); err != nil {
+			return fmt.Errorf("raft storage: %w", err)
+		}
+		if err := b.DeleteRange(entryPrefix, entryKey(snap.GetMetadata().GetIndex()+1), nil); err != nil {
+			return fmt.Errorf("raft storage: %w", err)
+		}
+	}
+	if len(ents) > 0 {
+		for _, e := range ents {
+			raw, err := proto.Marshal(e)
+			if err != nil {
+				return fmt.Errorf("raft storage: encode entry: %w", err)
+			}
+			if err := b.Set(entryKey(e.GetIndex()), raw, nil); err != nil {
+				return fmt.Errorf("raft storage: %w", err)
+			}
+		}
+		last := ents[len(ents)-1].GetIndex()
+		if err := b.DeleteRange(entryKey(last+1), entryPrefixEnd, nil); err != nil {
+			return fmt.Errorf("raft storage: %w", err)
+		}
+	}
+	if hs != nil && !raft.IsEmptyHardState(hs) {
+		raw, err := proto.Marshal(hs)
+		if err != nil {
+			return fmt.Errorf("raft storage: encode hard state: %w", err)
+		}
+		if err := b.Set(keyHardState, raw, nil); err != nil {
+			return fmt.Errorf("raft storage: %w", err)
+		}
+	}
+	if !b.Empty() {
+		if err := b.Commit(pebble.Sync); err != nil {
+			return fmt.Errorf("raft storage: commit: %w", err)
+		}
+	}
+	if snap != nil && !raft.IsEmptySnap(snap) {
+		if err := s.mem.ApplySnapshot(snap); err != nil && !errors.Is(err, raft.ErrSnapOutOfDate) {
+			return fmt.Errorf("raft storage: apply snapshot: %w", err)
+		}
+	}
+	if hs != nil && !raft.IsEmptyHardState(hs) {
+		if err := s.mem.SetHardState(hs); err != nil {
+			return fmt.Errorf("raft storage: %w", err)
+		}
+	}
+	if len(ents) > 0 {
+		if err := s.mem.Append(ents); err != nil {
+			return fmt.Errorf("raft storage: %w", err)
+		}
+	}
+	return nil
+}
+
+// SaveConfState durably records the membership after a conf change.
+func (s *DiskStorage) SaveConfState(cs *pb.ConfState) error {
+	raw, err := proto.Marshal(cs)
+	if err != nil {
+		return fmt.Errorf("raft storage: encode conf state: %w", err)
+	}
+	if err := s.db.Set(keyConfState, raw, pebble.Sync); err != nil {
+		return fmt.Errorf("raft storage: save conf state: %w", err)
+	}
+	return nil
+}
+
+// Compact records a snapshot at index (whose state the application already
+// holds) and drops the log before it, on disk and in memory.
+func (s *DiskStorage) Compact(index uint64, cs *pb.ConfState, data []byte) error {
+	snap, err := s.mem.CreateSnapshot(index, cs, data)
+	if err != nil {
+		if errors.Is(err, raft.ErrSnapOutOfDate) {
+			return nil
+		}
+		return fmt.Errorf("raft storage: snapshot at %d: %w", index, err)
+	}
+	raw, err := proto.Marshal(snap)
+	if err != nil {
+		return fmt.Errorf("raft storage: encode snapshot: %w", err)
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := b.Set(keySnapshot, raw, nil); err != nil {
+		return fmt.Errorf("raft storage: %w", err)
+	}
+	if err := b.DeleteRange(entryPrefix, entryKey(index), nil); err != nil {
+		return fmt.Errorf("raft storage: %w", err)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("raft storage: commit compaction: %w", err)
+	}
+	if err := s.mem.Compact(index); err != nil && !errors.Is(err, raft.ErrCompacted) {
+		return fmt.Errorf("raft storage: compact: %w", err)
+	}
+	return nil
+}

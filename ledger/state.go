@@ -1,0 +1,546 @@
+package ledger
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"math/bits"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// ErrHalted is returned by BuildBlock when the next block would pass the
+// halt height.
+var ErrHalted = errors.New("ledger halted")
+
+// Apply executes the raft entry at index, whose payload is cmd. It is
+// deterministic, and every write of the entry, with the new applied index,
+// commits in one synced batch: after a crash the state and the applied index
+// agree.
+//
+//   - index ≤ AppliedIndex: nothing happens; the result is marked Duplicate.
+//   - cmd nil: only the applied index moves (raft's empty and configuration
+//     entries).
+//
+// Deterministic rejections (bad transaction, invalid block, …) are results
+// with Accepted false and a Reason; an error means I/O failure or
+// corruption, and then nothing was written.
+func (s *Store) Apply(index uint64, cmd *Command) (Result, error) {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	st := s.state()
+	if index <= st.applied {
+		return duplicateResult(cmd), nil
+	}
+	if s.crypto == nil {
+		return Result{}, fmt.Errorf("apply entry %d: %w", index, ErrNoLedgerKey)
+	}
+	a := &applier{
+		s:        s,
+		batch:    s.db.NewBatch(),
+		st:       st,
+		accounts: make(map[Address]*Account),
+	}
+	defer a.batch.Close()
+	res, err := a.apply(cmd)
+	if err != nil {
+		return Result{}, fmt.Errorf("apply entry %d: %w", index, err)
+	}
+	a.st.applied = index
+	if err := a.finish(); err != nil {
+		return Result{}, fmt.Errorf("apply entry %d: %w", index, err)
+	}
+	if err := a.batch.Commit(pebble.Sync); err != nil {
+		return Result{}, fmt.Errorf("apply entry %d: commit: %w", index, err)
+	}
+	s.mu.Lock()
+	s.st = a.st
+	s.mu.Unlock()
+	return res, nil
+}
+
+func duplicateResult(cmd *Command) Result {
+	r := Result{Duplicate: true}
+	if cmd == nil {
+		return r
+	}
+	r.Kind = cmd.Kind
+	switch {
+	case cmd.Kind == CmdSubmitTx && cmd.Tx != nil:
+		r.TxID = cmd.Tx.ID()
+	case cmd.Kind == CmdBlock && cmd.Block != nil:
+		r.Height = cmd.Block.Header.Height
+	}
+	return r
+}
+
+// applier accumulates the writes of one entry. Reads go to the committed
+// database, except accounts and governance records, which it caches so that
+// a command touching them twice sees its own change.
+type applier struct {
+	s        *Store
+	batch    *pebble.Batch
+	st       chainState
+	accounts map[Address]*Account
+	// gov is the governance state, loaded on first use; govCache holds the
+	// governance records this entry wrote (see governance_apply.go).
+	gov      *govState
+	govCache map[string][]byte
+}
+
+func (a *applier) apply(cmd *Command) (Result, error) {
+	if cmd == nil {
+		return Result{Accepted: true}, nil
+	}
+	switch cmd.Kind {
+	case CmdSubmitTx:
+		return a.submitTx(cmd.Tx)
+	case CmdBlock:
+		return a.block(cmd.Block)
+	case CmdRegisterNode:
+		return a.registerNode(cmd.Node)
+	case CmdHalt:
+		a.st.halt = cmd.HaltHeight
+		a.s.log.Info("halt height set", "halt", cmd.HaltHeight)
+		return Result{Kind: CmdHalt, Accepted: true, Height: cmd.HaltHeight}, nil
+	case CmdCompact:
+		// Raft log bookkeeping: the node compacts its raft storage; the
+		// ledger only records the applied index.
+		return Result{Kind: CmdCompact, Accepted: true, Height: cmd.CompactIndex}, nil
+	default:
+		return Result{Kind: cmd.Kind, Reason: fmt.Sprintf("unknown %s", cmd.Kind)}, nil
+	}
+}
+
+// finish writes the accounts and meta records into the batch.
+func (a *applier) finish() error {
+	for addr, acct := range a.accounts {
+		if err := a.batch.Set(accountKey(addr), encodeAccount(*acct), nil); err != nil {
+			return err
+		}
+	}
+	for _, kv := range []struct{ k, v []byte }{
+		{keyHead, a.st.head.encode()},
+		{keyApplied, u64(a.st.applied)},
+		{keyHalt, u64(a.st.halt)},
+		{keyPool, a.st.pool.encode()},
+	} {
+		if err := a.batch.Set(kv.k, kv.v, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// account returns the cached account, reading it on first use.
+func (a *applier) account(addr Address) (*Account, error) {
+	if acct, ok := a.accounts[addr]; ok {
+		return acct, nil
+	}
+	acct, err := a.s.Account(addr)
+	if err != nil {
+		return nil, err
+	}
+	a.accounts[addr] = &acct
+	return &acct, nil
+}
+
+func (a *applier) setStatus(id Hash, st TxStatus) error {
+	v, err := encodeStatus(st)
+	if err != nil {
+		return err
+	}
+	return a.batch.Set(statusKey(id), v, nil)
+}
+
+// submitTx admits a transaction to the pool or rejects it.
+func (a *applier) submitTx(t *Tx) (Result, error) {
+	res := Result{Kind: CmdSubmitTx}
+	if t == nil {
+		res.Reason = "missing tx"
+		return res, nil
+	}
+	id := t.ID()
+	res.TxID = id
+	prev, seen, err := a.s.TxStatus(id)
+	if err != nil {
+		return Result{}, err
+	}
+	if seen {
+		switch prev.State {
+		case StatePending:
+			res.Reason = "duplicate: already pending"
+			return res, nil
+		case StateCommitted:
+			res.Reason = fmt.Sprintf("duplicate: already committed at height %d", prev.Height)
+			res.Height = prev.Height
+			return res, nil
+		}
+	}
+	reason, payment, err := a.admit(t)
+	if err != nil {
+		return Result{}, err
+	}
+	if reason != "" {
+		res.Reason = reason
+		a.s.log.Debug("tx rejected", "tx", id, "from", t.From, "nonce", t.Nonce, "reason", reason)
+		return res, a.setStatus(id, TxStatus{State: StateRejected, Reason: reason})
+	}
+	acct, err := a.account(t.From)
+	if err != nil {
+		return Result{}, err
+	}
+	acct.Pending++
+	acct.PendingDebit += payment.Amount
+	if err := a.batch.Set(poolKey(a.st.pool.Next), t.Encode(), nil); err != nil {
+		return Result{}, err
+	}
+	if err := a.governanceAdmitted(t); err != nil {
+		return Result{}, err
+	}
+	a.st.pool.Next++
+	a.st.pool.Size++
+	if err := a.setStatus(id, TxStatus{State: StatePending}); err != nil {
+		return Result{}, err
+	}
+	res.Accepted = true
+	return res, nil
+}
+
+// admit checks a transaction against the state: it returns a rejection
+// reason, or "" and the decoded payment.
+func (a *applier) admit(t *Tx) (reason string, p Payment, err error) {
+	if t.ChainID != a.s.genesis.ChainID {
+		return fmt.Sprintf("wrong chain id: got %q, want %q", t.ChainID, a.s.genesis.ChainID), p, nil
+	}
+	if err := t.checkLimits(); err != nil {
+		return fmt.Sprintf("oversize: %v", err), p, nil
+	}
+	if !t.Kind.Known() {
+		return fmt.Sprintf("unknown tx kind %d", uint8(t.Kind)), p, nil
+	}
+	if t.VerifySignature() != nil {
+		return "bad signature", p, nil
+	}
+	switch t.Kind {
+	case TxPayment:
+		p, err = DecodePayment(t.Payload)
+		if errors.Is(err, ErrZeroAmount) {
+			return "zero amount", p, nil
+		}
+		if err != nil {
+			return fmt.Sprintf("bad payload: %v", err), p, nil
+		}
+	default: // a governance kind: Known passed
+		reason, err := a.checkGovernance(t)
+		if err != nil || reason != "" {
+			return reason, p, err
+		}
+	}
+	acct, err := a.account(t.From)
+	if err != nil {
+		return "", p, err
+	}
+	if want := acct.Nonce + acct.Pending + 1; t.Nonce != want {
+		return fmt.Sprintf("bad nonce: got %d, want %d", t.Nonce, want), p, nil
+	}
+	if acct.PendingDebit > acct.Balance {
+		return "", p, fmt.Errorf("corrupt account %s: pending debits %d exceed the balance %d", t.From, acct.PendingDebit, acct.Balance)
+	}
+	if avail := acct.Balance - acct.PendingDebit; p.Amount > avail {
+		return fmt.Sprintf("insufficient funds: amount %d, balance %d, pending debits %d", p.Amount, acct.Balance, acct.PendingDebit), p, nil
+	}
+	if a.st.pool.Size >= uint64(a.s.params.MaxPool) {
+		return fmt.Sprintf("pool full: %d transactions", a.st.pool.Size), p, nil
+	}
+	return "", p, nil
+}
+
+// block appends a block or rejects it.
+func (a *applier) block(blk *Block) (Result, error) {
+	res := Result{Kind: CmdBlock}
+	if blk == nil {
+		res.Reason = "missing block"
+		return res, nil
+	}
+	h := &blk.Header
+	res.Height = h.Height
+	reason, entries, err := a.checkBlock(blk)
+	if err != nil {
+		return Result{}, err
+	}
+	if reason != "" {
+		res.Reason = reason
+		a.s.log.Warn("block rejected", "height", h.Height, "proposer", h.Proposer, "reason", reason)
+		return res, nil
+	}
+	for i, e := range entries {
+		id, err := a.commitTx(h.Height, uint32(i), e)
+		if err != nil {
+			return Result{}, fmt.Errorf("block %d tx %d: %w", h.Height, i, err)
+		}
+		res.TxIDs = append(res.TxIDs, id)
+	}
+	a.st.pool.Size -= uint64(len(entries))
+	if err := a.batch.Set(blockKey(h.Height), blk.Encode(), nil); err != nil {
+		return Result{}, err
+	}
+	a.st.head = headRecord{Height: h.Height, Hash: blk.Hash(), Time: h.Time}
+	res.Accepted = true
+	a.s.log.Debug("block applied", "height", h.Height, "hash", a.st.head.Hash, "txs", len(entries))
+	return res, nil
+}
+
+// checkBlock validates a block against the head, the registered nodes and
+// the pool. It returns a rejection reason, or "" and the pool entries the
+// block commits.
+func (a *applier) checkBlock(blk *Block) (string, []poolEntry, error) {
+	h := &blk.Header
+	head := a.st.head
+	switch {
+	case h.ChainID != a.s.genesis.ChainID:
+		return fmt.Sprintf("wrong chain id: got %q, want %q", h.ChainID, a.s.genesis.ChainID), nil, nil
+	case h.Height != head.Height+1:
+		return fmt.Sprintf("wrong height: got %d, want %d", h.Height, head.Height+1), nil, nil
+	case h.PrevHash != head.Hash:
+		return fmt.Sprintf("wrong previous hash: got %s, want %s", h.PrevHash, head.Hash), nil, nil
+	case a.st.halt != 0 && h.Height > a.st.halt:
+		return fmt.Sprintf("past halt height: block %d, halt at %d", h.Height, a.st.halt), nil, nil
+	case h.Time < head.Time:
+		return fmt.Sprintf("time goes backwards: %d, previous block %d", h.Time, head.Time), nil, nil
+	case int(h.TxCount) > a.s.params.MaxBlockTxs:
+		return fmt.Sprintf("%d transactions, more than max_block_txs %d", h.TxCount, a.s.params.MaxBlockTxs), nil, nil
+	}
+	if reason, err := a.upgradeHaltReason(h.Height); err != nil || reason != "" {
+		return reason, nil, err
+	}
+	node, ok, err := a.s.Node(h.Proposer)
+	if err != nil {
+		return "", nil, err
+	}
+	if !ok {
+		return fmt.Sprintf("unregistered proposer %d", h.Proposer), nil, nil
+	}
+	if node.Key != h.ProposerKey {
+		return fmt.Sprintf("proposer %d key mismatch: block has %s, registered %s", h.Proposer, h.ProposerKey, node.Key), nil, nil
+	}
+	if blk.VerifySignature() != nil {
+		return "bad proposer signature", nil, nil
+	}
+	if sha256.Sum256(blk.Body) != h.BodyHash {
+		return "body hash mismatch", nil, nil
+	}
+	txs, err := a.s.crypto.openBody(h.ChainID, h.Height, h.PrevHash, blk.Body)
+	if err != nil {
+		return fmt.Sprintf("body does not open: %v", err), nil, nil
+	}
+	if len(txs) != int(h.TxCount) {
+		return fmt.Sprintf("tx count mismatch: header says %d, body holds %d", h.TxCount, len(txs)), nil, nil
+	}
+	if len(txs) == 0 {
+		return "", nil, nil
+	}
+	entries, err := a.s.poolHead(a.s.db, len(txs))
+	if err != nil {
+		return "", nil, err
+	}
+	if len(entries) < len(txs) {
+		return fmt.Sprintf("block has %d transactions, the pool holds %d", len(txs), len(entries)), nil, nil
+	}
+	for i, t := range txs {
+		if !bytes.Equal(t.Encode(), entries[i].raw) {
+			return fmt.Sprintf("tx %d (%s) is not pool entry %d (%s)", i, t.ID(), i, entries[i].tx.ID()), nil, nil
+		}
+	}
+	return "", entries, nil
+}
+
+// commitTx executes a pool transaction included in the block at height.
+// Admission guaranteed that it is valid on the state it meets (its nonce is
+// next, its amount was reserved), so any failure here is corruption.
+func (a *applier) commitTx(height uint64, index uint32, e poolEntry) (Hash, error) {
+	t := e.tx
+	id := t.ID()
+	status := TxStatus{State: StateCommitted, Height: height}
+	switch t.Kind {
+	case TxPayment:
+		p, err := DecodePayment(t.Payload)
+		if err != nil {
+			return id, fmt.Errorf("corrupt pool entry %x: %w", e.key, err)
+		}
+		from, err := a.account(t.From)
+		if err != nil {
+			return id, err
+		}
+		if from.Nonce+1 != t.Nonce || from.Pending == 0 || from.PendingDebit < p.Amount || from.Balance < p.Amount {
+			return id, fmt.Errorf("corrupt ledger: pool tx %s (nonce %d, amount %d) does not fit account %s %+v", id, t.Nonce, p.Amount, t.From, *from)
+		}
+		from.Balance -= p.Amount
+		from.PendingDebit -= p.Amount
+		from.Pending--
+		from.Nonce++
+		to, err := a.account(p.To)
+		if err != nil {
+			return id, err
+		}
+		var carry uint64
+		if to.Balance, carry = bits.Add64(to.Balance, p.Amount, 0); carry != 0 {
+			return id, fmt.Errorf("corrupt ledger: balance of %s overflows", p.To)
+		}
+		if a.s.schema >= schemaAccountHistory {
+			if err := a.indexPayment(height, index, id, t.From, p); err != nil {
+				return id, err
+			}
+		}
+	case TxProposeRelease, TxApproveRelease, TxScheduleUpgrade, TxAbortUpgrade, TxApproveRollback:
+		// A governance transaction that lost a race since its admission is
+		// committed without effect; its status says why.
+		note, err := a.commitGovernance(height, t)
+		if err != nil {
+			return id, err
+		}
+		status.Reason = note
+	default:
+		return id, fmt.Errorf("corrupt pool entry %x: %s", e.key, t.Kind)
+	}
+	if err := a.setStatus(id, status); err != nil {
+		return id, err
+	}
+	return id, a.batch.Delete(e.key, nil)
+}
+
+// indexPayment adds a payment to the account history of both parties.
+func (a *applier) indexPayment(height uint64, index uint32, id Hash, from Address, p Payment) error {
+	return writeHistory(a.batch, HistoryEntry{Height: height, Index: index, TxID: id, From: from, To: p.To, Amount: p.Amount})
+}
+
+// registerNode records a node's key and measurement.
+func (a *applier) registerNode(n *NodeRecord) (Result, error) {
+	res := Result{Kind: CmdRegisterNode}
+	reject := func(format string, args ...any) (Result, error) {
+		res.Reason = fmt.Sprintf(format, args...)
+		a.s.log.Warn("node registration rejected", "reason", res.Reason)
+		return res, nil
+	}
+	switch {
+	case n == nil:
+		return reject("missing node")
+	case n.Key.IsZero():
+		return reject("node %d: zero key", n.ID)
+	}
+	if _, ok := a.s.genesis.Node(n.ID); !ok {
+		return reject("node %d is not in the genesis", n.ID)
+	}
+	nodes, err := a.s.Nodes()
+	if err != nil {
+		return Result{}, err
+	}
+	for _, o := range nodes {
+		if o.ID == n.ID && o.Key != n.Key {
+			return reject("node %d is registered with another key (%s)", n.ID, o.Key)
+		}
+		if o.ID != n.ID && o.Key == n.Key {
+			return reject("key %s is already registered for node %d", n.Key, o.ID)
+		}
+	}
+	if err := a.batch.Set(nodeKey(n.ID), encodeNode(*n), nil); err != nil {
+		return Result{}, err
+	}
+	a.s.log.Info("node registered", "id", n.ID, "key", n.Key, "measurement", n.Measurement)
+	res.Accepted = true
+	return res, nil
+}
+
+// fitBody returns the longest prefix of entries whose sealed body fits in
+// MaxBodySize (governance transactions are large enough that
+// max_block_txs of them would not).
+func fitBody(entries []poolEntry) []poolEntry {
+	size := 4 + gcmOverhead
+	for i, e := range entries {
+		size += 4 + len(e.raw)
+		if size > MaxBodySize {
+			return entries[:i]
+		}
+	}
+	return entries
+}
+
+// BuildBlock builds the next block on the current head: the first maxTxs
+// pool transactions (maxTxs ≤ 0 or above the genesis max_block_txs means
+// max_block_txs; none in the pool gives an empty heartbeat block), sealed
+// and signed by key as proposer. It refuses with ErrHalted when the next
+// height passes the halt height, or the activation height of a scheduled
+// upgrade to another node MRENCLAVE than this store's SelfMeasurement, and
+// refuses a proposer whose key is not the one registered for it, since
+// Apply would reject its block. Transactions that would make the body
+// exceed MaxBodySize wait for the next block.
+func (s *Store) BuildBlock(proposer uint64, key ed25519.PrivateKey, now time.Time, maxTxs int) (*Block, error) {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	st := s.state()
+	next := st.head.Height + 1
+	if s.crypto == nil {
+		return nil, fmt.Errorf("build block %d: %w", next, ErrNoLedgerKey)
+	}
+	if len(key) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("build block %d: private key has %d bytes, want %d", next, len(key), ed25519.PrivateKeySize)
+	}
+	if st.halt != 0 && next > st.halt {
+		return nil, fmt.Errorf("build block %d: %w at height %d", next, ErrHalted, st.halt)
+	}
+	gov, err := readGovState(s.db)
+	if err != nil {
+		return nil, fmt.Errorf("build block %d: %w", next, err)
+	}
+	if reason := upgradeHaltReason(gov.schedule, s.self, next); reason != "" {
+		return nil, fmt.Errorf("build block %d: %w: %s", next, ErrHalted, reason)
+	}
+	pub, err := AddressOf(key.Public().(ed25519.PublicKey))
+	if err != nil {
+		return nil, fmt.Errorf("build block %d: %w", next, err)
+	}
+	node, ok, err := s.Node(proposer)
+	if err != nil {
+		return nil, fmt.Errorf("build block %d: %w", next, err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("build block %d: proposer %d is not registered", next, proposer)
+	}
+	if node.Key != pub {
+		return nil, fmt.Errorf("build block %d: proposer %d is registered with key %s, not %s", next, proposer, node.Key, pub)
+	}
+	if maxTxs <= 0 || maxTxs > s.params.MaxBlockTxs {
+		maxTxs = s.params.MaxBlockTxs
+	}
+	entries, err := s.poolHead(s.db, maxTxs)
+	if err != nil {
+		return nil, fmt.Errorf("build block %d: %w", next, err)
+	}
+	entries = fitBody(entries)
+	txs := make([]*Tx, len(entries))
+	for i, e := range entries {
+		txs[i] = e.tx
+	}
+	body, err := s.crypto.sealBody(s.genesis.ChainID, next, st.head.Hash, txs)
+	if err != nil {
+		return nil, fmt.Errorf("build block %d: %w", next, err)
+	}
+	blk := &Block{
+		Header: BlockHeader{
+			ChainID:     s.genesis.ChainID,
+			Height:      next,
+			PrevHash:    st.head.Hash,
+			Time:        max(now.UnixNano(), st.head.Time),
+			BodyHash:    sha256.Sum256(body),
+			TxCount:     uint32(len(txs)),
+			Proposer:    proposer,
+			ProposerKey: pub,
+		},
+		Body: body,
+	}
+	copy(blk.Sig[:], ed25519.Sign(key, blk.Header.SigningBytes()))
+	return blk, nil
+}

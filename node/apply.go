@@ -1,0 +1,162 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/teeup/teeup/ledger"
+)
+
+// apply is the consensus Applier: it decrypts a committed entry, applies
+// it to the ledger and wakes whoever waits on its outcome.
+func (n *Node) apply(index uint64, data []byte) error {
+	k := n.keys.Load()
+	cmd, err := ledger.OpenEntry(k.LedgerKey, n.genesis.ChainID, data)
+	if err != nil {
+		// Every node holds the same key, so an entry that does not open
+		// here opens nowhere: skip it deterministically.
+		n.log.Warn("skipping an undecryptable raft entry", "index", index, "err", err)
+		if _, err := n.store.Apply(index, nil); err != nil {
+			return fmt.Errorf("apply: %w", err)
+		}
+		n.applied.broadcast()
+		return nil
+	}
+	res, err := n.store.Apply(index, cmd)
+	if err != nil {
+		return fmt.Errorf("apply: %w", err)
+	}
+	if !res.Accepted && !res.Duplicate && cmd.Kind == ledger.CmdBlock {
+		n.log.Debug("block not applied", "index", index, "reason", res.Reason)
+	}
+	if cmd.Kind == ledger.CmdCompact && res.Accepted {
+		if err := n.raft.CompactTo(cmd.CompactIndex); err != nil {
+			return fmt.Errorf("apply: %w", err)
+		}
+	}
+	n.waiters.notify(res)
+	n.applied.broadcast()
+	n.afterApply(res)
+	return nil
+}
+
+// afterApply reacts to applied state: the upgrade schedule may close
+// ingress.
+func (n *Node) afterApply(res ledger.Result) {
+	if res.Kind == ledger.CmdBlock && res.Accepted {
+		n.checkUpgradeIngress()
+	}
+}
+
+// notifier wakes goroutines whenever an entry is applied.
+type notifier struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func newNotifier() *notifier { return &notifier{ch: make(chan struct{})} }
+
+func (nt *notifier) broadcast() {
+	nt.mu.Lock()
+	close(nt.ch)
+	nt.ch = make(chan struct{})
+	nt.mu.Unlock()
+}
+
+func (nt *notifier) wait() <-chan struct{} {
+	nt.mu.Lock()
+	defer nt.mu.Unlock()
+	return nt.ch
+}
+
+// waitUntil blocks until cond holds (checked after every applied entry)
+// or ctx ends.
+func (n *Node) waitUntil(ctx context.Context, cond func() bool) error {
+	for {
+		ch := n.applied.wait()
+		if cond() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+// txOutcome is what a submitter learns about its transaction.
+type txOutcome struct {
+	committed bool
+	height    uint64
+	reason    string
+}
+
+// waiters routes transaction outcomes to the requests waiting for them.
+type waiters struct {
+	mu sync.Mutex
+	m  map[ledger.Hash][]chan txOutcome
+}
+
+func newWaiters() *waiters { return &waiters{m: map[ledger.Hash][]chan txOutcome{}} }
+
+func (w *waiters) add(id ledger.Hash) chan txOutcome {
+	ch := make(chan txOutcome, 1)
+	w.mu.Lock()
+	w.m[id] = append(w.m[id], ch)
+	w.mu.Unlock()
+	return ch
+}
+
+func (w *waiters) remove(id ledger.Hash, ch chan txOutcome) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	list := w.m[id]
+	for i, c := range list {
+		if c == ch {
+			list = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(w.m, id)
+	} else {
+		w.m[id] = list
+	}
+}
+
+func (w *waiters) deliver(id ledger.Hash, o txOutcome) {
+	w.mu.Lock()
+	list := w.m[id]
+	delete(w.m, id)
+	w.mu.Unlock()
+	for _, ch := range list {
+		ch <- o
+	}
+}
+
+func (w *waiters) notify(res ledger.Result) {
+	switch res.Kind {
+	case ledger.CmdSubmitTx:
+		if res.Accepted || res.Duplicate {
+			return // admitted: wait for its block
+		}
+		if strings.Contains(res.Reason, "already pending") {
+			return // a re-proposal of an admitted transaction
+		}
+		if res.Height > 0 && strings.Contains(res.Reason, "already committed") {
+			w.deliver(res.TxID, txOutcome{committed: true, height: res.Height})
+			return
+		}
+		w.deliver(res.TxID, txOutcome{reason: res.Reason})
+	case ledger.CmdBlock:
+		if !res.Accepted {
+			return
+		}
+		for _, id := range res.TxIDs {
+			w.deliver(id, txOutcome{committed: true, height: res.Height})
+		}
+	}
+}

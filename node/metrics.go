@@ -1,0 +1,56 @@
+package node
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// nodeCollector exposes the node's state as Prometheus metrics, read at
+// scrape time so nothing has to be updated on the hot path.
+type nodeCollector struct {
+	n                                           *Node
+	height, pending, peers, leader, ingressOpen *prometheus.Desc
+}
+
+func (n *Node) metricsCollector() prometheus.Collector {
+	labels := prometheus.Labels{"chain_id": n.genesis.ChainID, "mrenclave": n.identity.UniqueID.Short()}
+	d := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc("teeup_node_"+name, help, nil, labels)
+	}
+	return &nodeCollector{
+		n:           n,
+		height:      d("height", "Height of the newest committed block."),
+		pending:     d("pending_transactions", "Admitted transactions waiting for a block."),
+		peers:       d("connected_peers", "Peers with a live attested connection."),
+		leader:      d("is_leader", "1 if this node leads consensus."),
+		ingressOpen: d("ingress_open", "1 if client ingress is open."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.height, c.pending, c.peers, c.leader, c.ingressOpen} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.n.Status()
+	connected := 0
+	for _, p := range st.Peers {
+		if p.Connected {
+			connected++
+		}
+	}
+	b := func(v bool) float64 {
+		if v {
+			return 1
+		}
+		return 0
+	}
+	ch <- prometheus.MustNewConstMetric(c.height, prometheus.GaugeValue, float64(st.Height))
+	ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(st.Pending))
+	ch <- prometheus.MustNewConstMetric(c.peers, prometheus.GaugeValue, float64(connected))
+	ch <- prometheus.MustNewConstMetric(c.leader, prometheus.GaugeValue, b(st.Leader == st.NodeID))
+	ch <- prometheus.MustNewConstMetric(c.ingressOpen, prometheus.GaugeValue, b(st.Ingress == "open"))
+}

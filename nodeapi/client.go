@@ -1,0 +1,240 @@
+package nodeapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/teeup/teeup/attest"
+)
+
+// maxResponse bounds a response body.
+const maxResponse = 64 << 20
+
+// caller performs JSON requests against a base URL.
+type caller struct {
+	base string
+	http *http.Client
+	what string
+}
+
+func (c *caller) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("%s %s: encode request: %w", method, path, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s: %w", c.what, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	if err != nil {
+		return fmt.Errorf("%s %s: read response: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		apiErr := &Error{}
+		if json.Unmarshal(raw, apiErr) != nil || apiErr.Message == "" {
+			return &Error{Code: CodeInternal, Message: fmt.Sprintf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, bytes.TrimSpace(raw))}
+		}
+		return apiErr
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return fmt.Errorf("%s %s: decode response: %w", method, path, err)
+	}
+	return nil
+}
+
+// IsCode reports whether err is an API error with the given code.
+func IsCode(err error, code string) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code == code
+}
+
+// reads are the queries both the client API and the admin API answer.
+type reads struct{ c caller }
+
+// TxStatus returns the state of a transaction by id (hex).
+func (r *reads) TxStatus(ctx context.Context, id string) (*TxStatus, error) {
+	var s TxStatus
+	if err := r.c.do(ctx, http.MethodGet, PathTx+"/"+id, nil, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// Account returns an account's committed balance and nonce.
+func (r *reads) Account(ctx context.Context, address string) (*Account, error) {
+	var a Account
+	if err := r.c.do(ctx, http.MethodGet, PathAccounts+"/"+address, nil, &a); err != nil {
+		return nil, err
+	}
+	return &a, nil
+}
+
+// Head returns the newest committed block's height and hash.
+func (r *reads) Head(ctx context.Context) (*Head, error) {
+	var h Head
+	if err := r.c.do(ctx, http.MethodGet, PathHead, nil, &h); err != nil {
+		return nil, err
+	}
+	return &h, nil
+}
+
+// Block returns a committed block, including its raw encoding.
+func (r *reads) Block(ctx context.Context, height uint64) (*Block, error) {
+	var b Block
+	if err := r.c.do(ctx, http.MethodGet, PathBlocks+"/"+strconv.FormatUint(height, 10), nil, &b); err != nil {
+		return nil, err
+	}
+	return &b, nil
+}
+
+// RawBlock returns a block's exact encoding.
+func (r *reads) RawBlock(ctx context.Context, height uint64) ([]byte, error) {
+	b, err := r.Block(ctx, height)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := hex.DecodeString(b.Raw)
+	if err != nil {
+		return nil, fmt.Errorf("block %d: raw encoding: %w", height, err)
+	}
+	return raw, nil
+}
+
+// Client talks to a node's client API over attested TLS.
+type Client struct{ reads }
+
+// NewClient returns a client for the node at addr (host:port). Before any
+// request is sent, the TLS handshake verifies the node's quote with v: its
+// root and the expected MRENCLAVE.
+func NewClient(addr string, v *attest.Verifier) *Client {
+	tr := &http.Transport{
+		TLSClientConfig:     attest.ClientConfig(nil, v),
+		ForceAttemptHTTP2:   false,
+		MaxIdleConnsPerHost: 16,
+		IdleConnTimeout:     30 * time.Second,
+		DialContext:         (&net.Dialer{Timeout: 3 * time.Second}).DialContext,
+	}
+	return &Client{reads{c: caller{base: "https://" + addr, http: &http.Client{Transport: tr, Timeout: 60 * time.Second}, what: "node " + addr}}}
+}
+
+// Close releases idle connections.
+func (c *Client) Close() { c.c.http.CloseIdleConnections() }
+
+// Submit sends an encoded, signed transaction and waits until it is
+// committed in a block (the receipt carries the height) or rejected.
+func (c *Client) Submit(ctx context.Context, tx []byte) (*Receipt, error) {
+	var r Receipt
+	if err := c.c.do(ctx, http.MethodPost, PathTx, SubmitRequest{Tx: hex.EncodeToString(tx)}, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// AdminClient talks to a node's admin API over its unix socket.
+type AdminClient struct{ reads }
+
+// NewAdminClient returns a client for the admin socket at path.
+func NewAdminClient(socket string) *AdminClient {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+	}
+	return &AdminClient{reads{c: caller{base: "http://admin", http: &http.Client{Transport: tr, Timeout: 60 * time.Second}, what: "admin socket " + socket}}}
+}
+
+// Close releases idle connections.
+func (a *AdminClient) Close() { a.c.http.CloseIdleConnections() }
+
+// Status returns the node's status.
+func (a *AdminClient) Status(ctx context.Context) (*Status, error) {
+	var s Status
+	if err := a.c.do(ctx, http.MethodGet, PathStatus, nil, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// SetIngress opens or closes client ingress.
+func (a *AdminClient) SetIngress(ctx context.Context, open bool, reason string) (*Status, error) {
+	var s Status
+	if err := a.c.do(ctx, http.MethodPost, PathIngress, IngressRequest{Open: open, Reason: reason}, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// Halt asks the network to commit no block past height (0 clears) and
+// waits until the request is committed.
+func (a *AdminClient) Halt(ctx context.Context, height uint64) (*Status, error) {
+	var s Status
+	if err := a.c.do(ctx, http.MethodPost, PathHalt, HaltRequest{Height: height}, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// Stop asks the node to stop gracefully.
+func (a *AdminClient) Stop(ctx context.Context) error {
+	return a.c.do(ctx, http.MethodPost, PathStop, struct{}{}, nil)
+}
+
+// Submit sends a transaction through the admin path, which works while
+// client ingress is closed (operator test payments during an upgrade).
+func (a *AdminClient) Submit(ctx context.Context, tx []byte) (*Receipt, error) {
+	var r Receipt
+	if err := a.c.do(ctx, http.MethodPost, PathAdminTx, SubmitRequest{Tx: hex.EncodeToString(tx)}, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// Get performs a GET on an admin path and decodes the JSON answer into out.
+func (a *AdminClient) Get(ctx context.Context, path string, out any) error {
+	return a.c.do(ctx, http.MethodGet, path, nil, out)
+}
+
+// Post performs a POST on an admin path.
+func (a *AdminClient) Post(ctx context.Context, path string, in, out any) error {
+	return a.c.do(ctx, http.MethodPost, path, in, out)
+}
+
+// Checkpoint asks the node for a Pebble checkpoint of its ledger in dir.
+func (a *AdminClient) Checkpoint(ctx context.Context, dir string) error {
+	return a.c.do(ctx, http.MethodPost, PathCheckpoint, CheckpointRequest{Dir: dir}, nil)
+}
+
+// AttestPeers makes the node attest every peer afresh.
+func (a *AdminClient) AttestPeers(ctx context.Context) ([]PeerAttestation, error) {
+	var out []PeerAttestation
+	if err := a.c.do(ctx, http.MethodPost, PathAttestPeers, struct{}{}, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}

@@ -1,0 +1,180 @@
+// Package nodeapi defines teeup-node's client and admin APIs — their JSON
+// types and Go clients — shared by the node, the CLI, the agent and the
+// distribution process.
+//
+// The client API is HTTP/JSON over attested TLS: the client verifies the
+// node's quote against the expected MRENCLAVE before sending anything. The
+// admin API is HTTP/JSON over a local unix socket (mode 0600) for the
+// host's operator and agent.
+package nodeapi
+
+import (
+	"time"
+
+	"github.com/teeup/teeup/tee"
+)
+
+// Client API paths.
+const (
+	PathTx       = "/v1/tx"       // POST SubmitRequest → Receipt; GET /v1/tx/{id} → TxStatus
+	PathAccounts = "/v1/accounts" // GET /v1/accounts/{address} → Account
+	PathBlocks   = "/v1/blocks"   // GET /v1/blocks/{height} → Block (raw bytes with Accept: application/octet-stream)
+	PathHead     = "/v1/head"     // GET → Head
+)
+
+// Admin API paths.
+const (
+	PathStatus   = "/v1/status"   // GET → Status
+	PathIngress  = "/v1/ingress"  // POST IngressRequest → Status
+	PathHalt     = "/v1/halt"     // POST HaltRequest → Status
+	PathStop     = "/v1/stop"     // POST → {} and the node stops gracefully
+	PathAdminTx  = "/v1/admin/tx" // POST SubmitRequest → Receipt, bypassing closed ingress (operator test payments)
+	PathReleases = "/v1/releases" // GET → Governance
+)
+
+// ErrorCode values let clients react to errors without parsing text.
+const (
+	CodeClosedForUpgrade = "closed_for_upgrade"
+	CodeRejected         = "rejected"
+	CodeTimeout          = "timeout"
+	CodeBadRequest       = "bad_request"
+	CodeNotFound         = "not_found"
+	CodeUnavailable      = "unavailable"
+	CodeInternal         = "internal"
+)
+
+// Error is the body of every non-2xx response.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"error"`
+	TxID    string `json:"tx_id,omitempty"`
+}
+
+// Error implements error.
+func (e *Error) Error() string { return e.Message }
+
+// SubmitRequest carries an encoded, signed transaction (hex).
+type SubmitRequest struct {
+	Tx string `json:"tx"`
+}
+
+// Receipt acknowledges a committed transaction.
+type Receipt struct {
+	TxID   string `json:"tx_id"`
+	Status string `json:"status"` // committed
+	Height uint64 `json:"height"`
+}
+
+// TxStatus reports a transaction's state.
+type TxStatus struct {
+	TxID   string `json:"tx_id"`
+	Status string `json:"status"` // pending, committed, rejected
+	Height uint64 `json:"height,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Account is an account's committed state.
+type Account struct {
+	Address string `json:"address"`
+	Balance uint64 `json:"balance"`
+	Nonce   uint64 `json:"nonce"`
+}
+
+// Head is the newest committed block.
+type Head struct {
+	Height uint64 `json:"height"`
+	Hash   string `json:"hash"`
+}
+
+// Block describes a committed block; Raw is its exact encoding (hex),
+// still encrypted and signed.
+type Block struct {
+	Height   uint64    `json:"height"`
+	Hash     string    `json:"hash"`
+	PrevHash string    `json:"prev_hash"`
+	Time     time.Time `json:"time"`
+	TxCount  uint32    `json:"tx_count"`
+	Proposer uint64    `json:"proposer"`
+	Raw      string    `json:"raw,omitempty"`
+}
+
+// Peer is a consensus peer as this node sees it.
+type Peer struct {
+	ID   uint64 `json:"id"`
+	Addr string `json:"addr"`
+	// Connected means traffic with the peer in the last 5 seconds. Raft
+	// followers do not talk to each other, so a follower sees only the
+	// leader connected; 'POST /v1/attest-peers' probes every peer.
+	Connected bool            `json:"connected"`
+	MREnclave tee.Measurement `json:"mrenclave"`
+	LastSeen  time.Time       `json:"last_seen"`
+	LastError string          `json:"last_error,omitempty"`
+}
+
+// Status is the node's state for operators.
+type Status struct {
+	NodeID        uint64          `json:"node_id"`
+	ChainID       string          `json:"chain_id"`
+	Version       string          `json:"version"`
+	MREnclave     tee.Measurement `json:"mrenclave"`
+	MRSigner      tee.Measurement `json:"mrsigner"`
+	SVN           uint16          `json:"svn"`
+	Debug         bool            `json:"debug"`
+	Simulated     bool            `json:"simulated"`
+	Height        uint64          `json:"height"`
+	HeadHash      string          `json:"head_hash"`
+	Pending       int             `json:"pending"`
+	Ingress       string          `json:"ingress"` // open or closed
+	Halted        bool            `json:"halted"`
+	HaltHeight    uint64          `json:"halt_height,omitempty"`
+	Leader        uint64          `json:"leader"`
+	Term          uint64          `json:"term"`
+	AppliedIndex  uint64          `json:"applied_index"`
+	SchemaVersion int             `json:"schema_version"`
+	Peers         []Peer          `json:"peers"`
+	ClientAddr    string          `json:"client_addr"`
+	PeerAddr      string          `json:"peer_addr"`
+	StartedAt     time.Time       `json:"started_at"`
+	Upgrade       *UpgradeState   `json:"upgrade,omitempty"`
+}
+
+// UpgradeState is what the node knows of a scheduled enclave upgrade.
+type UpgradeState struct {
+	Version          string          `json:"version"`
+	ActivationHeight uint64          `json:"activation_height"`
+	MREnclave        tee.Measurement `json:"mrenclave"`
+	IngressCloses    uint64          `json:"ingress_closes_at"`
+	ThisNodeRuns     bool            `json:"this_node_runs_it"`
+}
+
+// IngressRequest opens or closes client ingress.
+type IngressRequest struct {
+	Open   bool   `json:"open"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// HaltRequest asks every node to commit no block past Height (0 clears).
+type HaltRequest struct {
+	Height uint64 `json:"height"`
+}
+
+// More admin API paths.
+const (
+	PathCheckpoint  = "/v1/checkpoint"   // POST CheckpointRequest → {}
+	PathAttestPeers = "/v1/attest-peers" // POST → []PeerAttestation
+)
+
+// CheckpointRequest asks the node to write a consistent Pebble checkpoint
+// of its ledger (sstables hard-linked) into Dir, which must not exist.
+type CheckpointRequest struct {
+	Dir string `json:"dir"`
+}
+
+// PeerAttestation is the outcome of a fresh attested handshake with a peer.
+type PeerAttestation struct {
+	From      uint64          `json:"from"`
+	To        uint64          `json:"to"`
+	OK        bool            `json:"ok"`
+	MREnclave tee.Measurement `json:"mrenclave"`
+	Error     string          `json:"error,omitempty"`
+}
