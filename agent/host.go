@@ -1,0 +1,436 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/teeup/teeup/handover"
+	"github.com/teeup/teeup/internal/fault"
+	"github.com/teeup/teeup/internal/fsutil"
+	"github.com/teeup/teeup/ledger"
+	"github.com/teeup/teeup/node"
+	"github.com/teeup/teeup/nodeapi"
+	"github.com/teeup/teeup/release"
+	"github.com/teeup/teeup/snapshot"
+	"github.com/teeup/teeup/tee"
+)
+
+// realHost performs upgrade steps on this host: processes through the
+// supervisors, the node through its admin and handover sockets, keys
+// through the agent's enclave.
+type realHost struct {
+	cfg     Config
+	log     *slog.Logger
+	faults  fault.Set
+	enclave tee.Enclave
+	genesis *ledger.Genesis
+	node    *supervisor
+	dist    *supervisor
+	agentID func() (*release.EnclaveID, error)
+	// distBinary returns the installed release's distribution binary.
+	distBinary func() string
+
+	serveTimeout time.Duration
+
+	mu      sync.Mutex
+	serving map[string]net.Listener // upgrade id → handover listener
+}
+
+var _ Host = (*realHost)(nil)
+
+func (h *realHost) admin() *nodeapi.AdminClient {
+	return nodeapi.NewAdminClient(h.cfg.NodeAdminSocket())
+}
+
+func (h *realHost) snapshotsDir() string { return filepath.Join(h.cfg.Dir, "snapshots") }
+
+func (h *realHost) heldKeysPath(id string) string {
+	return filepath.Join(h.cfg.Dir, "keys", id+".sealed")
+}
+
+// nodeSpec is how the agent runs a node installation. The node always gets
+// the agent's handover socket and its release manifest: a node that has
+// keys sealed for its MRENCLAVE simply ignores them.
+func (h *realHost) nodeSpec(inst Installation) *procSpec {
+	return &procSpec{
+		Binary: inst.NodeBinary,
+		Args:   []string{"run", "--config", h.cfg.NodeConfig, "--import-keys-from", h.cfg.HandoverSocket(), "--enclave-id", inst.ReleaseFile},
+		Log:    h.cfg.NodeLog,
+	}
+}
+
+// distSpec is how the agent runs distribution: the installed release's
+// verified binary when it ships one, the configured binary otherwise.
+func (h *realHost) distSpec() *procSpec {
+	if h.cfg.Distribute == nil {
+		return nil
+	}
+	bin := h.cfg.Distribute.Binary
+	if h.distBinary != nil {
+		if b := h.distBinary(); b != "" {
+			bin = b
+		}
+	}
+	return &procSpec{Binary: bin, Args: h.cfg.Distribute.Args, Log: h.cfg.Distribute.Log}
+}
+
+// StopDistribution implements Host.
+func (h *realHost) StopDistribution(ctx context.Context) error {
+	if h.dist == nil {
+		return nil
+	}
+	return h.dist.stop(ctx)
+}
+
+// StartDistribution implements Host.
+func (h *realHost) StartDistribution(ctx context.Context) error {
+	if h.dist == nil || h.distSpec() == nil {
+		return nil
+	}
+	return h.dist.start(ctx, h.distSpec())
+}
+
+// Snapshot implements Host: a Pebble checkpoint written by the running old
+// node (hard links; consistent), the distribution state file, and a
+// manifest of every file's SHA-256. An existing snapshot that verifies is
+// reused.
+func (h *realHost) Snapshot(ctx context.Context, name string, from Installation) error {
+	dir := filepath.Join(h.snapshotsDir(), name)
+	if _, err := snapshot.Verify(ctx, dir); err == nil {
+		return nil
+	} else if _, statErr := os.Stat(dir); statErr == nil {
+		return fmt.Errorf("snapshot %s exists but does not verify: %w", name, err)
+	}
+	if err := os.MkdirAll(h.snapshotsDir(), 0o700); err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	a := h.admin()
+	defer a.Close()
+	st, err := a.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("snapshot: node status: %w", err)
+	}
+	if st.MREnclave != from.NodeMREnclave {
+		return fmt.Errorf("snapshot: the running node is %s, expected the old version %s", st.MREnclave.Short(), from.NodeMREnclave.Short())
+	}
+	_, err = snapshot.Create(ctx, snapshot.CreateOptions{
+		Root: h.snapshotsDir(), Name: name,
+		Checkpoint:        func(dst string) error { return a.Checkpoint(ctx, dst) },
+		StateFile:         h.cfg.DistributeState,
+		AllowMissingState: true,
+		Labels: map[string]string{
+			"chain_id": st.ChainID, "node_id": fmt.Sprint(st.NodeID), "height": fmt.Sprint(st.Height), "head_hash": st.HeadHash,
+			"schema": fmt.Sprint(st.SchemaVersion), "mrenclave": st.MREnclave.String(), "version": from.Version,
+		},
+	})
+	if err != nil {
+		return err
+	}
+	h.faults.CrashPoint("agent.after-snapshot")
+	return nil
+}
+
+func (h *realHost) sealAD(id string) []byte { return []byte("teeup agent held keys v1|" + id) }
+
+// heldKeys unseals the keys the agent holds for upgrade id.
+func (h *realHost) heldKeys(id string) ([]byte, error) {
+	blob, err := os.ReadFile(h.heldKeysPath(id))
+	if err != nil {
+		return nil, err
+	}
+	return tee.Unseal(h.enclave, blob, h.sealAD(id))
+}
+
+// HoldKeys implements Host: the first leg of the seed's handover. The
+// agent requests the keys from the old node, answers its challenge with a
+// local report and its network-signed enclave ID, checks that the keys
+// came from the old node it supervises, and seals them to itself.
+func (h *realHost) HoldKeys(ctx context.Context, id string, from Installation) error {
+	if _, err := h.heldKeys(id); err == nil {
+		return nil
+	}
+	agentID, err := h.agentID()
+	if err != nil {
+		return err
+	}
+	r, err := handover.NewRequester(handover.RequesterConfig{
+		Enclave: h.enclave, ChainID: h.genesis.ChainID, KMG: h.genesis.KMG,
+		Role: release.RoleAgent, ID: *agentID,
+		AcceptProvider: func(role release.Role, pid tee.Identity, _ *release.EnclaveID) error {
+			if role != release.RoleNode || pid.UniqueID != from.NodeMREnclave {
+				return fmt.Errorf("keys offered by %s %s, expected the supervised node %s", role, pid.UniqueID.Short(), from.NodeMREnclave.Short())
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("hold keys: %w", err)
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", h.cfg.NodeHandoverSocket())
+	if err != nil {
+		return fmt.Errorf("hold keys: old node handover socket: %w", err)
+	}
+	secret, err := handover.Fetch(ctx, c, r)
+	c.Close()
+	if err != nil {
+		return fmt.Errorf("hold keys: %w", err)
+	}
+	blob, err := tee.Seal(h.enclave, tee.SealUnique, secret, h.sealAD(id))
+	if err != nil {
+		return fmt.Errorf("hold keys: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(h.heldKeysPath(id)), 0o700); err != nil {
+		return fmt.Errorf("hold keys: %w", err)
+	}
+	if err := fsutil.WriteFileAtomic(h.heldKeysPath(id), blob, 0o600); err != nil {
+		return fmt.Errorf("hold keys: %w", err)
+	}
+	h.faults.CrashPoint("agent.after-hold-keys")
+	h.log.Info("keys received from the old node and sealed by the agent", "upgrade", id)
+	return nil
+}
+
+// StopNode implements Host.
+func (h *realHost) StopNode(ctx context.Context) error {
+	if err := h.node.stop(ctx); err != nil {
+		return err
+	}
+	h.faults.CrashPoint("agent.after-stop-old")
+	return nil
+}
+
+// StartNode implements Host. It re-verifies the binary against its signed
+// release first (a binary changed on disk never runs), and, when the agent
+// holds keys for upgrade id, serves them to exactly inst's measurement.
+func (h *realHost) StartNode(ctx context.Context, inst Installation, id string) error {
+	if err := h.verifyInstallation(inst); err != nil {
+		return err
+	}
+	if id != "" {
+		if err := h.serveKeys(ctx, id, inst); err != nil {
+			return err
+		}
+	}
+	if err := h.node.start(ctx, h.nodeSpec(inst)); err != nil {
+		return err
+	}
+	h.faults.CrashPoint("agent.after-start-new")
+	return nil
+}
+
+// verifyInstallation checks that inst's binary still matches its release.
+func (h *realHost) verifyInstallation(inst Installation) error {
+	sr, err := release.Load(inst.ReleaseFile)
+	if err != nil {
+		return fmt.Errorf("release %s: %w", inst.Version, err)
+	}
+	if err := sr.Verify(h.genesis.KMG); err != nil {
+		return fmt.Errorf("release %s: %w", inst.Version, err)
+	}
+	id, err := release.VerifyBinary(inst.NodeBinary, sr.Manifest.Node)
+	if err != nil {
+		return fmt.Errorf("refusing to run %s: %w", inst.NodeBinary, err)
+	}
+	if id.UniqueID != inst.NodeMREnclave {
+		return fmt.Errorf("refusing to run %s: it measures %s, the journal expects %s", inst.NodeBinary, id.UniqueID.Short(), inst.NodeMREnclave.Short())
+	}
+	return nil
+}
+
+// serveKeys hands the keys held for upgrade id, over the second leg of the
+// handover, to a node whose MRENCLAVE is inst's and whose enclave ID the
+// Key Management Group signed. It runs until stopServing.
+func (h *realHost) serveKeys(ctx context.Context, id string, inst Installation) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.serving[id]; ok {
+		return nil
+	}
+	secret, err := h.heldKeys(id)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // nothing held (a rollback to the old version, which has its own keys)
+	}
+	if err != nil {
+		return fmt.Errorf("serve keys: %w", err)
+	}
+	agentID, err := h.agentID()
+	if err != nil {
+		return err
+	}
+	p, err := handover.NewProvider(handover.ProviderConfig{
+		Enclave: h.enclave, ChainID: h.genesis.ChainID, KMG: h.genesis.KMG,
+		Role: release.RoleAgent, ID: agentID, Secret: secret,
+		AcceptRequester: func(role release.Role, rid tee.Identity) error {
+			if role != release.RoleNode {
+				return fmt.Errorf("keys are handed to a node, not a %s", role)
+			}
+			if rid.UniqueID != inst.NodeMREnclave {
+				return fmt.Errorf("node MRENCLAVE %s is not the release's signed node enclave %s", rid.UniqueID, inst.NodeMREnclave)
+			}
+			if rid.Debug && !h.cfg.AllowDebugNodes {
+				return fmt.Errorf("node %s is a debug enclave", rid.UniqueID.Short())
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("serve keys: %w", err)
+	}
+	_ = os.Remove(h.cfg.HandoverSocket())
+	ln, err := net.Listen("unix", h.cfg.HandoverSocket())
+	if err != nil {
+		return fmt.Errorf("serve keys: %w", err)
+	}
+	if err := os.Chmod(h.cfg.HandoverSocket(), 0o600); err != nil {
+		ln.Close()
+		return fmt.Errorf("serve keys: %w", err)
+	}
+	if h.serving == nil {
+		h.serving = map[string]net.Listener{}
+	}
+	h.serving[id] = ln
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if err := handover.Serve(ctx, c, p); err != nil {
+					h.log.Warn("key handover to the new node refused", "upgrade", id, "err", err)
+					return
+				}
+				h.log.Info("keys handed to the new node", "upgrade", id, "mrenclave", inst.NodeMREnclave.Short())
+				h.faults.CrashPoint("agent.after-deliver")
+			}()
+		}
+	}()
+	return nil
+}
+
+func (h *realHost) stopServing(id string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if ln, ok := h.serving[id]; ok {
+		ln.Close()
+		delete(h.serving, id)
+	}
+}
+
+// AwaitServing implements Host.
+func (h *realHost) AwaitServing(ctx context.Context, inst Installation) error {
+	timeout := h.serveTimeout
+	if timeout == 0 {
+		timeout = 90 * time.Second
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	a := h.admin()
+	defer a.Close()
+	sealed := node.SealedKeysPath(h.cfg.NodeDataDir, inst.NodeMREnclave)
+	var last string
+	for {
+		st, err := a.Status(ctx)
+		switch {
+		case err != nil:
+			last = err.Error()
+		case st.MREnclave != inst.NodeMREnclave:
+			last = fmt.Sprintf("node runs %s", st.MREnclave.Short())
+		default:
+			if _, err := os.Stat(sealed); err != nil {
+				last = "keys not sealed yet"
+			} else {
+				return nil
+			}
+		}
+		if _, _, ok := h.node.running(); !ok && h.node.want() != nil {
+			last += "; node process not running (see " + h.cfg.NodeLog + ": " + tailLine(h.cfg.NodeLog) + ")"
+		}
+		select {
+		case <-ctx.Done():
+			why := "timed out"
+			if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				why = "cancelled"
+			}
+			return fmt.Errorf("node %s not serving after %s (%s; serve timeout %s): %s", inst.Version, time.Since(start).Round(time.Millisecond), why, timeout, last)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// tailLine returns the last non-empty line of a log file, for errors.
+func tailLine(path string) string {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return "no log"
+	}
+	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
+	l := lines[len(lines)-1]
+	if len(l) > 300 {
+		l = l[:300]
+	}
+	return l
+}
+
+// RestoreSnapshot implements Host.
+func (h *realHost) RestoreSnapshot(ctx context.Context, name string) error {
+	if _, _, ok := h.node.running(); ok {
+		return errors.New("restore: the node is still running")
+	}
+	_, err := snapshot.Restore(ctx, snapshot.RestoreOptions{
+		Snapshot:  filepath.Join(h.snapshotsDir(), name),
+		LedgerDir: node.LedgerDir(h.cfg.NodeDataDir),
+		StateFile: h.cfg.DistributeState,
+	})
+	return err
+}
+
+// Finalize implements Host.
+func (h *realHost) Finalize(ctx context.Context, from Installation, id string) error {
+	h.stopServing(id)
+	for _, p := range []string{node.SealedKeysPath(h.cfg.NodeDataDir, from.NodeMREnclave), h.heldKeysPath(id)} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// CommittedSince implements Host: it compares the snapshot's height with
+// the running node's and counts the transactions in between.
+func (h *realHost) CommittedSince(ctx context.Context, name string) (Loss, error) {
+	m, err := snapshot.Open(filepath.Join(h.snapshotsDir(), name))
+	if err != nil {
+		return Loss{}, err
+	}
+	var snapHeight uint64
+	if _, err := fmt.Sscan(m.Labels["height"], &snapHeight); err != nil {
+		return Loss{}, fmt.Errorf("snapshot %s has no height label", name)
+	}
+	a := h.admin()
+	defer a.Close()
+	st, err := a.Status(ctx)
+	if err != nil {
+		return Loss{}, err
+	}
+	loss := Loss{FromHeight: snapHeight + 1, ToHeight: st.Height}
+	for ht := snapHeight + 1; ht <= st.Height; ht++ {
+		b, err := a.Block(ctx, ht)
+		if err != nil {
+			return loss, err
+		}
+		loss.Transactions += int(b.TxCount)
+	}
+	return loss, nil
+}

@@ -1,0 +1,175 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/teeup/teeup/internal/proc"
+)
+
+// procSpec is what a supervised process should run.
+type procSpec struct {
+	Binary string
+	Args   []string
+	Log    string
+}
+
+func (s *procSpec) equal(o *procSpec) bool {
+	if s == nil || o == nil {
+		return s == o
+	}
+	return s.Binary == o.Binary && slices.Equal(s.Args, o.Args) && s.Log == o.Log
+}
+
+// supervisor keeps one process in its desired state: running a given
+// binary, or stopped. It starts a missing process with exponential
+// back-off, stops one that runs another binary, and adopts a process that
+// survived an agent restart (found through its pid file).
+type supervisor struct {
+	name    string
+	pidPath string
+	log     *slog.Logger
+
+	// act serialises every action on the process (start, stop, converge),
+	// so the periodic loop and an explicit request never both start it.
+	act sync.Mutex
+
+	mu       sync.Mutex
+	desired  *procSpec
+	last     *procSpec // what was started last
+	failures int       // consecutive unexpected exits of the same spec
+	nextTry  time.Time
+	started  time.Time
+}
+
+func newSupervisor(name, pidPath string, log *slog.Logger) *supervisor {
+	return &supervisor{name: name, pidPath: pidPath, log: log.With("process", name)}
+}
+
+// running returns the pid and executable of the live supervised process.
+func (s *supervisor) running() (int, string, bool) {
+	return proc.PIDFromFile(s.pidPath)
+}
+
+// set changes the desired state without acting; the loop converges.
+func (s *supervisor) set(spec *procSpec) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.desired = spec
+}
+
+// want returns the desired state.
+func (s *supervisor) want() *procSpec {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.desired
+}
+
+// stop sets the desired state to stopped and stops the process now.
+func (s *supervisor) stop(ctx context.Context) error {
+	s.act.Lock()
+	defer s.act.Unlock()
+	s.set(nil)
+	return s.stopLocked(ctx)
+}
+
+func (s *supervisor) stopLocked(ctx context.Context) error {
+	pid, exe, ok := s.running()
+	if !ok {
+		_ = os.Remove(s.pidPath)
+		return nil
+	}
+	s.log.Info("stopping", "pid", pid, "binary", exe)
+	if err := proc.StopFromFile(ctx, s.pidPath, exe, 15*time.Second); err != nil {
+		return fmt.Errorf("stop %s: %w", s.name, err)
+	}
+	return nil
+}
+
+// start sets the desired state and starts the process now if needed.
+func (s *supervisor) start(ctx context.Context, spec *procSpec) error {
+	s.set(spec)
+	return s.converge(ctx, true)
+}
+
+// converge moves the process towards the desired state once. force
+// ignores the back-off.
+func (s *supervisor) converge(ctx context.Context, force bool) error {
+	s.act.Lock()
+	defer s.act.Unlock()
+	s.mu.Lock()
+	want := s.desired
+	s.mu.Unlock()
+	pid, exe, alive := s.running()
+	switch {
+	case want == nil:
+		if alive {
+			return s.stopLocked(ctx)
+		}
+		return nil
+	case alive && exe == filepath.Clean(want.Binary):
+		return nil
+	case alive:
+		s.log.Info("replacing process running another binary", "pid", pid, "running", exe, "want", want.Binary)
+		if err := proc.StopFromFile(ctx, s.pidPath, exe, 15*time.Second); err != nil {
+			return fmt.Errorf("stop %s: %w", s.name, err)
+		}
+	}
+	s.mu.Lock()
+	crashed := s.last.equal(want) // the same process ended by itself
+	if crashed && !force && time.Now().Before(s.nextTry) {
+		s.mu.Unlock()
+		return nil
+	}
+	switch {
+	case !crashed, time.Since(s.started) > time.Minute:
+		s.failures = 0 // a new process, or the last one ran long enough
+	default:
+		s.failures++
+	}
+	s.mu.Unlock()
+	newPID, err := proc.StartDetached(want.Binary, want.Args, nil, want.Log, s.pidPath)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.last, s.started = want, time.Now()
+	s.nextTry = time.Now().Add(backoff(s.failures + 1))
+	if err != nil {
+		return fmt.Errorf("start %s: %w", s.name, err)
+	}
+	if s.failures > 0 {
+		s.log.Warn("restarted after an unexpected exit", "pid", newPID, "binary", want.Binary, "consecutive", s.failures)
+	} else {
+		s.log.Info("started", "pid", newPID, "binary", want.Binary)
+	}
+	return nil
+}
+
+func backoff(failures int) time.Duration {
+	d := 500 * time.Millisecond
+	for i := 1; i < failures && d < 30*time.Second; i++ {
+		d *= 2
+	}
+	return min(d, 30*time.Second)
+}
+
+// run converges every interval until ctx ends.
+func (s *supervisor) run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := s.converge(ctx, false); err != nil && ctx.Err() == nil {
+			s.log.Warn("supervise", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,148 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/teeup/teeup/nodeapi"
+	"github.com/teeup/teeup/release"
+	"github.com/teeup/teeup/tee"
+)
+
+// approvedRelease is a release the Node Operators Group approved on chain.
+type approvedRelease struct {
+	Version    string
+	ApprovedAt uint64
+	Release    []byte // the signed release JSON
+}
+
+// upgradeSchedule is an upgrade scheduled on chain for a flag day.
+type upgradeSchedule struct {
+	Version          string
+	NodeMREnclave    tee.Measurement
+	ActivationHeight uint64
+}
+
+// chainView is what the agent reads from the chain, through its node.
+type chainView interface {
+	// Approved lists approved releases in approval order.
+	Approved(ctx context.Context) ([]approvedRelease, error)
+	// Schedule returns the active upgrade schedule, if any.
+	Schedule(ctx context.Context) (*upgradeSchedule, error)
+	// RollbackApproved reports whether a rollback record allows going
+	// from version from to the older version to.
+	RollbackApproved(ctx context.Context, from, to string) (bool, error)
+	// Status is the node's status.
+	Status(ctx context.Context) (*nodeapi.Status, error)
+}
+
+// checkAllowed enforces that keys only go to a release approved on chain
+// after the running one — never a downgrade, unless a rollback record
+// approved the same way allows it.
+func (a *Agent) checkAllowed(ctx context.Context, installed, target Installation) error {
+	approved, err := a.chain.Approved(ctx)
+	if err != nil {
+		return fmt.Errorf("read approved releases from the chain: %w", err)
+	}
+	var tgt, cur *approvedRelease
+	for i := range approved {
+		switch approved[i].Version {
+		case target.Version:
+			tgt = &approved[i]
+		case installed.Version:
+			cur = &approved[i]
+		}
+	}
+	if tgt == nil {
+		return fmt.Errorf("release %s is not approved on chain by the Node Operators Group: no handover to it", target.Version)
+	}
+	sr, err := release.Parse(tgt.Release)
+	if err != nil || sr.Manifest.Node.MREnclave != target.NodeMREnclave {
+		return fmt.Errorf("the staged release %s differs from the one approved on chain", target.Version)
+	}
+	cmp, err := release.CompareVersions(target.Version, installed.Version)
+	if err != nil {
+		return err
+	}
+	newer := cmp > 0 && (cur == nil || tgt.ApprovedAt > cur.ApprovedAt)
+	if !newer {
+		ok, err := a.chain.RollbackApproved(ctx, installed.Version, target.Version)
+		if err != nil {
+			return fmt.Errorf("read rollback records: %w", err)
+		}
+		if !ok {
+			return fmt.Errorf("%s is not approved after the running %s: refusing a downgrade without an approved rollback record", target.Version, installed.Version)
+		}
+	}
+	return nil
+}
+
+// watch follows the chain: it stages every approved release newer than the
+// installed one, and when an upgrade is scheduled and this host's node has
+// halted at the activation height, it performs the handover.
+func (a *Agent) watch(ctx context.Context) {
+	t := time.NewTicker(time.Duration(a.cfg.PollInterval))
+	defer t.Stop()
+	failed := map[string]time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := a.watchOnce(ctx, failed); err != nil && ctx.Err() == nil {
+			a.log.Debug("watch", "err", err)
+		}
+	}
+}
+
+func (a *Agent) watchOnce(ctx context.Context, failed map[string]time.Time) error {
+	approved, err := a.chain.Approved(ctx)
+	if err != nil {
+		return err
+	}
+	installed := a.journal.get().Installed
+	for _, r := range approved {
+		if c, err := release.CompareVersions(r.Version, installed.Version); err != nil || c <= 0 {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(a.releasesDir(), r.Version)); err == nil {
+			continue
+		}
+		if t, ok := failed[r.Version]; ok && time.Since(t) < 30*time.Second {
+			continue
+		}
+		if _, err := a.stage(ctx, r.Release); err != nil {
+			failed[r.Version] = time.Now()
+			a.log.Error("staging an approved release failed", "version", r.Version, "err", err)
+		}
+	}
+	sch, err := a.chain.Schedule(ctx)
+	if err != nil || sch == nil {
+		return err
+	}
+	j := a.journal.get()
+	if j.Installed.NodeMREnclave == sch.NodeMREnclave {
+		return nil // already running it
+	}
+	if up := j.Upgrade; up != nil && up.To.Version == sch.Version && (up.Phase == PhaseCompleted || up.Terminal()) {
+		return nil // done (or rolled back: the coordinator decides what next)
+	}
+	st, err := a.chain.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if st.Height < sch.ActivationHeight || !st.Halted {
+		return nil
+	}
+	a.log.Info("node halted at the scheduled activation height: upgrading", "version", sch.Version, "height", sch.ActivationHeight)
+	_, err = a.upgradeNow(ctx, sch.Version, "scheduled", sch.ActivationHeight, false)
+	return err
+}
+
+func readFile(parts ...string) ([]byte, error) {
+	return os.ReadFile(filepath.Join(parts...))
+}

@@ -1,0 +1,135 @@
+// Package agentapi defines teeup-agent's admin API — its JSON types and a
+// Go client over the agent's unix socket — and the upgrade records the
+// agent journals.
+package agentapi
+
+import (
+	"time"
+
+	"github.com/teeup/teeup/tee"
+)
+
+// Installation is a node version on this host.
+type Installation struct {
+	Version       string          `json:"version"`
+	ReleaseFile   string          `json:"release_file"`
+	NodeBinary    string          `json:"node_binary"`
+	NodeMREnclave tee.Measurement `json:"node_mrenclave"`
+	// DistributeBinary is the release's verified teeup-distribute, when it
+	// ships one; otherwise the agent's configured binary is used.
+	DistributeBinary string `json:"distribute_binary,omitempty"`
+}
+
+// Phase is how far an upgrade has come. Phases only move forward; each is
+// journalled after its step completed, so a restarted agent resumes at
+// the next step (every step is idempotent).
+type Phase string
+
+// Upgrade phases, in order, then the terminal and rollback phases.
+const (
+	PhaseStarted             Phase = "started"              // target staged and verified, journal written
+	PhaseDistributionStopped Phase = "distribution-stopped" // ledger distribution stopped
+	PhaseSnapshotTaken       Phase = "snapshot-taken"       // ledger checkpoint + state file + manifest
+	PhaseKeysHeld            Phase = "keys-held"            // keys fetched from the old node, sealed by the agent
+	PhaseOldStopped          Phase = "old-stopped"          // old node stopped (its sealed keys stay on disk)
+	PhaseNewStarted          Phase = "new-started"          // new node started, asking the agent for keys
+	PhaseNewServing          Phase = "new-serving"          // new node sealed the keys, migrated and serves
+	PhaseCompleted           Phase = "completed"            // distribution restarted; awaiting finalization
+	PhaseFinalized           Phase = "finalized"            // old keys and held keys removed
+	PhaseRolledBack          Phase = "rolled-back"          // snapshot restored, old version running
+)
+
+// StepTiming records how long a step took.
+type StepTiming struct {
+	Phase    Phase         `json:"phase"`
+	Started  time.Time     `json:"started"`
+	Duration time.Duration `json:"duration_ns"`
+}
+
+// UpgradeRecord is one upgrade attempt on this host.
+type UpgradeRecord struct {
+	ID               string       `json:"id"`
+	Mode             string       `json:"mode"` // manual or scheduled
+	From             Installation `json:"from"`
+	To               Installation `json:"to"`
+	ActivationHeight uint64       `json:"activation_height,omitempty"`
+	Phase            Phase        `json:"phase"`
+	Snapshot         string       `json:"snapshot,omitempty"`
+	StartedAt        time.Time    `json:"started_at"`
+	UpdatedAt        time.Time    `json:"updated_at"`
+	Steps            []StepTiming `json:"steps"`
+	Error            string       `json:"error,omitempty"`
+	Attempts         int          `json:"attempts"`
+}
+
+// Terminal reports whether the record needs no further work.
+func (r *UpgradeRecord) Terminal() bool {
+	return r.Phase == PhaseFinalized || r.Phase == PhaseRolledBack
+}
+
+// API paths on the agent's socket.
+const (
+	PathStatus       = "/v1/status"       // GET → Status
+	PathStage        = "/v1/stage"        // POST StageRequest → Installation
+	PathUpgrade      = "/v1/upgrade"      // POST UpgradeRequest → UpgradeRecord
+	PathRollback     = "/v1/rollback"     // POST RollbackRequest → UpgradeRecord
+	PathFinalize     = "/v1/finalize"     // POST → UpgradeRecord
+	PathDistribution = "/v1/distribution" // POST DistributionRequest → Status
+	PathRollout      = "/v1/rollout"      // POST RolloutRequest → Installation
+)
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Message string         `json:"error"`
+	Upgrade *UpgradeRecord `json:"upgrade,omitempty"`
+}
+
+// Error implements error.
+func (e *Error) Error() string { return e.Message }
+
+// Status is the agent's state.
+type Status struct {
+	NodeID        uint64          `json:"node_id"`
+	Version       string          `json:"version"`
+	MREnclave     tee.Measurement `json:"mrenclave"`
+	Installed     Installation    `json:"installed"`
+	Upgrade       *UpgradeRecord  `json:"upgrade,omitempty"`
+	Staged        []string        `json:"staged"`
+	NodePID       int             `json:"node_pid,omitempty"`
+	NodeBinary    string          `json:"node_binary,omitempty"`
+	DistributePID int             `json:"distribute_pid,omitempty"`
+}
+
+// StageRequest carries a signed release manifest (its JSON) to download
+// and verify.
+type StageRequest struct {
+	Release []byte `json:"release"`
+}
+
+// UpgradeRequest asks for a handover upgrade to a staged version now.
+type UpgradeRequest struct {
+	Version string `json:"version"`
+	// NoRollback leaves a failed upgrade where it stopped instead of
+	// rolling back (a coordinator that decides for the whole network).
+	NoRollback bool `json:"no_rollback,omitempty"`
+}
+
+// RollbackRequest asks to undo the current upgrade.
+type RollbackRequest struct {
+	Reason string `json:"reason"`
+	// Force rolls back even when the new version already committed
+	// transactions that the snapshot lacks (they are lost).
+	Force bool `json:"force,omitempty"`
+}
+
+// DistributionRequest starts or stops ledger distribution.
+type DistributionRequest struct {
+	Running bool `json:"running"`
+}
+
+// RolloutRequest installs a staged release whose node enclave is unchanged
+// (a non-enclave release): no key handover, no flag day; the node keeps
+// running and the changed host programs are replaced.
+type RolloutRequest struct {
+	Version string `json:"version"`
+}
