@@ -1,0 +1,386 @@
+// Package demo runs teeup's end-to-end demonstration: it builds the node at
+// two versions (their MRENCLAVEs differ), starts a 4-node devnet with
+// agents and distribution, sends payments under continuous load, approves
+// and schedules the upgrade on chain, runs the flag day, verifies balances
+// and block hashes on every node and that no acknowledged payment was lost,
+// and prints a report.
+package demo
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/teeup/teeup/devnet"
+	"github.com/teeup/teeup/flagday"
+	"github.com/teeup/teeup/keyfile"
+	"github.com/teeup/teeup/ledger"
+	"github.com/teeup/teeup/loadgen"
+	"github.com/teeup/teeup/nodeapi"
+	"github.com/teeup/teeup/release"
+)
+
+// Options configures the demo.
+type Options struct {
+	// Dir is the working directory (builds, devnet, reports).
+	Dir string
+	// Source is the teeup module root to build from ("" = found from the
+	// working directory with 'go env GOMOD').
+	Source string
+	// BinDir holds the teeup-agent and teeup-distribute binaries to use
+	// (default: next to this executable).
+	BinDir string
+	// Nodes in the devnet (default 4).
+	Nodes int
+	// Rate of payments per second during the demo (default 40).
+	Rate float64
+	// LivePeriod watched after the upgrade (default 5s).
+	LivePeriod time.Duration
+	// Keep leaves the devnet running at the end.
+	Keep bool
+	// Out receives the narrative and the report; Detail the flag day's
+	// live progress table (default: discarded).
+	Out, Detail io.Writer
+}
+
+// Check is one verified claim of the demo.
+type Check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
+// Report is the demo's outcome.
+type Report struct {
+	Dir       string          `json:"dir"`
+	Elapsed   time.Duration   `json:"elapsed_ns"`
+	Checks    []Check         `json:"checks"`
+	FlagDay   *flagday.Record `json:"flag_day,omitempty"`
+	Load      *LoadSummary    `json:"load,omitempty"`
+	V1, V2    string          `json:"-"`
+	StepTimes []StepTime      `json:"phases"`
+}
+
+// StepTime is how long a phase of the demo took.
+type StepTime struct {
+	Name     string        `json:"name"`
+	Duration time.Duration `json:"duration_ns"`
+}
+
+// LoadSummary summarises the client load.
+type LoadSummary struct {
+	Sent, Acknowledged, Rejected, ClosedForUpgrade, Retries, Unresolved int
+	Throughput                                                          float64
+	P50, P99, Max                                                       time.Duration
+}
+
+// OK reports whether every check passed.
+func (r *Report) OK() bool {
+	for _, c := range r.Checks {
+		if !c.OK {
+			return false
+		}
+	}
+	return len(r.Checks) > 0
+}
+
+func (r *Report) check(name string, err error, ok string) {
+	c := Check{Name: name, OK: err == nil, Detail: ok}
+	if err != nil {
+		c.Detail = err.Error()
+	}
+	r.Checks = append(r.Checks, c)
+}
+
+// Run runs the demo and returns its report; the error is set when the
+// demo could not run at all (checks that fail are in the report).
+func Run(ctx context.Context, opt Options) (*Report, error) {
+	if opt.Nodes == 0 {
+		opt.Nodes = 4
+	}
+	if opt.Rate == 0 {
+		opt.Rate = 40
+	}
+	if opt.LivePeriod == 0 {
+		opt.LivePeriod = 5 * time.Second
+	}
+	if opt.Out == nil {
+		opt.Out = io.Discard
+	}
+	if opt.Detail == nil {
+		opt.Detail = io.Discard
+	}
+	start := time.Now()
+	rep := &Report{Dir: opt.Dir}
+	phase := func(name string, since time.Time) {
+		rep.StepTimes = append(rep.StepTimes, StepTime{Name: name, Duration: time.Since(since)})
+	}
+	say := func(format string, a ...any) {
+		fmt.Fprintf(opt.Out, "[%5.1fs] "+format+"\n", append([]any{time.Since(start).Seconds()}, a...)...)
+	}
+	if _, err := os.Stat(filepath.Join(opt.Dir, "net", devnet.FileName)); err == nil {
+		return nil, fmt.Errorf("demo: %s already holds a demo network; remove it or pass another --dir", opt.Dir)
+	}
+
+	// 1. Build the node at two versions.
+	t := time.Now()
+	say("building teeup-node 1.0.0 (ledger schema 1) and 2.0.0 (schema 2) from source")
+	b, err := buildVersions(ctx, opt)
+	if err != nil {
+		return nil, err
+	}
+	phase("build two node versions", t)
+	say("  1.0.0 MRENCLAVE differs from 2.0.0: %t", b.v1Hash != b.v2Hash)
+
+	// 2. A devnet of 4 hosts on version 1, supervised by agents.
+	t = time.Now()
+	say("starting a %d-node devnet (simulated SGX hosts, agents, ledger distribution)", opt.Nodes)
+	net, err := devnet.Up(ctx, devnet.UpOptions{Dir: filepath.Join(opt.Dir, "net"), Nodes: opt.Nodes, BinDir: b.v1Dir})
+	if err != nil {
+		return nil, fmt.Errorf("demo: devnet: %w", err)
+	}
+	if !opt.Keep {
+		defer func() { _ = devnet.Down(context.WithoutCancel(ctx), net) }()
+	}
+	phase("devnet up", t)
+	say("  network %q up, node MRENCLAVE %s", net.ChainID, net.Release.NodeMREnclave.Short())
+
+	// 3. The new release: signed by the Key Management Group, proposed and
+	// approved on chain by the Node Operators Group.
+	t = time.Now()
+	rel, err := devnet.StageDirRelease(net, b.v2Dir, "2.0.0")
+	if err != nil {
+		return nil, fmt.Errorf("demo: stage release 2.0.0: %w", err)
+	}
+	if err := Approve(ctx, net, rel.ReleaseFile()); err != nil {
+		return nil, fmt.Errorf("demo: approve 2.0.0: %w", err)
+	}
+	phase("release signed, proposed, approved", t)
+	say("release 2.0.0 (node MRENCLAVE %s) signed by 2 of 3 KMG keys, approved on chain by 2 of 3 node operators", rel.NodeMREnclave.Short())
+
+	// 4. Client load during the whole upgrade.
+	clients, err := clientsFor(net)
+	if err != nil {
+		return nil, err
+	}
+	users, recipients, err := userKeys(net)
+	if err != nil {
+		return nil, err
+	}
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	type loadOut struct {
+		res *loadgen.Result
+		err error
+	}
+	loadDone := make(chan loadOut, 1)
+	nodes := make([]loadgen.Node, len(clients))
+	for i, c := range clients {
+		nodes[i] = c
+	}
+	go func() {
+		res, err := loadgen.Run(loadCtx, loadgen.Config{
+			Nodes: nodes, ChainID: net.ChainID, Accounts: users, Recipients: recipients,
+			Rate: opt.Rate, Duration: time.Hour, Amount: 1, DrainTimeout: 20 * time.Second,
+		})
+		loadDone <- loadOut{res, err}
+	}()
+	say("client load started: %d senders, %.0f payments/s, clients retry on \"closed for upgrade\"", len(users), opt.Rate)
+	select {
+	case <-ctx.Done():
+		stopLoad()
+		return nil, ctx.Err()
+	case <-time.After(3 * time.Second):
+	}
+
+	// 5. The flag day.
+	t = time.Now()
+	say("flag day: scheduling 2.0.0 on chain and running every step (progress in %s)", filepath.Join(net.Dir, "flagday"))
+	rec, fdErr := flagday.Run(ctx, flagday.Options{
+		Root: net.Dir, Topology: flagday.FromDevnet(net), Version: "2.0.0", Mode: flagday.Scheduled,
+		LivePeriod: opt.LivePeriod, Progress: opt.Detail,
+	})
+	phase("flag day", t)
+	rep.FlagDay = rec
+	if rec != nil {
+		_, _ = flagday.WriteReport(net.Dir, rec)
+	}
+	rep.check("flag day completed", fdErr, fmt.Sprintf("%s: every step verified, downtime %s", outcomeOf(rec), downtimeOf(rec)))
+
+	// 6. Stop the load; verify nothing acknowledged was lost.
+	say("flag day %s; letting the load run 2 more seconds on 2.0.0", outcomeOf(rec))
+	select {
+	case <-ctx.Done():
+	case <-time.After(2 * time.Second):
+	}
+	stopLoad()
+	lo := <-loadDone
+	t = time.Now()
+	if lo.res != nil {
+		rep.Load = summarize(lo.res)
+		vctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		err := lo.res.Verify(vctx, clients[0])
+		cancel()
+		rep.check("no acknowledged payment lost", err, fmt.Sprintf("%d payments acknowledged (%d retried after \"closed for upgrade\"), all committed at their receipt's height; every sender's nonce and balance exact",
+			lo.res.Acknowledged, lo.res.ClosedForUpgrade))
+	} else {
+		rep.check("no acknowledged payment lost", fmt.Errorf("load generator: %v", lo.err), "")
+	}
+
+	// 7. Every node: the new enclave, identical blocks and balances.
+	rep.check("every node runs 2.0.0", verifyVersions(ctx, net, rel), fmt.Sprintf("MRENCLAVE %s, ledger schema 2 (migrated)", rel.NodeMREnclave.Short()))
+	h, err := verifyBlocks(ctx, net)
+	rep.check("identical block hashes on every node", err, fmt.Sprintf("heights 0..%d compared on %d nodes", h, len(net.Hosts)))
+	n, err := verifyBalances(ctx, net)
+	rep.check("identical balances on every node", err, fmt.Sprintf("%d accounts compared on %d nodes", n, len(net.Hosts)))
+	d, err := verifyDistribution(ctx, net)
+	rep.check("ledger distribution resumed", err, d)
+	phase("verification", t)
+	rep.Elapsed = time.Since(start)
+	return rep, nil
+}
+
+func outcomeOf(r *flagday.Record) string {
+	if r == nil {
+		return "did not run"
+	}
+	return r.Outcome
+}
+
+func downtimeOf(r *flagday.Record) string {
+	if r == nil {
+		return "-"
+	}
+	return r.Downtime().Round(time.Millisecond).String()
+}
+
+func summarize(r *loadgen.Result) *LoadSummary {
+	return &LoadSummary{Sent: r.Sent, Acknowledged: r.Acknowledged, Rejected: r.Rejected, ClosedForUpgrade: r.ClosedForUpgrade,
+		Retries: r.Retries, Unresolved: len(r.Unresolved), Throughput: r.Throughput(),
+		P50: r.Percentile(50), P99: r.Percentile(99), Max: r.Percentile(100)}
+}
+
+type builds struct {
+	v1Dir, v2Dir   string
+	v1Hash, v2Hash string
+}
+
+// buildVersions builds teeup-node twice with different version stamps and
+// ledger schemas, and pairs each with the agent and distribution binaries.
+func buildVersions(ctx context.Context, opt Options) (*builds, error) {
+	src := opt.Source
+	if src == "" {
+		out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+		gomod := strings.TrimSpace(string(out))
+		if err != nil || gomod == "" || gomod == os.DevNull {
+			return nil, errors.New("demo: builds the node from source at two versions: run it from the teeup checkout (Go 1.26 on PATH), or pass --source")
+		}
+		src = filepath.Dir(gomod)
+	}
+	binDir := opt.BinDir
+	if binDir == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		binDir = filepath.Dir(exe)
+	}
+	v1, v2, err := BuildNodeVersions(ctx, src, binDir, filepath.Join(opt.Dir, "build"))
+	if err != nil {
+		return nil, err
+	}
+	b := &builds{v1Dir: v1, v2Dir: v2}
+	if b.v1Hash, err = fileHash(filepath.Join(b.v1Dir, devnet.NodeBin)); err != nil {
+		return nil, err
+	}
+	if b.v2Hash, err = fileHash(filepath.Join(b.v2Dir, devnet.NodeBin)); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// BuildNodeVersions builds teeup-node from the module at src twice —
+// 1.0.0 pinned to ledger schema 1 and 2.0.0 at schema 2, so their
+// MRENCLAVEs differ and 2.0.0 migrates — into dir/v1 and dir/v2, each
+// beside copies of binDir's teeup-agent and teeup-distribute (a flag day
+// changes the node, not the agent). It returns the two directories.
+func BuildNodeVersions(ctx context.Context, src, binDir, dir string) (v1Dir, v2Dir string, err error) {
+	v1Dir, v2Dir = filepath.Join(dir, "v1"), filepath.Join(dir, "v2")
+	for i, out := range []string{v1Dir, v2Dir} {
+		v := fmt.Sprintf("%d.0.0", i+1)
+		if err := os.MkdirAll(out, 0o755); err != nil {
+			return "", "", err
+		}
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath",
+			"-ldflags", fmt.Sprintf("-X github.com/teeup/teeup/internal/buildinfo.Version=%s -X github.com/teeup/teeup/internal/buildinfo.Schema=%d", v, i+1),
+			"-o", filepath.Join(out, devnet.NodeBin), "./cmd/teeup-node")
+		cmd.Dir = src
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return "", "", fmt.Errorf("demo: build teeup-node %s: %w\n%s", v, err, b)
+		}
+		for _, prog := range []string{devnet.AgentBin, devnet.DistributeBin} {
+			if err := copyExecutable(filepath.Join(binDir, prog), filepath.Join(out, prog)); err != nil {
+				return "", "", fmt.Errorf("demo: %w (run 'make build' first, or pass --bin)", err)
+			}
+		}
+	}
+	return v1Dir, v2Dir, nil
+}
+
+// Approve proposes a signed release on chain with the devnet's nog-1 key
+// and approves it with nog-2 (the quorum), through node 1's admin socket.
+func Approve(ctx context.Context, net *devnet.Network, releaseFile string) error {
+	sr, err := release.Load(releaseFile)
+	if err != nil {
+		return err
+	}
+	raw, err := sr.Marshal()
+	if err != nil {
+		return err
+	}
+	hash, err := ledger.ManifestHash(sr)
+	if err != nil {
+		return err
+	}
+	h, err := net.Host(1)
+	if err != nil {
+		return err
+	}
+	a := nodeapi.NewAdminClient(h.AdminSocket)
+	defer a.Close()
+	for i, step := range []struct {
+		kind    ledger.TxKind
+		payload []byte
+	}{
+		{ledger.TxProposeRelease, raw},
+		{ledger.TxApproveRelease, ledger.EncodeReleaseApproval(ledger.ReleaseApproval{Version: sr.Manifest.Version, ManifestHash: hash})},
+	} {
+		key, err := keyfile.ReadPrivate(net.KeyPath(fmt.Sprintf("nog-%d", i+1)))
+		if err != nil {
+			return err
+		}
+		addr, err := ledger.AddressOf(key.Public().(ed25519.PublicKey))
+		if err != nil {
+			return err
+		}
+		acct, err := a.Account(ctx, addr.String())
+		if err != nil {
+			return err
+		}
+		tx, err := ledger.NewGovernanceTx(net.ChainID, step.kind, step.payload, acct.Nonce+1, key)
+		if err != nil {
+			return err
+		}
+		if _, err := a.Submit(ctx, tx.Encode()); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,150 @@
+// Package devnet lays out and runs a local teeup network: one simulated
+// host per node (its own platform directory), a shared simulated root CA,
+// a genesis with Key Management Group, Node Operators Group, operator test
+// and user accounts, signed enclave binaries, and the node, agent and
+// distribution processes started in the background.
+//
+// Layout of DIR:
+//
+//	devnet.json               this description
+//	genesis.json
+//	ca/                       simulated root CA (root.crt is what clients pin)
+//	keys/                     signer, kmg-N, nog-N, operator-N, user-N keys (ed25519)
+//	releases/<version>/       teeup-node(.sig), teeup-agent(.sig), teeup-distribute
+//	hosts/node-N/platform/    simulated platform of host N
+//	hosts/node-N/data/        node data: ledger, sealed keys, admin.sock
+//	hosts/node-N/agent/       agent data: staging, journal, agent.sock
+//	hosts/node-N/dist/        distribution output; dist.state is its state file
+//	hosts/node-N/logs/        process logs
+package devnet
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/teeup/teeup/internal/fsutil"
+	"github.com/teeup/teeup/tee"
+)
+
+// FileName is the devnet description inside DIR.
+const FileName = "devnet.json"
+
+// Network describes a devnet.
+type Network struct {
+	// Dir is the devnet directory (not stored).
+	Dir string `json:"-"`
+	// ChainID of the network.
+	ChainID string `json:"chain_id"`
+	// CreatedAt is when the devnet was laid out.
+	CreatedAt time.Time `json:"created_at"`
+	// Hosts are the simulated hosts, one node each.
+	Hosts []Host `json:"hosts"`
+	// Release is the version the nodes were started with.
+	Release Release `json:"release"`
+	// Accepted lists node MRENCLAVEs clients accept (the running one, plus
+	// a scheduled upgrade's).
+	Accepted []tee.Measurement `json:"accepted_mrenclaves"`
+	// Agents reports whether hosts run an upgrade agent that supervises
+	// the node; otherwise devnet runs the node directly.
+	Agents bool `json:"agents"`
+}
+
+// Release is a set of binaries laid out under releases/<version>.
+type Release struct {
+	Version        string          `json:"version"`
+	Dir            string          `json:"dir"`
+	NodeMREnclave  tee.Measurement `json:"node_mrenclave"`
+	AgentMREnclave tee.Measurement `json:"agent_mrenclave,omitempty"`
+}
+
+// Host is one simulated host.
+type Host struct {
+	ID          uint64 `json:"id"`
+	Name        string `json:"name"`
+	Dir         string `json:"dir"`
+	PlatformDir string `json:"platform_dir"`
+	DataDir     string `json:"data_dir"`
+	AgentDir    string `json:"agent_dir"`
+	AdminSocket string `json:"admin_socket"`
+	AgentSocket string `json:"agent_socket"`
+	NodeConfig  string `json:"node_config"`
+	AgentConfig string `json:"agent_config"`
+	ClientAddr  string `json:"client_addr"`
+	PeerAddr    string `json:"peer_addr"`
+	DistDir     string `json:"dist_dir"`
+	DistState   string `json:"dist_state"`
+	LogDir      string `json:"log_dir"`
+	// AgentManaged means teeup-agent supervises this host's node and
+	// distribution (and records their pids in AgentDir).
+	AgentManaged bool `json:"agent_managed"`
+}
+
+// Load reads DIR/devnet.json.
+func Load(dir string) (*Network, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, FileName))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s is not a devnet (no %s); create one with 'teeup devnet up --dir %s'", dir, FileName, dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load devnet: %w", err)
+	}
+	var n Network
+	if err := json.Unmarshal(raw, &n); err != nil {
+		return nil, fmt.Errorf("load devnet %s: %w", dir, err)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("load devnet: %w", err)
+	}
+	n.Dir = abs
+	return &n, nil
+}
+
+// Save writes DIR/devnet.json atomically.
+func (n *Network) Save() error {
+	raw, err := json.MarshalIndent(n, "", "  ")
+	if err != nil {
+		return fmt.Errorf("save devnet: %w", err)
+	}
+	return fsutil.WriteFileAtomic(filepath.Join(n.Dir, FileName), append(raw, '\n'), 0o644)
+}
+
+// Host returns host id.
+func (n *Network) Host(id uint64) (*Host, error) {
+	for i := range n.Hosts {
+		if n.Hosts[i].ID == id {
+			return &n.Hosts[i], nil
+		}
+	}
+	return nil, fmt.Errorf("devnet %s has no node %d (it has %d nodes)", n.Dir, id, len(n.Hosts))
+}
+
+// RootCert returns the path of the simulated root certificate.
+func (n *Network) RootCert() string { return filepath.Join(n.Dir, "ca", "root.crt") }
+
+// GenesisPath returns the path of the genesis file.
+func (n *Network) GenesisPath() string { return filepath.Join(n.Dir, "genesis.json") }
+
+// KeyPath returns the path of a devnet key file by name ("operator-1").
+func (n *Network) KeyPath(name string) string { return filepath.Join(n.Dir, "keys", name+".key") }
+
+// AcceptedMeasurements returns the node MRENCLAVEs clients accept, as hex.
+func (n *Network) AcceptedMeasurements() []string {
+	out := make([]string, 0, len(n.Accepted))
+	for _, m := range n.Accepted {
+		out = append(out, m.String())
+	}
+	return out
+}
+
+// Accept adds m to the measurements clients accept.
+func (n *Network) Accept(m tee.Measurement) {
+	if !slices.Contains(n.Accepted, m) {
+		n.Accepted = append(n.Accepted, m)
+	}
+}

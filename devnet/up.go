@@ -1,0 +1,578 @@
+package devnet
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/teeup/teeup/agent"
+	"github.com/teeup/teeup/internal/fsutil"
+	"github.com/teeup/teeup/internal/proc"
+	"github.com/teeup/teeup/keyfile"
+	"github.com/teeup/teeup/ledger"
+	"github.com/teeup/teeup/node"
+	"github.com/teeup/teeup/nodeapi"
+	"github.com/teeup/teeup/release"
+	"github.com/teeup/teeup/tee/sim"
+)
+
+// Binary names.
+const (
+	NodeBin       = "teeup-node"
+	AgentBin      = "teeup-agent"
+	DistributeBin = "teeup-distribute"
+)
+
+// Devnet key material.
+const (
+	KMGMembers      = 3
+	KMGThreshold    = 2
+	NOGMembers      = 3
+	NOGQuorum       = 2
+	OperatorCount   = 2
+	UserCount       = 8
+	InitialBalance  = 1_000_000_000
+	EnclaveProduct  = 1
+	EnclaveSVN      = 1
+	DefaultChainID  = "devnet"
+	startupDeadline = 90 * time.Second
+)
+
+// UpOptions configures Up.
+type UpOptions struct {
+	Dir     string
+	Nodes   int
+	BinDir  string // where teeup-node, teeup-agent, teeup-distribute are
+	ChainID string
+	// BlockInterval is the consensus block interval (default 200ms).
+	BlockInterval time.Duration
+	// NoAgents runs nodes directly instead of under teeup-agent.
+	NoAgents bool
+	// NoDistribute skips the distribution processes.
+	NoDistribute bool
+	// Progress receives one line per step.
+	Progress io.Writer
+	Logger   *slog.Logger
+}
+
+// Up lays out a new devnet in opts.Dir and starts it. It refuses a
+// directory that already holds a devnet.
+func Up(ctx context.Context, opts UpOptions) (*Network, error) {
+	if opts.Nodes < 1 || opts.Nodes > 7 {
+		return nil, fmt.Errorf("devnet up: --nodes %d: want 1 to 7", opts.Nodes)
+	}
+	if opts.ChainID == "" {
+		opts.ChainID = DefaultChainID
+	}
+	if opts.BlockInterval == 0 {
+		opts.BlockInterval = 200 * time.Millisecond
+	}
+	if opts.Progress == nil {
+		opts.Progress = io.Discard
+	}
+	progress := func(format string, args ...any) { fmt.Fprintf(opts.Progress, format+"\n", args...) }
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("devnet up: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, FileName)); err == nil {
+		return nil, fmt.Errorf("devnet up: %s already holds a devnet; use 'teeup devnet status' / 'teeup devnet down', or another --dir", dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("devnet up: %w", err)
+	}
+	bins, err := findBinaries(opts.BinDir)
+	if err != nil {
+		return nil, err
+	}
+
+	n := &Network{Dir: dir, ChainID: opts.ChainID, CreatedAt: time.Now().UTC(), Agents: !opts.NoAgents}
+	progress("creating simulated root CA and %d platforms", opts.Nodes)
+	ca, err := sim.InitCA(filepath.Join(dir, "ca"))
+	if err != nil {
+		return nil, err
+	}
+	ports := &portReserver{}
+	defer ports.release()
+	for i := 1; i <= opts.Nodes; i++ {
+		h, err := newHost(dir, uint64(i), ports)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := sim.InitPlatform(h.PlatformDir, ca); err != nil {
+			return nil, err
+		}
+		n.Hosts = append(n.Hosts, h)
+	}
+
+	progress("generating keys: enclave signer, %d KMG (threshold %d), %d NOG (quorum %d), %d operator test accounts, %d users",
+		KMGMembers, KMGThreshold, NOGMembers, NOGQuorum, OperatorCount, UserCount)
+	keys, err := generateKeys(n)
+	if err != nil {
+		return nil, err
+	}
+
+	progress("laying out and signing release binaries")
+	rel, err := StageRelease(n, bins, "")
+	if err != nil {
+		return nil, err
+	}
+	n.Release = *rel
+	n.Accept(rel.NodeMREnclave)
+
+	g := &ledger.Genesis{
+		ChainID: opts.ChainID,
+		Time:    time.Now().UTC().Truncate(time.Second),
+		KMG:     release.Group{Keys: keys["kmg"], Threshold: KMGThreshold},
+		NOG:     release.Group{Keys: keys["nog"], Threshold: NOGQuorum},
+		Params:  ledger.Params{BlockInterval: ledger.Duration(opts.BlockInterval)},
+	}
+	for _, h := range n.Hosts {
+		g.Nodes = append(g.Nodes, ledger.GenesisNode{ID: h.ID, Name: h.Name, PeerAddr: h.PeerAddr, ClientAddr: h.ClientAddr})
+	}
+	for _, role := range []string{"operator", "user"} {
+		for i, k := range keys[role] {
+			a, err := ledger.ParseAddress(k)
+			if err != nil {
+				return nil, err
+			}
+			g.Accounts = append(g.Accounts, ledger.GenesisAccount{Address: a, Balance: InitialBalance, Label: fmt.Sprintf("%s-%d", role, i+1)})
+		}
+	}
+	if err := g.Validate(); err != nil {
+		return nil, fmt.Errorf("devnet genesis: %w", err)
+	}
+	graw, err := json.MarshalIndent(g, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("devnet genesis: %w", err)
+	}
+	if err := fsutil.WriteFileAtomic(n.GenesisPath(), append(graw, '\n'), 0o644); err != nil {
+		return nil, err
+	}
+	for i := range n.Hosts {
+		if err := writeNodeConfig(n, &n.Hosts[i]); err != nil {
+			return nil, err
+		}
+		n.Hosts[i].AgentManaged = n.Agents
+		if err := writeAgentConfig(n, &n.Hosts[i], !opts.NoDistribute); err != nil {
+			return nil, err
+		}
+	}
+	if err := n.Save(); err != nil {
+		return nil, err
+	}
+	progress("starting %d hosts", len(n.Hosts))
+	ports.release() // the nodes bind them now
+	for i := range n.Hosts {
+		if err := StartHost(n, &n.Hosts[i], !opts.NoDistribute); err != nil {
+			return nil, err
+		}
+	}
+	progress("waiting for every node to register and commit blocks")
+	if err := WaitHealthy(ctx, n, startupDeadline); err != nil {
+		return n, err
+	}
+	return n, nil
+}
+
+func newHost(dir string, id uint64, ports *portReserver) (Host, error) {
+	hd := filepath.Join(dir, "hosts", fmt.Sprintf("node-%d", id))
+	peer, err := ports.next()
+	if err != nil {
+		return Host{}, err
+	}
+	client, err := ports.next()
+	if err != nil {
+		return Host{}, err
+	}
+	h := Host{
+		ID: id, Name: fmt.Sprintf("node-%d", id), Dir: hd,
+		PlatformDir: filepath.Join(hd, "platform"),
+		DataDir:     filepath.Join(hd, "data"),
+		AgentDir:    filepath.Join(hd, "agent"),
+		NodeConfig:  filepath.Join(hd, "node.json"),
+		AgentConfig: filepath.Join(hd, "agent.json"),
+		DistDir:     filepath.Join(hd, "dist"),
+		DistState:   filepath.Join(hd, "dist.state"),
+		LogDir:      filepath.Join(hd, "logs"),
+		PeerAddr:    peer, ClientAddr: client,
+	}
+	h.AdminSocket = filepath.Join(h.DataDir, "admin.sock")
+	h.AgentSocket = filepath.Join(h.AgentDir, "agent.sock")
+	for _, d := range []string{h.DataDir, h.AgentDir, h.DistDir, h.LogDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return Host{}, fmt.Errorf("devnet host %d: %w", id, err)
+		}
+	}
+	return h, nil
+}
+
+// portReserver hands out distinct free loopback addresses. Each port stays
+// bound until release, so the kernel cannot give the same port twice while
+// a devnet is being laid out (binding and closing at once could).
+type portReserver struct{ held []net.Listener }
+
+func (r *portReserver) next() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	r.held = append(r.held, ln)
+	return ln.Addr().String(), nil
+}
+
+// release frees every reserved port for the processes that will use them.
+func (r *portReserver) release() {
+	for _, ln := range r.held {
+		ln.Close()
+	}
+	r.held = nil
+}
+
+func generateKeys(n *Network) (map[string][]string, error) {
+	out := map[string][]string{}
+	gen := func(name string) (string, error) {
+		pub, err := keyfile.Generate(n.KeyPath(name))
+		if err != nil {
+			return "", err
+		}
+		return hex.EncodeToString(pub), nil
+	}
+	if _, err := gen("signer"); err != nil {
+		return nil, err
+	}
+	for _, g := range []struct {
+		role  string
+		count int
+	}{{"kmg", KMGMembers}, {"nog", NOGMembers}, {"operator", OperatorCount}, {"user", UserCount}} {
+		for i := 1; i <= g.count; i++ {
+			pub, err := gen(fmt.Sprintf("%s-%d", g.role, i))
+			if err != nil {
+				return nil, err
+			}
+			out[g.role] = append(out[g.role], pub)
+		}
+	}
+	return out, nil
+}
+
+// Binaries are the paths of the programs a release is made of.
+type Binaries struct {
+	Node, Agent, Distribute string
+}
+
+func findBinaries(binDir string) (Binaries, error) {
+	if binDir == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return Binaries{}, fmt.Errorf("find binaries: %w", err)
+		}
+		binDir = filepath.Dir(exe)
+	}
+	b := Binaries{
+		Node:       filepath.Join(binDir, NodeBin),
+		Agent:      filepath.Join(binDir, AgentBin),
+		Distribute: filepath.Join(binDir, DistributeBin),
+	}
+	for _, p := range []string{b.Node, b.Agent, b.Distribute} {
+		if _, err := os.Stat(p); err != nil {
+			return Binaries{}, fmt.Errorf("%s not found in %s: run 'make build' (binaries go to ./bin) or pass --bin DIR", filepath.Base(p), binDir)
+		}
+	}
+	return b, nil
+}
+
+// StageDirRelease stages the binaries found in binDir as a new release of
+// the devnet (see StageRelease) and lets clients accept its node
+// measurement.
+func StageDirRelease(n *Network, binDir, version string) (*Release, error) {
+	bins, err := findBinaries(binDir)
+	if err != nil {
+		return nil, err
+	}
+	r, err := StageRelease(n, bins, version)
+	if err != nil {
+		return nil, err
+	}
+	n.Accept(r.NodeMREnclave)
+	if err := n.Save(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// StageRelease copies the binaries into releases/<version>/ (version read
+// from the node binary unless given) and signs the enclave binaries with
+// the devnet signer key.
+func StageRelease(n *Network, bins Binaries, version string) (*Release, error) {
+	if version == "" {
+		v, err := binaryVersion(bins.Node)
+		if err != nil {
+			return nil, err
+		}
+		version = v
+	}
+	dir := filepath.Join(n.Dir, "releases", version)
+	if _, err := os.Stat(dir); err == nil {
+		return nil, fmt.Errorf("release %s is already staged in %s", version, dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("stage release %s: %w", version, err)
+	}
+	signer, err := keyfile.ReadPrivate(n.KeyPath("signer"))
+	if err != nil {
+		return nil, err
+	}
+	rel := &Release{Version: version, Dir: dir}
+	for _, b := range []struct {
+		src     string
+		enclave bool
+		out     *[32]byte
+	}{{bins.Node, true, (*[32]byte)(&rel.NodeMREnclave)}, {bins.Agent, true, (*[32]byte)(&rel.AgentMREnclave)}, {bins.Distribute, false, nil}} {
+		if b.src == "" {
+			continue
+		}
+		dst := filepath.Join(dir, filepath.Base(b.src))
+		if err := copyFile(b.src, dst, 0o755); err != nil {
+			return nil, fmt.Errorf("stage release %s: %w", version, err)
+		}
+		if b.enclave {
+			ss, err := sim.SignBinary(dst, EnclaveProduct, EnclaveSVN, signer)
+			if err != nil {
+				return nil, err
+			}
+			*b.out = ss.UniqueID
+		}
+	}
+	if err := writeSignedRelease(n, rel); err != nil {
+		return nil, err
+	}
+	return rel, nil
+}
+
+// ReleaseFile returns the signed release manifest of a staged release.
+func (r *Release) ReleaseFile() string { return filepath.Join(r.Dir, "release.json") }
+
+// writeSignedRelease writes releases/<version>/release.json: the manifest of
+// the staged binaries (fetched from file:// URLs) signed by the devnet's
+// Key Management Group threshold.
+func writeSignedRelease(n *Network, rel *Release) error {
+	url := func(name string) string { return "file://" + filepath.Join(rel.Dir, name) }
+	nodeC, err := release.ComponentFromBinary(filepath.Join(rel.Dir, NodeBin), url(NodeBin))
+	if err != nil {
+		return fmt.Errorf("release %s: %w", rel.Version, err)
+	}
+	agentC, err := release.ComponentFromBinary(filepath.Join(rel.Dir, AgentBin), url(AgentBin))
+	if err != nil {
+		return fmt.Errorf("release %s: %w", rel.Version, err)
+	}
+	m := release.Manifest{NetworkID: n.ChainID, Version: rel.Version, Node: nodeC, Agent: agentC, CreatedAt: time.Now().UTC().Truncate(time.Second),
+		Notes: "devnet release " + rel.Version}
+	if _, err := os.Stat(filepath.Join(rel.Dir, DistributeBin)); err == nil {
+		d, err := release.ArtifactFromFile(filepath.Join(rel.Dir, DistributeBin), url(DistributeBin))
+		if err != nil {
+			return fmt.Errorf("release %s: %w", rel.Version, err)
+		}
+		m.Distribute = &d
+	}
+	sr, err := release.New(m)
+	if err != nil {
+		return fmt.Errorf("release %s: %w", rel.Version, err)
+	}
+	for i := 1; i <= KMGThreshold; i++ {
+		k, err := keyfile.ReadPrivate(n.KeyPath(fmt.Sprintf("kmg-%d", i)))
+		if err != nil {
+			return err
+		}
+		if err := release.Sign(sr, k); err != nil {
+			return fmt.Errorf("release %s: %w", rel.Version, err)
+		}
+	}
+	return sr.SaveNew(rel.ReleaseFile())
+}
+
+func binaryVersion(bin string) (string, error) {
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		return "", fmt.Errorf("%s --version: %w", bin, err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) == 0 {
+		return "", fmt.Errorf("%s --version printed nothing", bin)
+	}
+	return f[len(f)-1], nil
+}
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func writeNodeConfig(n *Network, h *Host) error {
+	cfg := node.Config{
+		NodeID:    h.ID,
+		Genesis:   n.GenesisPath(),
+		DataDir:   h.DataDir,
+		Platform:  h.PlatformDir,
+		Bootstrap: h.ID == 1,
+	}
+	raw, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(h.NodeConfig, append(raw, '\n'), 0o644)
+}
+
+// writeAgentConfig writes the host's teeup-agent configuration: the agent
+// supervises the node and the distribution process of the initial release.
+func writeAgentConfig(n *Network, h *Host, distribute bool) error {
+	rel := n.Release
+	cfg := agent.Config{
+		NodeID: h.ID, Genesis: n.GenesisPath(), Platform: h.PlatformDir, Dir: h.AgentDir,
+		NodeConfig: h.NodeConfig, NodeDataDir: h.DataDir, NodeLog: filepath.Join(h.LogDir, "node.log"),
+		InitialRelease: rel.ReleaseFile(), InitialNodeBinary: filepath.Join(rel.Dir, NodeBin),
+		Distribute: &agent.ProcessConfig{
+			Binary: filepath.Join(rel.Dir, DistributeBin),
+			Args:   distributeArgs(h),
+			Log:    filepath.Join(h.LogDir, "distribute.log"),
+		},
+		DistributeState: h.DistState,
+		PollInterval:    agent.Duration(500 * time.Millisecond),
+	}
+	if !distribute {
+		cfg.Distribute = nil
+	}
+	raw, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(h.AgentConfig, append(raw, '\n'), 0o644)
+}
+
+func distributeArgs(h *Host) []string {
+	return []string{"run", "--admin-socket", h.AdminSocket, "--dest", h.DistDir, "--state", h.DistState}
+}
+
+// pidFile is where a host's program's pid is recorded: by the agent in its
+// directory when agents supervise the host, by devnet otherwise.
+func pidFile(h *Host, prog string) string {
+	if h.AgentManaged && prog != AgentBin {
+		name := map[string]string{NodeBin: "node.pid", DistributeBin: "distribute.pid"}[prog]
+		return filepath.Join(h.AgentDir, name)
+	}
+	return filepath.Join(h.Dir, prog+".pid")
+}
+
+// StartHost starts a host's processes: the agent (which starts the node)
+// or the node itself, and the distribution process.
+func StartHost(n *Network, h *Host, distribute bool) error {
+	if n.Agents {
+		return StartAgent(n, h) // the agent starts the node and distribution
+	}
+	if err := StartNode(n, h); err != nil {
+		return err
+	}
+	if distribute {
+		return StartDistribute(n, h)
+	}
+	return nil
+}
+
+// StartNode starts the host's node from the current release.
+func StartNode(n *Network, h *Host) error {
+	bin := filepath.Join(n.Release.Dir, NodeBin)
+	if pid, ok := proc.ReadPID(pidFile(h, NodeBin), bin); ok {
+		return fmt.Errorf("node %d already runs (pid %d)", h.ID, pid)
+	}
+	_, err := proc.StartDetached(bin, []string{"run", "--config", h.NodeConfig}, nil,
+		filepath.Join(h.LogDir, "node.log"), pidFile(h, NodeBin))
+	return err
+}
+
+// StartAgent starts the host's upgrade agent, which supervises its node.
+func StartAgent(n *Network, h *Host) error {
+	bin := filepath.Join(n.Release.Dir, AgentBin)
+	if pid, ok := proc.ReadPID(pidFile(h, AgentBin), bin); ok {
+		return fmt.Errorf("agent %d already runs (pid %d)", h.ID, pid)
+	}
+	_, err := proc.StartDetached(bin, []string{"run", "--config", h.AgentConfig}, nil,
+		filepath.Join(h.LogDir, "agent.log"), pidFile(h, AgentBin))
+	return err
+}
+
+// StartDistribute starts the host's distribution process.
+func StartDistribute(n *Network, h *Host) error {
+	bin := filepath.Join(n.Release.Dir, DistributeBin)
+	if _, ok := proc.ReadPID(pidFile(h, DistributeBin), bin); ok {
+		return nil
+	}
+	_, err := proc.StartDetached(bin, distributeArgs(h), nil,
+		filepath.Join(h.LogDir, "distribute.log"), pidFile(h, DistributeBin))
+	return err
+}
+
+// StopProcess stops a host's program (teeup-node, teeup-agent or
+// teeup-distribute) gracefully, then forcibly after grace.
+func StopProcess(ctx context.Context, h *Host, prog string, grace time.Duration) error {
+	return proc.StopFromFile(ctx, pidFile(h, prog), prog, grace)
+}
+
+// ProcessAlive reports whether a host's program runs, and its pid.
+func ProcessAlive(h *Host, prog string) (int, bool) {
+	return proc.ReadPID(pidFile(h, prog), prog)
+}
+
+// WaitHealthy waits until every node answers on its admin socket, is
+// registered, knows a leader and has committed past genesis.
+func WaitHealthy(ctx context.Context, n *Network, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for _, h := range n.Hosts {
+		c := nodeapi.NewAdminClient(h.AdminSocket)
+		for {
+			st, err := c.Status(ctx)
+			if err == nil && st.Leader != 0 && st.Height > 0 {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				c.Close()
+				last := "no answer on the admin socket"
+				if err != nil {
+					last = err.Error()
+				} else {
+					last = fmt.Sprintf("height %d, leader %d", st.Height, st.Leader)
+				}
+				return fmt.Errorf("node %d not healthy after %s (%s); see %s", h.ID, timeout, last, filepath.Join(h.LogDir, "node.log"))
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		c.Close()
+	}
+	return nil
+}
