@@ -1,0 +1,179 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/teeup/teeup/devnet"
+)
+
+func defaultDevnetDir() string {
+	if d := os.Getenv("TEEUP_DEVNET"); d != "" {
+		return d
+	}
+	return ".devnet"
+}
+
+func newDevnetCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "devnet",
+		Short: "Run a local network: simulated hosts, genesis, nodes, agents and distribution",
+	}
+	var dir, binDir, chainID string
+	var nodes int
+	var noAgents, noDist bool
+	var interval time.Duration
+	up := &cobra.Command{
+		Use:   "up [--nodes N] [--dir DIR]",
+		Short: "Create a devnet and start it in the background",
+		Long: `Create a devnet in DIR (default .devnet, or TEEUP_DEVNET): a simulated root CA, one simulated
+platform per node, keys (enclave signer, Key Management Group, Node Operators Group, operator
+test accounts, users), a genesis, the release binaries (signed), and node configurations; then
+start every host's processes in the background and wait until every node commits blocks.
+Binaries are taken from the directory of this teeup executable (make build puts them in ./bin)
+or from --bin.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out := stdoutOf(cmd)
+			n, err := devnet.Up(cmd.Context(), devnet.UpOptions{
+				Dir: dir, Nodes: nodes, BinDir: binDir, ChainID: chainID, BlockInterval: interval,
+				NoAgents: noAgents, NoDistribute: noDist, Progress: out,
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "\ndevnet %q is up in %s\n", n.ChainID, n.Dir)
+			fmt.Fprintf(out, "  node MRENCLAVE  %s (release %s)\n  attestation root %s\n", n.Release.NodeMREnclave, n.Release.Version, n.RootCert())
+			tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "  NODE\tCLIENT API\tPEER\tADMIN SOCKET")
+			for _, h := range n.Hosts {
+				fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\n", h.ID, h.ClientAddr, h.PeerAddr, h.AdminSocket)
+			}
+			tw.Flush()
+			fmt.Fprintf(out, "\ntry:  teeup pay --devnet %s --from operator-1 --to user-1 --amount 10\n      teeup devnet status --dir %s\n", n.Dir, n.Dir)
+			return nil
+		},
+	}
+	up.Flags().StringVar(&dir, "dir", defaultDevnetDir(), "devnet directory")
+	up.Flags().IntVar(&nodes, "nodes", 4, "number of nodes (1-7)")
+	up.Flags().StringVar(&binDir, "bin", "", "directory holding teeup-node, teeup-agent, teeup-distribute (default: next to teeup)")
+	up.Flags().StringVar(&chainID, "chain-id", devnet.DefaultChainID, "chain id")
+	up.Flags().DurationVar(&interval, "block-interval", 200*time.Millisecond, "consensus block interval")
+	up.Flags().BoolVar(&noAgents, "no-agents", false, "run nodes directly instead of under teeup-agent")
+	up.Flags().BoolVar(&noDist, "no-distribute", false, "do not start ledger distribution")
+
+	var asJSON bool
+	status := &cobra.Command{
+		Use:   "status [--dir DIR] [--json]",
+		Short: "Show every node: processes, height, head hash, leader, peers, ingress",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			n, err := devnet.Load(dir)
+			if err != nil {
+				return err
+			}
+			rows := devnet.Statuses(cmd.Context(), n)
+			out := stdoutOf(cmd)
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(rows)
+			}
+			tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NODE\tPID\tHEIGHT\tHEAD\tLEADER\tPEERS\tPENDING\tINGRESS\tMRENCLAVE\tVERSION")
+			down := 0
+			for _, r := range rows {
+				pid := "-"
+				if r.NodePID != 0 {
+					pid = fmt.Sprint(r.NodePID)
+				}
+				if r.Status == nil {
+					down++
+					fmt.Fprintf(tw, "%d\t%s\t-\t-\t-\t-\t-\t-\t-\tunreachable: %s\n", r.ID, pid, r.Error)
+					continue
+				}
+				s := r.Status
+				conn := 0
+				for _, p := range s.Peers {
+					if p.Connected {
+						conn++
+					}
+				}
+				ingress := s.Ingress
+				if s.Halted {
+					ingress += " (halted)"
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%d\t%d/%d\t%d\t%s\t%s\t%s\n", r.ID, pid, s.Height, shortHex(s.HeadHash), s.Leader, conn, len(s.Peers), s.Pending, ingress, s.MREnclave.Short(), s.Version)
+			}
+			tw.Flush()
+			if down > 0 {
+				return &ExitError{Code: 1, Err: fmt.Errorf("%d of %d nodes unreachable", down, len(rows))}
+			}
+			return nil
+		},
+	}
+	status.Flags().StringVar(&dir, "dir", defaultDevnetDir(), "devnet directory")
+	status.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+
+	downCmd := &cobra.Command{
+		Use:   "down [--dir DIR]",
+		Short: "Stop every process of the devnet (the directory and its data are kept)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			n, err := devnet.Load(dir)
+			if err != nil {
+				return err
+			}
+			if err := devnet.Down(cmd.Context(), n); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdoutOf(cmd), "devnet in %s stopped\n", n.Dir)
+			return nil
+		},
+	}
+	downCmd.Flags().StringVar(&dir, "dir", defaultDevnetDir(), "devnet directory")
+	var relBin, relVersion string
+	rel := &cobra.Command{
+		Use:   "release --bin DIR [--version V]",
+		Short: "Stage binaries from DIR as a new devnet release, signed by the devnet signer and Key Management Group",
+		Long: `Copy teeup-node, teeup-agent and teeup-distribute from DIR into DIR/releases/<version>,
+sign the enclave binaries with the devnet's enclave signer key, and write release.json: the
+manifest signed by the devnet's Key Management Group threshold. The version is read from
+the node binary unless given. Propose and approve it on chain with 'teeup release propose'
+and 'teeup release approve' (NOG keys nog-1..3), then upgrade.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			n, err := devnet.Load(dir)
+			if err != nil {
+				return err
+			}
+			if relBin == "" {
+				return fmt.Errorf("devnet release: --bin DIR is required")
+			}
+			r, err := devnet.StageDirRelease(n, relBin, relVersion)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdoutOf(cmd), "release %s staged in %s\n  node MRENCLAVE  %s\n  agent MRENCLAVE %s\n  manifest        %s\n",
+				r.Version, r.Dir, r.NodeMREnclave, r.AgentMREnclave, r.ReleaseFile())
+			return nil
+		},
+	}
+	rel.Flags().StringVar(&dir, "dir", defaultDevnetDir(), "devnet directory")
+	rel.Flags().StringVar(&relBin, "bin", "", "directory holding the new teeup-node, teeup-agent, teeup-distribute")
+	rel.Flags().StringVar(&relVersion, "version", "", "release version (default: the node binary's)")
+	cmd.AddCommand(up, status, downCmd, rel)
+	return cmd
+}
+
+func shortHex(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}

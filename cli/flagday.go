@@ -1,0 +1,263 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/teeup/teeup/devnet"
+	"github.com/teeup/teeup/flagday"
+	"github.com/teeup/teeup/internal/fault"
+)
+
+// flagdayTarget resolves the network and the journal directory.
+type flagdayTarget struct {
+	devnetDir, topologyPath, journalDir string
+}
+
+func (t *flagdayTarget) bind(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&t.devnetDir, "devnet", os.Getenv("TEEUP_DEVNET"), "devnet directory (env TEEUP_DEVNET)")
+	f.StringVar(&t.topologyPath, "topology", "", "JSON topology (hosts' admin and agent sockets, NOG and operator key files) instead of --devnet")
+	f.StringVar(&t.journalDir, "journal", "", "where flag-day journals live (default: the devnet directory, or the topology file's)")
+}
+
+func (t *flagdayTarget) resolve() (flagday.Topology, string, error) {
+	switch {
+	case t.topologyPath != "":
+		raw, err := os.ReadFile(t.topologyPath)
+		if err != nil {
+			return flagday.Topology{}, "", fmt.Errorf("topology: %w", err)
+		}
+		var top flagday.Topology
+		if err := json.Unmarshal(raw, &top); err != nil {
+			return flagday.Topology{}, "", fmt.Errorf("topology %s: %w", t.topologyPath, err)
+		}
+		root := t.journalDir
+		if root == "" {
+			root = filepath.Dir(t.topologyPath)
+		}
+		return top, root, top.Validate()
+	case t.devnetDir != "":
+		n, err := devnet.Load(t.devnetDir)
+		if err != nil {
+			return flagday.Topology{}, "", err
+		}
+		root := t.journalDir
+		if root == "" {
+			root = n.Dir
+		}
+		return flagday.FromDevnet(n), root, nil
+	}
+	return flagday.Topology{}, "", errors.New("say which network: --devnet DIR or --topology FILE")
+}
+
+func newFlagdayCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "flagday",
+		Short: "Drive a network-wide enclave upgrade: plan, run, status, abort, rollback",
+		Long: `A flag day moves every node to a new enclave at once, because peers accept only peers with an
+identical MRENCLAVE. 'run' schedules it on chain (or, with --manual, runs it now), waits until
+every node closed ingress and halted at the same height and hash with nothing in flight, has
+every host's agent snapshot the ledger and the distribution state file and hand the keys to the
+new enclave, checks that every new node attests every other, sends a self and a cross test
+payment, reopens ingress and watches a live period. Any failure before ingress reopens rolls the
+whole network back. Every step is journalled; running 'run' again resumes an interrupted one.`,
+	}
+	var t flagdayTarget
+	var version string
+	var manual, asJSON, finalize, noRollback, force bool
+	var activationIn uint64
+	var live, stepTimeout time.Duration
+	var reason string
+	opts := func(cmd *cobra.Command) (flagday.Options, error) {
+		top, root, err := t.resolve()
+		if err != nil {
+			return flagday.Options{}, err
+		}
+		faults, err := fault.FromEnv()
+		if err != nil {
+			return flagday.Options{}, err
+		}
+		mode := flagday.Scheduled
+		if manual {
+			mode = flagday.Manual
+		}
+		return flagday.Options{Root: root, Topology: top, Version: version, Mode: mode, ActivationIn: activationIn,
+			LivePeriod: live, StepTimeout: stepTimeout, Finalize: finalize, NoRollback: noRollback,
+			Progress: stdoutOf(cmd), Faults: faults}, nil
+	}
+
+	plan := &cobra.Command{
+		Use:   "plan --version V",
+		Short: "Print the steps, the checks each makes, and the nodes' current state",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o, err := opts(cmd)
+			if err != nil {
+				return err
+			}
+			if version == "" {
+				return errors.New("flagday plan: --version is required")
+			}
+			p, err := flagday.Plan(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(stdoutOf(cmd)).Encode(p)
+			}
+			flagday.PrintPlan(stdoutOf(cmd), p)
+			return nil
+		},
+	}
+	run := &cobra.Command{
+		Use:   "run --version V [--manual]",
+		Short: "Run (or resume) the flag day; prints a live progress table and ends with a report",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o, err := opts(cmd)
+			if err != nil {
+				return err
+			}
+			rec, runErr := flagday.Run(cmd.Context(), o)
+			if rec != nil {
+				path, err := flagday.WriteReport(o.Root, rec)
+				if err == nil {
+					fmt.Fprintf(stdoutOf(cmd), "\nreport: %s\nevents: %s\n\n", path, filepath.Join(filepath.Dir(path), "events.jsonl"))
+				}
+				flagday.Summarize(stdoutOf(cmd), rec)
+			}
+			if runErr != nil {
+				return &ExitError{Code: 1, Err: runErr}
+			}
+			return nil
+		},
+	}
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Show the current (or last) flag day's journal",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, root, err := t.resolve()
+			if err != nil {
+				return err
+			}
+			rec, err := flagday.Current(root)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(stdoutOf(cmd))
+				enc.SetIndent("", "  ")
+				return enc.Encode(rec)
+			}
+			flagday.Summarize(stdoutOf(cmd), rec)
+			return nil
+		},
+	}
+	abort := &cobra.Command{
+		Use:   "abort [--reason TEXT]",
+		Short: "Stop an unfinished flag day and roll the network back (before ingress reopened)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o, err := opts(cmd)
+			if err != nil {
+				return err
+			}
+			rec, err := flagday.Abort(cmd.Context(), o, reason)
+			if rec != nil {
+				flagday.Summarize(stdoutOf(cmd), rec)
+			}
+			return err
+		},
+	}
+	rollback := &cobra.Command{
+		Use:   "rollback [--force] [--reason TEXT]",
+		Short: "Roll back a completed flag day (refuses, saying what would be lost, unless --force)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o, err := opts(cmd)
+			if err != nil {
+				return err
+			}
+			rec, loss, err := flagday.RollbackCompleted(cmd.Context(), o, force, reason)
+			if loss != nil && loss.Transactions > 0 {
+				fmt.Fprintf(stdoutOf(cmd), "rolling back discards %d transactions in blocks %d..%d\n", loss.Transactions, loss.FromHeight, loss.ToHeight)
+			}
+			if rec != nil && err == nil {
+				flagday.Summarize(stdoutOf(cmd), rec)
+			}
+			return err
+		},
+	}
+	rollout := &cobra.Command{
+		Use:   "rollout --version V",
+		Short: "Roll out a release that changes no enclave (same node MRENCLAVE) host by host, with no flag day",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o, err := opts(cmd)
+			if err != nil {
+				return err
+			}
+			if version == "" {
+				return errors.New("flagday rollout: --version is required")
+			}
+			res, err := flagday.Rollout(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdoutOf(cmd), "release %s rolled out on %d hosts without a flag day\n", res.Version, len(res.Hosts))
+			return nil
+		},
+	}
+	step := &cobra.Command{
+		Use:   "step NAME [--manual --version V]",
+		Short: "Run one step of the current flag day on its own (manual coordination by call)",
+		Long: `Run a single step of the current flag day, or start a new one (with --version) and run its
+first step. Steps are idempotent and verify their preconditions; a failed step does not roll
+back — decide on the call to run it again or 'teeup flagday abort'. Manual-mode steps, in order:
+preflight, close-ingress, halt-at-height, upgrade-hosts, resume-chain, verify-chain,
+verify-attestation, test-payments, reopen-ingress, live-period.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o, err := opts(cmd)
+			if err != nil {
+				return err
+			}
+			rec, err := flagday.RunStep(cmd.Context(), o, args[0])
+			if rec != nil {
+				flagday.Summarize(stdoutOf(cmd), rec)
+			}
+			if err != nil {
+				return &ExitError{Code: 1, Err: err}
+			}
+			return nil
+		},
+	}
+	for _, c := range []*cobra.Command{plan, run, status, abort, rollback, rollout, step} {
+		t.bind(c)
+		c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+		cmd.AddCommand(c)
+	}
+	rollout.Flags().StringVar(&version, "version", "", "approved release to roll out")
+	for _, c := range []*cobra.Command{plan, run, abort, rollback, step} {
+		c.Flags().StringVar(&version, "version", "", "approved release to upgrade to")
+		c.Flags().BoolVar(&manual, "manual", false, "run now without on-chain scheduling (networks that coordinate by call)")
+		c.Flags().Uint64Var(&activationIn, "activation-in", 15, "scheduled mode: blocks from now to the activation height (at least 15)")
+		c.Flags().DurationVar(&live, "live-period", 10*time.Second, "how long to watch after reopening")
+		c.Flags().DurationVar(&stepTimeout, "step-timeout", 2*time.Minute, "how long any one step may wait")
+		c.Flags().BoolVar(&finalize, "finalize", false, "after the live period, delete the old version's keys on every host (no rollback after)")
+		c.Flags().BoolVar(&noRollback, "no-rollback", false, "on failure, stop where it failed instead of rolling back")
+	}
+	for _, c := range []*cobra.Command{abort, rollback} {
+		c.Flags().StringVar(&reason, "reason", "operator decision", "why (recorded on chain and in the journal)")
+	}
+	rollback.Flags().BoolVar(&force, "force", false, "roll back even though transactions committed after the activation height are lost")
+	return cmd
+}

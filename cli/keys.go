@@ -1,0 +1,38 @@
+package cli
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/teeup/teeup/keyfile"
+)
+
+func newKeysCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "keys",
+		Short: "Manage ed25519 keys (enclave signers, KMG and NOG members, accounts)",
+	}
+	var out string
+	gen := &cobra.Command{
+		Use:   "gen --out FILE",
+		Short: "Generate an ed25519 key: FILE (PEM PKCS#8, 0600) and FILE.pub (PEM PKIX)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return errors.New("keys gen: --out FILE is required")
+			}
+			pub, err := keyfile.Generate(out)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdoutOf(cmd), "%s\n", hex.EncodeToString(pub))
+			return nil
+		},
+	}
+	gen.Flags().StringVar(&out, "out", "", "path of the private key file to create (its public key goes to FILE.pub)")
+	cmd.AddCommand(gen)
+	return cmd
+}

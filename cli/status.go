@@ -1,0 +1,58 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+)
+
+func newStatusCmd() *cobra.Command {
+	var t target
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status (--devnet DIR [--node-id N] | --admin-socket PATH) [--json]",
+		Short: "Show a node's status from its admin API",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a, err := t.admin()
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			s, err := a.Status(cmd.Context())
+			if err != nil {
+				return fmt.Errorf("status: %w", err)
+			}
+			out := stdoutOf(cmd)
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(s)
+			}
+			tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+			fmt.Fprintf(tw, "node\t%d of chain %s\n", s.NodeID, s.ChainID)
+			fmt.Fprintf(tw, "version\t%s (schema %d)\n", s.Version, s.SchemaVersion)
+			fmt.Fprintf(tw, "mrenclave\t%s\n", s.MREnclave)
+			fmt.Fprintf(tw, "mrsigner\t%s (svn %d, debug %t, simulated %t)\n", s.MRSigner, s.SVN, s.Debug, s.Simulated)
+			fmt.Fprintf(tw, "height\t%d\n", s.Height)
+			fmt.Fprintf(tw, "head\t%s\n", s.HeadHash)
+			fmt.Fprintf(tw, "pending\t%d\n", s.Pending)
+			fmt.Fprintf(tw, "ingress\t%s\n", s.Ingress)
+			fmt.Fprintf(tw, "halted\t%t (halt height %d)\n", s.Halted, s.HaltHeight)
+			fmt.Fprintf(tw, "leader\t%d (term %d)\n", s.Leader, s.Term)
+			for _, p := range s.Peers {
+				fmt.Fprintf(tw, "peer %d\t%s connected=%t mrenclave=%s %s\n", p.ID, p.Addr, p.Connected, p.MREnclave.Short(), p.LastError)
+			}
+			if s.Upgrade != nil {
+				fmt.Fprintf(tw, "upgrade\tversion %s at height %d (mrenclave %s), ingress closes at %d, this node runs it: %t\n",
+					s.Upgrade.Version, s.Upgrade.ActivationHeight, s.Upgrade.MREnclave.Short(), s.Upgrade.IngressCloses, s.Upgrade.ThisNodeRuns)
+			}
+			return tw.Flush()
+		},
+	}
+	t.bind(cmd, true)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}

@@ -1,0 +1,24 @@
+// Command teeup-agent is the per-host upgrade agent (the seed's DCUpgrade):
+// an enclave that supervises the node, follows network-signed releases and
+// moves the node's keys to a new version through the key handover.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/teeup/teeup/agent"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := agent.NewCommand(os.Stderr).ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "teeup-agent: %v\n", err)
+		os.Exit(1)
+	}
+}
