@@ -175,6 +175,8 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 		return nil, err
 	}
 	loadCtx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
+	endLoad := make(chan struct{}) // closed: start no new payment, deliver those in flight
 	type loadOut struct {
 		res *loadgen.Result
 		err error
@@ -187,7 +189,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	go func() {
 		res, err := loadgen.Run(loadCtx, loadgen.Config{
 			Nodes: nodes, ChainID: net.ChainID, Accounts: users, Recipients: recipients,
-			Rate: opt.Rate, Duration: time.Hour, Amount: 1, DrainTimeout: 20 * time.Second,
+			Rate: opt.Rate, Stop: endLoad, Amount: 1, DrainTimeout: 20 * time.Second,
 		})
 		loadDone <- loadOut{res, err}
 	}()
@@ -219,13 +221,13 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	case <-ctx.Done():
 	case <-time.After(2 * time.Second):
 	}
-	stopLoad()
+	close(endLoad)
 	lo := <-loadDone
 	t = time.Now()
 	if lo.res != nil {
 		rep.Load = summarize(lo.res)
 		vctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		err := lo.res.Verify(vctx, clients[0])
+		err := errors.Join(lo.err, lo.res.Verify(vctx, clients[0]))
 		cancel()
 		rep.check("no acknowledged payment lost", err, fmt.Sprintf("%d payments acknowledged (%d retried after \"closed for upgrade\"), all committed at their receipt's height; every sender's nonce and balance exact",
 			lo.res.Acknowledged, lo.res.ClosedForUpgrade))

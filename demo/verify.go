@@ -245,7 +245,7 @@ func Print(w io.Writer, r *Report) {
 		fmt.Fprintln(w)
 	}
 	if l := r.Load; l != nil {
-		fmt.Fprintf(w, "client load: %d payments sent, %d acknowledged, %d rejected, %d unresolved; %d attempts answered \"closed for upgrade\" and retried\n",
+		fmt.Fprintf(w, "client load: %d payments sent, %d acknowledged, %d rejected, %d unanswered when the load stopped; %d attempts answered \"closed for upgrade\" and retried\n",
 			l.Sent, l.Acknowledged, l.Rejected, l.Unresolved, l.ClosedForUpgrade)
 		fmt.Fprintf(w, "  %.1f payments/s; commit latency p50 %s, p99 %s, max %s (max spans the upgrade: clients waited for ingress to reopen)\n\n",
 			l.Throughput, l.P50.Round(time.Millisecond), l.P99.Round(time.Millisecond), l.Max.Round(time.Millisecond))

@@ -84,17 +84,22 @@ type Config struct {
 	// paced.
 	Rate float64
 	// Duration is how long new payments are started. 0 means no time
-	// limit; then Payments must be set.
+	// limit; then Payments or Stop must be set.
 	Duration time.Duration
 	// Payments is the total number of new payments to start. 0 means no
-	// count limit; then Duration must be set.
+	// count limit; then Duration or Stop must be set.
 	Payments int
+	// Stop, when set, ends the run gracefully once it is closed: no new
+	// payment is started, and a payment in flight keeps being retried for
+	// up to DrainTimeout (cancelling ctx instead leaves it unresolved).
+	Stop <-chan struct{}
 	// Amount of every payment (> 0).
 	Amount uint64
 	// SubmitTimeout bounds one submission attempt (default 20s).
 	SubmitTimeout time.Duration
-	// DrainTimeout is how long, after Duration ends, a payment already in
-	// flight keeps being retried before it is left unresolved (default 30s).
+	// DrainTimeout is how long, after Duration ends or Stop is closed, a
+	// payment already in flight keeps being retried before it is left
+	// unresolved (default 30s).
 	DrainTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the exponential backoff between
 	// retries of one payment (defaults 50ms and 2s).
@@ -181,8 +186,8 @@ func (c Config) validate() error {
 	if c.Payments < 0 {
 		errs = append(errs, fmt.Errorf("payments %d is negative", c.Payments))
 	}
-	if c.Duration == 0 && c.Payments == 0 {
-		errs = append(errs, errors.New("set a duration or a number of payments (or both)"))
+	if c.Duration == 0 && c.Payments == 0 && c.Stop == nil {
+		errs = append(errs, errors.New("set a duration, a number of payments or a stop channel"))
 	}
 	if c.Amount == 0 {
 		errs = append(errs, errors.New("amount must be positive"))

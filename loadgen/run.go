@@ -18,10 +18,10 @@ import (
 const snapshotTimeout = 10 * time.Second
 
 // Run sends payments as cfg says and returns their exact accounting. It
-// stops starting payments when cfg.Duration has passed or cfg.Payments
-// were started; a payment in flight then keeps being retried for up to
-// cfg.DrainTimeout (after Duration) or until ctx ends, and is otherwise
-// reported as unresolved.
+// stops starting payments when cfg.Duration has passed, cfg.Payments were
+// started or cfg.Stop is closed; a payment in flight then keeps being
+// retried for up to cfg.DrainTimeout (after Duration or Stop) or until ctx
+// ends, and is otherwise reported as unresolved.
 //
 // The returned error is non-nil when cfg is invalid or the start state
 // cannot be read (and the Result is nil), or when ctx ended before the run
@@ -45,6 +45,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		var cancel context.CancelFunc
 		drainCtx, cancel = context.WithDeadline(ctx, r.stopAt.Add(cfg.DrainTimeout))
 		defer cancel()
+	}
+	if cfg.Stop != nil {
+		var cancel context.CancelFunc
+		drainCtx, cancel = context.WithCancel(drainCtx)
+		defer cancel()
+		done := make(chan struct{})
+		defer close(done)
+		go r.watchStop(done, cancel)
 	}
 	stats := make([]workerStats, cfg.Concurrency)
 	var wg sync.WaitGroup
@@ -153,10 +161,33 @@ const (
 	outcomeUnresolved
 )
 
+// watchStop ends the drain DrainTimeout after cfg.Stop is closed by
+// calling cancelDrain. It returns early when done is closed (the run is
+// over).
+func (r *run) watchStop(done <-chan struct{}, cancelDrain context.CancelFunc) {
+	select {
+	case <-done:
+		return
+	case <-r.cfg.Stop:
+	}
+	t := time.NewTimer(r.cfg.DrainTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		cancelDrain()
+	}
+}
+
 // mayStart reports whether a new payment may be started.
 func (r *run) mayStart(ctx context.Context) bool {
 	if ctx.Err() != nil {
 		return false
+	}
+	select {
+	case <-r.cfg.Stop: // a nil Stop never fires
+		return false
+	default:
 	}
 	return r.stopAt.IsZero() || time.Now().Before(r.stopAt)
 }

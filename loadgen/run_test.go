@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -336,6 +338,97 @@ func TestRunStopsOnCancel(t *testing.T) {
 	}
 }
 
+// TestRunStopsGracefully: a run with no other limit ends once Stop is
+// closed, starting no new payment, and the payments in flight at that
+// moment, refused for a while, are still acknowledged within DrainTimeout.
+func TestRunStopsGracefully(t *testing.T) {
+	l := newFakeLedger(testChain)
+	cfg := baseConfig(t, l)
+	cfg.Payments = 0
+	stop := make(chan struct{})
+	cfg.Stop = stop
+	cfg.DrainTimeout = 20 * time.Second
+	var (
+		mu        sync.Mutex
+		stopped   bool
+		refusals  int
+		seen      = map[string]bool{} // sender/nonce of every payment started
+		lateStart []string
+	)
+	l.before = func(call int, tx *ledger.Tx) error {
+		mu.Lock()
+		defer mu.Unlock()
+		key := fmt.Sprintf("%s/%d", tx.From, tx.Nonce)
+		if stopped && !seen[key] {
+			lateStart = append(lateStart, key)
+		}
+		seen[key] = true
+		if call == 40 {
+			stopped = true
+			close(stop)
+		}
+		if stopped && refusals < 20 {
+			refusals++
+			return &nodeapi.Error{Code: nodeapi.CodeClosedForUpgrade, Message: "closed for upgrade: retry later (flag day)"}
+		}
+		return nil
+	}
+	ctx := testContext(t)
+	res, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Unresolved) != 0 || res.Rejected != 0 || res.Acknowledged == 0 {
+		t.Fatalf("acked %d rejected %d unresolved %d, want every payment in flight at Stop acknowledged", res.Acknowledged, res.Rejected, len(res.Unresolved))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// A worker already past its start check when Stop closed sends that
+	// one payment; none sends another.
+	if len(lateStart) > len(cfg.Accounts) {
+		t.Fatalf("%d payments first sent after Stop was closed, more than one per worker (%d): %v", len(lateStart), len(cfg.Accounts), lateStart)
+	}
+	if refusals == 0 || res.ClosedForUpgrade == 0 {
+		t.Fatal("no payment in flight was refused after Stop: the test injected nothing")
+	}
+	if err := res.Verify(ctx, &fakeNode{l: l}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRunStopLeavesUnresolvedAfterDrainTimeout: a payment still refused
+// DrainTimeout after Stop is left unresolved, and Run returns without error.
+func TestRunStopLeavesUnresolvedAfterDrainTimeout(t *testing.T) {
+	l := newFakeLedger(testChain)
+	cfg := baseConfig(t, l)
+	cfg.Payments = 0
+	stop := make(chan struct{})
+	cfg.Stop = stop
+	cfg.DrainTimeout = 50 * time.Millisecond
+	var once sync.Once
+	var stopped atomic.Bool
+	l.before = func(call int, tx *ledger.Tx) error {
+		if call >= 30 {
+			once.Do(func() { stopped.Store(true); close(stop) })
+		}
+		if stopped.Load() {
+			return &nodeapi.Error{Code: nodeapi.CodeClosedForUpgrade, Message: "closed for upgrade: retry later (flag day)"}
+		}
+		return nil
+	}
+	ctx := testContext(t)
+	res, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Unresolved) == 0 {
+		t.Fatalf("acked %d unresolved 0, want the refused payments unresolved", res.Acknowledged)
+	}
+	if err := res.Verify(ctx, &fakeNode{l: l}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestRunStartsFromAnotherNodeWhenOneIsClosed: the most advanced node
 // refuses client queries (ingress closed); the start state is read from
 // the next one, and payments sent to the closed node are retried elsewhere.
@@ -416,7 +509,7 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{"infinite rate", func(c *Config) { c.Rate = math.Inf(1) }, "rate"},
 		{"negative duration", func(c *Config) { c.Duration = -time.Second }, "duration"},
 		{"negative payments", func(c *Config) { c.Payments = -1 }, "payments -1"},
-		{"no limit", func(c *Config) { c.Payments, c.Duration = 0, 0 }, "set a duration or a number of payments"},
+		{"no limit", func(c *Config) { c.Payments, c.Duration = 0, 0 }, "set a duration, a number of payments or a stop channel"},
 		{"zero amount", func(c *Config) { c.Amount = 0 }, "amount must be positive"},
 		{"negative submit timeout", func(c *Config) { c.SubmitTimeout = -1 }, "submit timeout"},
 		{"backoff inverted", func(c *Config) { c.MinBackoff, c.MaxBackoff = time.Second, time.Millisecond }, "max backoff"},
