@@ -59,7 +59,9 @@ Run it from the teeup checkout after 'make build' (or simply 'make demo').`,
 				return err
 			}
 			demo.Print(out, rep)
-			_ = demo.WriteJSON(filepath.Join(opt.Dir, "demo-report.json"), rep)
+			if err := demo.WriteJSON(filepath.Join(opt.Dir, "demo-report.json"), rep); err != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: the JSON report was not written: %v\n", err)
+			}
 			if !rep.OK() {
 				return &ExitError{Code: 1, Err: fmt.Errorf("demo: some checks failed (see above and %s)", filepath.Join(opt.Dir, "demo-report.json"))}
 			}
