@@ -34,10 +34,10 @@ func newSamples() samples {
 		request: Request{RequesterRole: release.RoleAgent},
 		challenge: Challenge{
 			Nonce: nonce, ChainID: testChain, Height: 42, Expiry: -5, // negative: before 1970, still encodable
-			ProviderTargetInfo: sim.TargetInfoFor(agentMR), ProviderRole: release.RoleAgent, ProviderID: &agID,
+			ProviderTargetInfo: sim.TargetInfoFor(sim.Target{MREnclave: agentMR}), ProviderRole: release.RoleAgent, ProviderID: &agID,
 		},
 		answer: Answer{
-			Nonce: nonce, RequesterTargetInfo: sim.TargetInfoFor(nodeMR), OneTimeKey: bytes.Repeat([]byte{9}, OneTimeKeySize),
+			Nonce: nonce, RequesterTargetInfo: sim.TargetInfoFor(sim.Target{MREnclave: nodeMR}), OneTimeKey: bytes.Repeat([]byte{9}, OneTimeKeySize),
 			Report: bytes.Repeat([]byte{7}, 200), RequesterID: signedID(testChain, release.RoleNode, nodeMR, testKey(3), testKey(1)),
 		},
 		delivery: Delivery{Nonce: nonce, Ciphertext: bytes.Repeat([]byte{3}, 100), Report: bytes.Repeat([]byte{4}, 200)},

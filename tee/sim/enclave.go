@@ -18,8 +18,9 @@ import (
 //	target MRENCLAVE 32 | HMAC-SHA256 32
 //
 // The MAC key is the target's report key, derived from the platform secret
-// and the target's MRENCLAVE, so only the target on the same platform can
-// check it.
+// and the target's MRENCLAVE and attributes (as SGX's EREPORT derives it
+// from TARGETINFO), so only the target, with the same DEBUG attribute, on
+// the same platform can check it.
 const (
 	reportMagic   = "TRPT"
 	reportVersion = 1
@@ -74,48 +75,82 @@ func (e *Enclave) Platform() *Platform { return e.platform }
 // Simulated implements tee.Enclave: always true.
 func (e *Enclave) Simulated() bool { return true }
 
-func (p *Platform) reportKey(target tee.Measurement) ([]byte, error) {
-	k, err := hkdf.Key(sha256.New, p.secret, []byte("teeup-sim report key v1"), string(target[:]), 32)
+func (p *Platform) reportKey(t Target) ([]byte, error) {
+	info := make([]byte, 0, tee.MeasurementSize+1)
+	info = append(info, t.MREnclave[:]...)
+	info = append(info, t.attributes())
+	k, err := hkdf.Key(sha256.New, p.secret, []byte("teeup-sim report key v2"), string(info), 32)
 	if err != nil {
 		return nil, fmt.Errorf("report key: %w", err)
 	}
 	return k, nil
 }
 
-// Target info layout: magic "TTGT" | version 1 | MRENCLAVE 32.
+// Target info layout: magic "TTGT" | version 2 | MRENCLAVE 32 |
+// attributes 1 (bit 0: DEBUG; the other bits must be zero).
 const (
 	targetMagic   = "TTGT"
-	targetVersion = 1
-	targetLen     = 4 + 1 + tee.MeasurementSize
+	targetVersion = 2
+	targetLen     = 4 + 1 + tee.MeasurementSize + 1
+	attrDebug     = 0x01
 )
+
+// Target names the enclave a local report is made for: what SGX's
+// TARGETINFO carries that the simulation uses.
+type Target struct {
+	// MREnclave is the target enclave's measurement.
+	MREnclave tee.Measurement
+	// Debug is the target's DEBUG attribute. A report made for a
+	// production enclave does not verify in a debug enclave of the same
+	// measurement, nor the other way round.
+	Debug bool
+}
+
+func (t Target) attributes() byte {
+	if t.Debug {
+		return attrDebug
+	}
+	return 0
+}
 
 // TargetInfo implements tee.Enclave.
 func (e *Enclave) TargetInfo() ([]byte, error) {
-	return TargetInfoFor(e.identity.UniqueID), nil
+	return TargetInfoFor(e.target()), nil
 }
 
-// TargetInfoFor encodes the target info of an enclave with measurement m.
-func TargetInfoFor(m tee.Measurement) []byte {
+// target is the enclave as a report target.
+func (e *Enclave) target() Target {
+	return Target{MREnclave: e.identity.UniqueID, Debug: e.identity.Debug}
+}
+
+// TargetInfoFor encodes the target info of the enclave t names.
+func TargetInfoFor(t Target) []byte {
 	b := make([]byte, 0, targetLen)
 	b = append(b, targetMagic...)
 	b = append(b, targetVersion)
-	return append(b, m[:]...)
+	b = append(b, t.MREnclave[:]...)
+	return append(b, t.attributes())
 }
 
 // DecodeTargetInfo decodes target info made by TargetInfo.
-func DecodeTargetInfo(b []byte) (tee.Measurement, error) {
-	var m tee.Measurement
+func DecodeTargetInfo(b []byte) (Target, error) {
 	if len(b) != targetLen {
-		return m, fmt.Errorf("target info: %d bytes, want %d", len(b), targetLen)
+		return Target{}, fmt.Errorf("target info: %d bytes, want %d", len(b), targetLen)
 	}
 	if string(b[:4]) != targetMagic {
-		return m, fmt.Errorf("target info: bad magic %q", b[:4])
+		return Target{}, fmt.Errorf("target info: bad magic %q", b[:4])
 	}
 	if b[4] != targetVersion {
-		return m, fmt.Errorf("target info: unsupported version %d", b[4])
+		return Target{}, fmt.Errorf("target info: unsupported version %d", b[4])
 	}
-	copy(m[:], b[5:])
-	return m, nil
+	attr := b[targetLen-1]
+	if attr&^attrDebug != 0 {
+		return Target{}, fmt.Errorf("target info: unknown attribute bits %#02x", attr&^attrDebug)
+	}
+	var t Target
+	copy(t.MREnclave[:], b[5:5+tee.MeasurementSize])
+	t.Debug = attr&attrDebug != 0
+	return t, nil
 }
 
 // LocalReport implements tee.Enclave.
@@ -132,7 +167,7 @@ func (e *Enclave) LocalReport(targetInfo []byte, data tee.ReportData) ([]byte, e
 		return nil, fmt.Errorf("local report: %w", err)
 	}
 	b = append(b, data[:]...)
-	b = append(b, target[:]...)
+	b = append(b, target.MREnclave[:]...)
 	key, err := e.platform.reportKey(target)
 	if err != nil {
 		return nil, fmt.Errorf("local report: %w", err)
@@ -177,14 +212,14 @@ func (e *Enclave) VerifyLocalReport(raw []byte) (tee.Report, error) {
 	if r.Target != e.identity.UniqueID {
 		return tee.Report{}, fmt.Errorf("verify local report: made for enclave %s, this enclave is %s", r.Target, e.identity.UniqueID)
 	}
-	key, err := e.platform.reportKey(e.identity.UniqueID)
+	key, err := e.platform.reportKey(e.target())
 	if err != nil {
 		return tee.Report{}, fmt.Errorf("verify local report: %w", err)
 	}
 	mac := hmac.New(sha256.New, key)
 	mac.Write(raw[:reportBodyLen])
 	if !hmac.Equal(mac.Sum(nil), raw[reportBodyLen:]) {
-		return tee.Report{}, fmt.Errorf("verify local report from %s: MAC does not verify (made on another platform, or tampered)", r.Identity.UniqueID.Short())
+		return tee.Report{}, fmt.Errorf("verify local report from %s: MAC does not verify (made on another platform, for this measurement with another DEBUG attribute, or tampered)", r.Identity.UniqueID.Short())
 	}
 	return r, nil
 }

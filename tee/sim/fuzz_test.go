@@ -136,16 +136,18 @@ func FuzzParseSigStruct(f *testing.F) {
 }
 
 // FuzzDecodeTargetInfo checks that DecodeTargetInfo never panics and that
-// whatever it accepts is exactly TargetInfoFor of the decoded measurement,
+// whatever it accepts is exactly TargetInfoFor of the decoded target,
 // and that LocalReport accepts the same inputs.
 func FuzzDecodeTargetInfo(f *testing.F) {
 	fx := newFixture(f)
 	e := fx.p1.NewEnclave(fx.idA)
-	good := sim.TargetInfoFor(fx.idB.UniqueID)
+	good := sim.TargetInfoFor(sim.Target{MREnclave: fx.idB.UniqueID})
 	f.Add(good)
 	f.Add(good[:len(good)-1])
 	f.Add(setAt(good, 4, 0))
 	f.Add(flipAt(good, 0))
+	f.Add(setAt(good, len(good)-1, 1))
+	f.Add(setAt(good, len(good)-1, 0x80))
 	f.Add([]byte("TTGT"))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, raw []byte) {
@@ -158,14 +160,19 @@ func FuzzDecodeTargetInfo(f *testing.F) {
 			return
 		}
 		if !bytes.Equal(sim.TargetInfoFor(m), raw) {
-			t.Fatalf("DecodeTargetInfo(%x) = %s does not re-encode to the input", raw, m)
+			t.Fatalf("DecodeTargetInfo(%x) = %+v does not re-encode to the input", raw, m)
 		}
 		if rerr != nil {
 			t.Fatalf("LocalReport rejected valid target info: %v", rerr)
 		}
 		// The report is verifiable by exactly the enclave named.
-		if _, err := fx.p1.NewEnclave(tee.Identity{UniqueID: m}).VerifyLocalReport(rep); err != nil {
-			t.Fatalf("report for %s does not verify there: %v", m, err)
+		named := fx.p1.NewEnclave(tee.Identity{UniqueID: m.MREnclave, Debug: m.Debug})
+		if _, err := named.VerifyLocalReport(rep); err != nil {
+			t.Fatalf("report for %+v does not verify there: %v", m, err)
+		}
+		other := fx.p1.NewEnclave(tee.Identity{UniqueID: m.MREnclave, Debug: !m.Debug})
+		if _, err := other.VerifyLocalReport(rep); err == nil {
+			t.Fatalf("report for %+v verifies in the enclave with the other DEBUG attribute", m)
 		}
 	})
 }

@@ -81,7 +81,7 @@ func TestVerifyLocalReportRejects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const macErr = "MAC does not verify (made on another platform, or tampered)"
+	const macErr = "MAC does not verify (made on another platform"
 	cases := []struct {
 		name     string
 		verifier *sim.Enclave
@@ -140,18 +140,19 @@ func TestLocalReportRejectsBadTargetInfo(t *testing.T) {
 		ti   []byte
 		want string
 	}{
-		{"empty", nil, "target info: 0 bytes, want 37"},
-		{"one short", good[:len(good)-1], "36 bytes, want 37"},
-		{"one long", append(bytes.Clone(good), 0), "38 bytes, want 37"},
+		{"empty", nil, "target info: 0 bytes, want 38"},
+		{"one short", good[:len(good)-1], "37 bytes, want 38"},
+		{"one long", append(bytes.Clone(good), 0), "39 bytes, want 38"},
 		{"bad magic", flipAt(good, 1), "bad magic"},
-		{"version 2", setAt(good, 4, 2), "unsupported version 2"},
+		{"version 1", setAt(good, 4, 1), "unsupported version 1"},
+		{"unknown attribute", setAt(good, len(good)-1, 0x03), "unknown attribute bits 0x02"},
 		{"a whole report", func() []byte {
 			r, err := a.LocalReport(good, tee.ReportData{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			return r
-		}(), "202 bytes, want 37"},
+		}(), "202 bytes, want 38"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -162,8 +163,8 @@ func TestLocalReportRejectsBadTargetInfo(t *testing.T) {
 			}
 			m, err := sim.DecodeTargetInfo(tc.ti)
 			wantErr(t, err, tc.want)
-			if !m.IsZero() {
-				t.Fatalf("DecodeTargetInfo returned %s on error", m)
+			if m != (sim.Target{}) {
+				t.Fatalf("DecodeTargetInfo returned %+v on error", m)
 			}
 		})
 	}
@@ -172,7 +173,7 @@ func TestLocalReportRejectsBadTargetInfo(t *testing.T) {
 func TestTargetInfo(t *testing.T) {
 	f := newFixture(t)
 	ti := targetInfo(t, f.p1.NewEnclave(f.idA))
-	if !bytes.Equal(ti, sim.TargetInfoFor(f.idA.UniqueID)) {
+	if !bytes.Equal(ti, sim.TargetInfoFor(sim.Target{MREnclave: f.idA.UniqueID})) {
 		t.Fatal("TargetInfo differs from TargetInfoFor(MRENCLAVE)")
 	}
 	// Target info is not platform specific: it only names the enclave.
@@ -180,8 +181,51 @@ func TestTargetInfo(t *testing.T) {
 		t.Fatal("target info of the same enclave differs between platforms")
 	}
 	m, err := sim.DecodeTargetInfo(ti)
-	if err != nil || m != f.idA.UniqueID {
-		t.Fatalf("DecodeTargetInfo = %s, %v; want %s", m, err, f.idA.UniqueID)
+	if want := (sim.Target{MREnclave: f.idA.UniqueID}); err != nil || m != want {
+		t.Fatalf("DecodeTargetInfo = %+v, %v; want %+v", m, err, want)
+	}
+	debugA := f.idA
+	debugA.Debug = true
+	dti := targetInfo(t, f.p1.NewEnclave(debugA))
+	if bytes.Equal(dti, ti) {
+		t.Fatal("a debug enclave has the target info of the production enclave")
+	}
+	m, err = sim.DecodeTargetInfo(dti)
+	if want := (sim.Target{MREnclave: f.idA.UniqueID, Debug: true}); err != nil || m != want {
+		t.Fatalf("DecodeTargetInfo(debug) = %+v, %v; want %+v", m, err, want)
+	}
+}
+
+// TestReportKeyCoversDebug: as in SGX, the report key derives from the
+// target's attributes too, so a debug build with the production
+// measurement cannot check reports made for the production enclave (and
+// could not otherwise read what they bind), nor the other way round.
+func TestReportKeyCoversDebug(t *testing.T) {
+	f := newFixture(t)
+	maker := f.p1.NewEnclave(f.idB)
+	prod := f.p1.NewEnclave(f.idA)
+	debugA := f.idA
+	debugA.Debug = true
+	debug := f.p1.NewEnclave(debugA)
+	cases := []struct {
+		name             string
+		target, verifier *sim.Enclave
+	}{
+		{"made for production, checked by debug", prod, debug},
+		{"made for debug, checked by production", debug, prod},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			raw, err := maker.LocalReport(targetInfo(t, tc.target), reportData(t, "secret binding"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = tc.verifier.VerifyLocalReport(raw)
+			wantErr(t, err, "MAC does not verify")
+			if _, err := tc.target.VerifyLocalReport(raw); err != nil {
+				t.Fatalf("the enclave the report was made for rejects it: %v", err)
+			}
+		})
 	}
 }
 
