@@ -327,6 +327,17 @@ func (h *realHost) stopServing(id string) {
 	}
 }
 
+// maxServeCrashes is how many restarts after an early exit AwaitServing
+// tolerates before it gives up on the new node: one crash (a fault, a
+// port still held) is retried; a node that exits again and again will not
+// serve.
+const maxServeCrashes = 3
+
+// servePoll is how often AwaitServing asks the new node for its status: a
+// local unix-socket request, cheap enough to ask often, since every poll
+// interval the node is ready but unasked adds to the upgrade's downtime.
+const servePoll = 25 * time.Millisecond
+
 // AwaitServing implements Host.
 func (h *realHost) AwaitServing(ctx context.Context, inst Installation) error {
 	timeout := h.serveTimeout
@@ -356,6 +367,12 @@ func (h *realHost) AwaitServing(ctx context.Context, inst Installation) error {
 		}
 		if _, _, ok := h.node.running(); !ok && h.node.want() != nil {
 			last += "; node process not running (see " + h.cfg.NodeLog + ": " + tailLine(h.cfg.NodeLog) + ")"
+			// A node that keeps exiting right after start (a failed
+			// migration, a refused key, a bad config) will not serve:
+			// fail now rather than after the whole serve timeout.
+			if n := h.node.crashesInARow(); n >= maxServeCrashes {
+				return fmt.Errorf("node %s not serving: its process exited %d times in a row after %s: %s", inst.Version, n+1, time.Since(start).Round(time.Millisecond), last)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -364,7 +381,7 @@ func (h *realHost) AwaitServing(ctx context.Context, inst Installation) error {
 				why = "cancelled"
 			}
 			return fmt.Errorf("node %s not serving after %s (%s; serve timeout %s): %s", inst.Version, time.Since(start).Round(time.Millisecond), why, timeout, last)
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(servePoll):
 		}
 	}
 }

@@ -71,6 +71,18 @@ func (s *supervisor) want() *procSpec {
 	return s.desired
 }
 
+// crashesInARow returns how many times in a row the desired process
+// ended by itself soon after it was started (each one followed by a
+// restart); 0 when it last ran long enough or is not wanted.
+func (s *supervisor) crashesInARow() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.desired == nil || !s.last.equal(s.desired) {
+		return 0
+	}
+	return s.failures
+}
+
 // stop sets the desired state to stopped and stops the process now.
 func (s *supervisor) stop(ctx context.Context) error {
 	s.act.Lock()

@@ -102,6 +102,11 @@ func TestFlagDay(t *testing.T) {
 			stepTimeout: 20 * time.Second, want: flagday.OutcomeRolledBack, failedStep: flagday.StepUpgrade,
 			evidence: func(t *testing.T, fn *flagdayNet, rec *flagday.Record) {
 				fn.requireNodeLog(t, "injected failure at migration")
+				// The agents give up on a node that keeps exiting at start
+				// instead of waiting out the serve or step timeout.
+				if !strings.Contains(rec.Error, "times in a row") {
+					t.Errorf("flag day error %q does not say the new node kept exiting", rec.Error)
+				}
 			},
 		},
 		{

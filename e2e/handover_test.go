@@ -817,6 +817,11 @@ func TestBenchHandover(t *testing.T) {
 				inSwap += st.Duration
 			}
 		}
+		var steps []string
+		for _, st := range s.Steps {
+			steps = append(steps, fmt.Sprintf("%s %s", st.Phase, st.Duration.Round(time.Millisecond)))
+		}
+		t.Logf("swap %s: %s (%s)", s.UpgradeID, s.Swap.Round(time.Millisecond), strings.Join(steps, ", "))
 		if len(phases) != 7 || s.Swap < inSwap || s.Swap > s.Upgrade || s.ObservedGap <= 0 || s.ObservedGap > s.Upgrade {
 			t.Errorf("swap %s: %s (steps in it %s), observed gap %s, upgrade %s, phases %v", s.UpgradeID, s.Swap, inSwap, s.ObservedGap, s.Upgrade, phases)
 		}
