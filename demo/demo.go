@@ -20,6 +20,7 @@ import (
 
 	"github.com/teeup/teeup/devnet"
 	"github.com/teeup/teeup/flagday"
+	"github.com/teeup/teeup/internal/fsutil"
 	"github.com/teeup/teeup/keyfile"
 	"github.com/teeup/teeup/ledger"
 	"github.com/teeup/teeup/loadgen"
@@ -328,7 +329,7 @@ func BuildNodeVersions(ctx context.Context, src, binDir, dir string) (v1Dir, v2D
 			return "", "", fmt.Errorf("demo: build teeup-node %s: %w\n%s", v, err, b)
 		}
 		for _, prog := range []string{devnet.AgentBin, devnet.DistributeBin} {
-			if err := copyExecutable(filepath.Join(binDir, prog), filepath.Join(out, prog)); err != nil {
+			if err := fsutil.CopyFile(filepath.Join(binDir, prog), filepath.Join(out, prog), 0o755); err != nil {
 				return "", "", fmt.Errorf("demo: %w (run 'make build' first, or pass --bin)", err)
 			}
 		}

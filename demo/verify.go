@@ -211,23 +211,6 @@ func verifyDistribution(ctx context.Context, net *devnet.Network) (string, error
 	return fmt.Sprintf("%d published blocks identical to the nodes' (all %d hosts, across the upgrade)", total, len(net.Hosts)), nil
 }
 
-func copyExecutable(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o755)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
-}
-
 func fileHash(path string) (string, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {

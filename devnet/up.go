@@ -342,7 +342,7 @@ func StageRelease(n *Network, bins Binaries, version string) (*Release, error) {
 			continue
 		}
 		dst := filepath.Join(dir, filepath.Base(b.src))
-		if err := copyFile(b.src, dst, 0o755); err != nil {
+		if err := fsutil.CopyFile(b.src, dst, 0o755); err != nil {
 			return nil, fmt.Errorf("stage release %s: %w", version, err)
 		}
 		if b.enclave {
@@ -410,27 +410,6 @@ func binaryVersion(bin string) (string, error) {
 		return "", fmt.Errorf("%s --version printed nothing", bin)
 	}
 	return f[len(f)-1], nil
-}
-
-func copyFile(src, dst string, mode os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 func writeNodeConfig(n *Network, h *Host) error {

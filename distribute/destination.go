@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/teeup/teeup/internal/fsutil"
 )
 
 // MaxObjectSize bounds the size of an object read back from a destination,
@@ -151,7 +153,7 @@ func (d *DirDestination) mkdirDurable(dir string) error {
 	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	return syncDir(parent)
+	return fsutil.SyncDir(parent)
 }
 
 // Get reads the file for name.

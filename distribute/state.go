@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/teeup/teeup/internal/fsutil"
 )
 
 // ErrCorruptState marks a state file that exists but cannot be trusted. The
@@ -162,21 +164,5 @@ func writeFileAtomic(path, tmp string, data []byte, perm os.FileMode, afterTemp 
 		os.Remove(tmp)
 		return err
 	}
-	return syncDir(filepath.Dir(path))
-}
-
-// syncDir makes a directory's entries (a rename, a new file) durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	serr := d.Sync()
-	if cerr := d.Close(); serr == nil {
-		serr = cerr
-	}
-	if serr != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, serr)
-	}
-	return nil
+	return fsutil.SyncDir(filepath.Dir(path))
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/teeup/teeup/devnet"
 	"github.com/teeup/teeup/distribute"
+	"github.com/teeup/teeup/internal/fsutil"
 	"github.com/teeup/teeup/keyfile"
 	"github.com/teeup/teeup/loadgen"
 	"github.com/teeup/teeup/node"
@@ -40,25 +40,13 @@ func (tn *testNet) kill9(h *devnet.Host, prog string) int {
 	return pid
 }
 
-// copyExecutable copies src to dst with mode 0755.
+// copyExecutable copies src to dst with mode 0755, creating dst's
+// directory.
 func copyExecutable(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o755)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	return fsutil.CopyFile(src, dst, 0o755)
 }
 
 // TestImpostorEnclaveIsRefused replaces node 4 with a validly signed node

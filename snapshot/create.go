@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/teeup/teeup/internal/fsutil"
 )
 
 // CreateOptions configures Create.
@@ -162,7 +164,7 @@ func create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 		return nil, err
 	}
 	done = true
-	if err := syncDir(opts.Root); err != nil {
+	if err := fsutil.SyncDir(opts.Root); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/teeup/teeup/internal/fsutil"
 )
 
 // bufSize is the read size used when hashing and copying; cancellation and
@@ -157,22 +159,6 @@ func copyFile(ctx context.Context, src, dst string, perm fs.FileMode) (sum strin
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// syncDir makes a directory's entries (new files, renames) durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
-}
-
 // syncTree syncs every directory in the tree rooted at root, deepest first,
 // then root's parent.
 func syncTree(root string) error {
@@ -192,7 +178,7 @@ func syncTree(root string) error {
 	slices.Reverse(dirs)
 	dirs = append(dirs, filepath.Dir(root))
 	for _, d := range dirs {
-		if err := syncDir(d); err != nil {
+		if err := fsutil.SyncDir(d); err != nil {
 			return err
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/teeup/teeup/internal/fsutil"
 )
 
 // RestoreOptions configures Restore.
@@ -149,7 +151,7 @@ func restore(ctx context.Context, opts RestoreOptions) (string, error) {
 		return "", fmt.Errorf("move restored ledger into place: %w", err)
 	}
 	swapped = true
-	if err := syncDir(parent); err != nil {
+	if err := fsutil.SyncDir(parent); err != nil {
 		return previous, err
 	}
 
@@ -236,7 +238,7 @@ func restoreState(ctx context.Context, snap string, m *Manifest, statePath, stam
 		if err := os.Rename(statePath, prev); err != nil {
 			return "", fmt.Errorf("move state file aside: %w", err)
 		}
-		return prev, syncDir(filepath.Dir(statePath))
+		return prev, fsutil.SyncDir(filepath.Dir(statePath))
 	}
 	var want File
 	for _, f := range m.Files {
@@ -275,5 +277,5 @@ func restoreState(ctx context.Context, snap string, m *Manifest, statePath, stam
 		os.Remove(tmp)
 		return "", fmt.Errorf("replace state file: %w", err)
 	}
-	return prev, syncDir(filepath.Dir(statePath))
+	return prev, fsutil.SyncDir(filepath.Dir(statePath))
 }
