@@ -175,8 +175,6 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	loadCtx, stopLoad := context.WithCancel(ctx)
-	defer stopLoad()
 	endLoad := make(chan struct{}) // closed: start no new payment, deliver those in flight
 	type loadOut struct {
 		res *loadgen.Result
@@ -188,7 +186,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 		nodes[i] = c
 	}
 	go func() {
-		res, err := loadgen.Run(loadCtx, loadgen.Config{
+		res, err := loadgen.Run(ctx, loadgen.Config{
 			Nodes: nodes, ChainID: net.ChainID, Accounts: users, Recipients: recipients,
 			Rate: opt.Rate, Stop: endLoad, Amount: 1, DrainTimeout: 20 * time.Second,
 		})
@@ -196,8 +194,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	}()
 	say("client load started: %d senders, %.0f payments/s, clients retry on \"closed for upgrade\"", len(users), opt.Rate)
 	select {
-	case <-ctx.Done():
-		stopLoad()
+	case <-ctx.Done(): // the load ends with ctx
 		return nil, ctx.Err()
 	case <-time.After(3 * time.Second):
 	}
