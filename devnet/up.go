@@ -484,35 +484,39 @@ func StartHost(n *Network, h *Host, distribute bool) error {
 
 // StartNode starts the host's node from the current release.
 func StartNode(n *Network, h *Host) error {
-	bin := filepath.Join(n.Release.Dir, NodeBin)
-	if pid, ok := proc.ReadPID(pidFile(h, NodeBin), bin); ok {
-		return fmt.Errorf("node %d already runs (pid %d)", h.ID, pid)
+	pid, err := startProgram(n, h, NodeBin, []string{"run", "--config", h.NodeConfig}, "node.log")
+	if err != nil || pid == 0 {
+		return err
 	}
-	_, err := proc.StartDetached(bin, []string{"run", "--config", h.NodeConfig}, nil,
-		filepath.Join(h.LogDir, "node.log"), pidFile(h, NodeBin))
-	return err
+	return fmt.Errorf("node %d already runs (pid %d)", h.ID, pid)
 }
 
 // StartAgent starts the host's upgrade agent, which supervises its node.
 func StartAgent(n *Network, h *Host) error {
-	bin := filepath.Join(n.Release.Dir, AgentBin)
-	if pid, ok := proc.ReadPID(pidFile(h, AgentBin), bin); ok {
-		return fmt.Errorf("agent %d already runs (pid %d)", h.ID, pid)
+	pid, err := startProgram(n, h, AgentBin, []string{"run", "--config", h.AgentConfig}, "agent.log")
+	if err != nil || pid == 0 {
+		return err
 	}
-	_, err := proc.StartDetached(bin, []string{"run", "--config", h.AgentConfig}, nil,
-		filepath.Join(h.LogDir, "agent.log"), pidFile(h, AgentBin))
+	return fmt.Errorf("agent %d already runs (pid %d)", h.ID, pid)
+}
+
+// StartDistribute starts the host's distribution process; one that
+// already runs is left as it is.
+func StartDistribute(n *Network, h *Host) error {
+	_, err := startProgram(n, h, DistributeBin, distributeArgs(h), "distribute.log")
 	return err
 }
 
-// StartDistribute starts the host's distribution process.
-func StartDistribute(n *Network, h *Host) error {
-	bin := filepath.Join(n.Release.Dir, DistributeBin)
-	if _, ok := proc.ReadPID(pidFile(h, DistributeBin), bin); ok {
-		return nil
+// startProgram starts prog of the current release on h with args, logging
+// to log in the host's log directory. When prog already runs there it
+// starts nothing and returns its pid.
+func startProgram(n *Network, h *Host, prog string, args []string, log string) (running int, err error) {
+	bin := filepath.Join(n.Release.Dir, prog)
+	if pid, ok := proc.ReadPID(pidFile(h, prog), bin); ok {
+		return pid, nil
 	}
-	_, err := proc.StartDetached(bin, distributeArgs(h), nil,
-		filepath.Join(h.LogDir, "distribute.log"), pidFile(h, DistributeBin))
-	return err
+	_, err = proc.StartDetached(bin, args, nil, filepath.Join(h.LogDir, log), pidFile(h, prog))
+	return 0, err
 }
 
 // StopProcess stops a host's program (teeup-node, teeup-agent or
