@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -294,9 +293,7 @@ func measureVerifyRate(ctx context.Context, d time.Duration) (int, float64, erro
 // writeBenchReport prints the report as text or JSON.
 func writeBenchReport(w io.Writer, r *benchReport, asJSON bool) error {
 	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
+		return printJSON(w, r)
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "network\t%d nodes on this machine (%d CPUs), %d workers for %s\n", r.Nodes, r.CPUs, r.Concurrency, time.Duration(r.Duration*float64(time.Second)))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -59,9 +58,7 @@ full copy of the directory; print the ratios. Needs about twice the largest size
 			}
 			out := stdoutOf(cmd)
 			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(results)
+				return printJSON(out, results)
 			}
 			tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "LEDGER\tCHECKPOINT\tSNAPSHOT (+SHA-256)\tFULL COPY\tCOPY/CHECKPOINT\tCOPY/SNAPSHOT")

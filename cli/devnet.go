@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"text/tabwriter"
@@ -80,9 +79,7 @@ or from --bin.`,
 			rows := devnet.Statuses(cmd.Context(), n)
 			out := stdoutOf(cmd)
 			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(rows)
+				return printJSON(out, rows)
 			}
 			tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NODE\tPID\tHEIGHT\tHEAD\tLEADER\tPEERS\tPENDING\tINGRESS\tMRENCLAVE\tVERSION")

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -115,9 +114,7 @@ whether the signature verifies and whether it matches the binary. Exits 1 if it 
 			}
 			w := stdoutOf(cmd)
 			if asJSON {
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(in); err != nil {
+				if err := printJSON(w, in); err != nil {
 					return fmt.Errorf("enclave inspect: %w", err)
 				}
 			} else {

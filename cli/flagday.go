@@ -153,9 +153,7 @@ whole network back. Every step is journalled; running 'run' again resumes an int
 				return err
 			}
 			if asJSON {
-				enc := json.NewEncoder(stdoutOf(cmd))
-				enc.SetIndent("", "  ")
-				return enc.Encode(rec)
+				return printJSON(stdoutOf(cmd), rec)
 			}
 			flagday.Summarize(stdoutOf(cmd), rec)
 			return nil

@@ -145,12 +145,6 @@ func submitGovernance(ctx context.Context, f *govFlags, what string, kind ledger
 	return &governanceTx{Receipt: rec, Sender: from.String(), Governance: g}, nil
 }
 
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
 func newReleaseProposeCmd() *cobra.Command {
 	var f govFlags
 	cmd := &cobra.Command{

@@ -232,9 +232,7 @@ if any check fails.`,
 			}
 			w := stdoutOf(cmd)
 			if asJSON {
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
-				if jerr := enc.Encode(res); jerr != nil {
+				if jerr := printJSON(w, res); jerr != nil {
 					return fmt.Errorf("release verify: %w", jerr)
 				}
 			}

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -63,9 +62,7 @@ resumes or rolls back.`,
 	var asJSON bool
 	printRecord := func(w io.Writer, rec *agentapi.UpgradeRecord) error {
 		if asJSON {
-			enc := json.NewEncoder(w)
-			enc.SetIndent("", "  ")
-			return enc.Encode(rec)
+			return printJSON(w, rec)
 		}
 		return writeUpgradeRecord(w, rec)
 	}
@@ -145,9 +142,7 @@ resumes or rolls back.`,
 			}
 			w := stdoutOf(cmd)
 			if asJSON {
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
-				return enc.Encode(st)
+				return printJSON(w, st)
 			}
 			fmt.Fprintf(w, "agent %s (MRENCLAVE %s) on host %d\ninstalled %s (node MRENCLAVE %s)\nnode pid %d %s\nstaged %v\n",
 				st.Version, st.MREnclave.Short(), st.NodeID, st.Installed.Version, st.Installed.NodeMREnclave.Short(), st.NodePID, st.NodeBinary, st.Staged)
