@@ -351,6 +351,14 @@ func (h *realHost) AwaitServing(ctx context.Context, inst Installation) error {
 	defer a.Close()
 	sealed := node.SealedKeysPath(h.cfg.NodeDataDir, inst.NodeMREnclave)
 	var last string
+	// why describes the last poll for an error; the node log is read
+	// only then, not on every poll.
+	why := func(down bool) string {
+		if !down {
+			return last
+		}
+		return last + "; node process not running (see " + h.cfg.NodeLog + ": " + tailLine(h.cfg.NodeLog) + ")"
+	}
 	for {
 		st, err := a.Status(ctx)
 		switch {
@@ -365,22 +373,21 @@ func (h *realHost) AwaitServing(ctx context.Context, inst Installation) error {
 				return nil
 			}
 		}
-		if _, _, ok := h.node.running(); !ok && h.node.want() != nil {
-			last += "; node process not running (see " + h.cfg.NodeLog + ": " + tailLine(h.cfg.NodeLog) + ")"
-			// A node that keeps exiting right after start (a failed
-			// migration, a refused key, a bad config) will not serve:
-			// fail now rather than after the whole serve timeout.
-			if n := h.node.crashesInARow(); n >= maxServeCrashes {
-				return fmt.Errorf("node %s not serving: its process exited %d times in a row after %s: %s", inst.Version, n+1, time.Since(start).Round(time.Millisecond), last)
-			}
+		_, _, running := h.node.running()
+		down := !running && h.node.want() != nil
+		// A node that keeps exiting right after start (a failed
+		// migration, a refused key, a bad config) will not serve: fail
+		// now rather than after the whole serve timeout.
+		if n := h.node.crashesInARow(); down && n >= maxServeCrashes {
+			return fmt.Errorf("node %s not serving: its process exited %d times in a row after %s: %s", inst.Version, n+1, time.Since(start).Round(time.Millisecond), why(down))
 		}
 		select {
 		case <-ctx.Done():
-			why := "timed out"
+			ended := "timed out"
 			if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				why = "cancelled"
+				ended = "cancelled"
 			}
-			return fmt.Errorf("node %s not serving after %s (%s; serve timeout %s): %s", inst.Version, time.Since(start).Round(time.Millisecond), why, timeout, last)
+			return fmt.Errorf("node %s not serving after %s (%s; serve timeout %s): %s", inst.Version, time.Since(start).Round(time.Millisecond), ended, timeout, why(down))
 		case <-time.After(servePoll):
 		}
 	}
