@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/teeup/teeup/keyfile"
 	"github.com/teeup/teeup/release"
 )
 
@@ -64,6 +65,39 @@ type GenesisNode struct {
 	Name       string `json:"name"`
 	PeerAddr   string `json:"peer_addr"`
 	ClientAddr string `json:"client_addr"`
+	// Operator is the hex ed25519 public key (64 lower-case hex digits) of
+	// the node's operator, optional: it authorises re-keying this node and
+	// remote admin writes on its host. Omitted when empty, so a genesis
+	// without operators hashes as it did before the field existed.
+	Operator string `json:"operator,omitempty"`
+}
+
+// Validate checks one node entry on its own: id ≥ 1, a name of at most 128
+// bytes, host:port addresses, and an operator key, when present, of 64
+// lower-case hex digits. Genesis.Validate also checks the entries against
+// each other.
+func (n GenesisNode) Validate() error {
+	if n.ID == 0 {
+		return errors.New("id must be at least 1")
+	}
+	if len(n.Name) > maxLabelLen {
+		return fmt.Errorf("name longer than %d bytes", maxLabelLen)
+	}
+	for _, a := range []struct{ field, addr string }{{"peer_addr", n.PeerAddr}, {"client_addr", n.ClientAddr}} {
+		host, port, err := net.SplitHostPort(a.addr)
+		if err != nil || host == "" || port == "" {
+			return fmt.Errorf("%s %q is not host:port", a.field, a.addr)
+		}
+	}
+	if n.Operator != "" {
+		if _, err := keyfile.ParsePublicHex(n.Operator); err != nil {
+			return fmt.Errorf("operator: %w", err)
+		}
+		if n.Operator != strings.ToLower(n.Operator) {
+			return fmt.Errorf("operator %q is not lower-case hex", n.Operator)
+		}
+	}
+	return nil
 }
 
 // GenesisAccount is an initial balance.
@@ -142,8 +176,8 @@ func ParseGenesis(b []byte) (*Genesis, error) {
 }
 
 // Validate checks the genesis: chain id of 1 to 64 characters [a-z0-9-];
-// a time; 1 to 7 nodes with distinct ids ≥ 1 and distinct host:port
-// addresses; distinct accounts whose balances sum without overflow; valid
+// a time; 1 to 7 nodes with distinct ids ≥ 1, distinct host:port
+// addresses and valid operator keys where given (GenesisNode.Validate); distinct accounts whose balances sum without overflow; valid
 // KMG and NOG groups with lower-case hex keys; parameters in range.
 func (g *Genesis) Validate() error {
 	if err := validateChainID(g.ChainID); err != nil {
@@ -209,21 +243,17 @@ func validateNodes(nodes []GenesisNode) error {
 	ids := make(map[uint64]bool, len(nodes))
 	addrs := make(map[string]string, 2*len(nodes))
 	for i, n := range nodes {
-		if n.ID == 0 {
-			return fmt.Errorf("node %d: id must be at least 1", i)
+		if err := n.Validate(); err != nil {
+			if n.ID == 0 {
+				return fmt.Errorf("node %d: %w", i, err) // no id to name it by: its index
+			}
+			return fmt.Errorf("node %d: %w", n.ID, err)
 		}
 		if ids[n.ID] {
 			return fmt.Errorf("node %d: id %d appears twice", i, n.ID)
 		}
 		ids[n.ID] = true
-		if len(n.Name) > maxLabelLen {
-			return fmt.Errorf("node %d: name longer than %d bytes", n.ID, maxLabelLen)
-		}
 		for _, a := range []struct{ field, addr string }{{"peer_addr", n.PeerAddr}, {"client_addr", n.ClientAddr}} {
-			host, port, err := net.SplitHostPort(a.addr)
-			if err != nil || host == "" || port == "" {
-				return fmt.Errorf("node %d: %s %q is not host:port", n.ID, a.field, a.addr)
-			}
 			if other, dup := addrs[a.addr]; dup {
 				return fmt.Errorf("node %d: %s %q is already used as %s", n.ID, a.field, a.addr, other)
 			}
