@@ -180,10 +180,10 @@ func ParseGenesis(b []byte) (*Genesis, error) {
 // addresses and valid operator keys where given (GenesisNode.Validate); distinct accounts whose balances sum without overflow; valid
 // KMG and NOG groups with lower-case hex keys; parameters in range.
 func (g *Genesis) Validate() error {
-	if err := validateChainID(g.ChainID); err != nil {
+	if err := ValidateChainID(g.ChainID); err != nil {
 		return fmt.Errorf("invalid genesis: %w", err)
 	}
-	if err := validateGenesisTime(g.Time); err != nil {
+	if err := ValidateGenesisTime(g.Time); err != nil {
 		return fmt.Errorf("invalid genesis: %w", err)
 	}
 	if err := validateNodes(g.Nodes); err != nil {
@@ -207,13 +207,14 @@ func (g *Genesis) Validate() error {
 			}
 		}
 	}
-	if err := g.Params.validate(); err != nil {
+	if err := g.Params.Validate(); err != nil {
 		return fmt.Errorf("invalid genesis: params: %w", err)
 	}
 	return nil
 }
 
-func validateChainID(id string) error {
+// ValidateChainID checks a chain id: 1 to 64 characters of a-z, 0-9 and '-'.
+func ValidateChainID(id string) error {
 	if len(id) == 0 || len(id) > MaxChainIDLen {
 		return fmt.Errorf("chain id %q must have 1 to %d characters", id, MaxChainIDLen)
 	}
@@ -225,7 +226,9 @@ func validateChainID(id string) error {
 	return nil
 }
 
-func validateGenesisTime(t time.Time) error {
+// ValidateGenesisTime checks a genesis time: set, and representable as
+// Unix nanoseconds in an int64 (how block times are kept).
+func ValidateGenesisTime(t time.Time) error {
 	if t.IsZero() {
 		return errors.New("time is missing")
 	}
@@ -286,7 +289,9 @@ func validateAccounts(accounts []GenesisAccount) error {
 	return nil
 }
 
-func (p Params) validate() error {
+// Validate checks the parameters' ranges; zero values stand for the
+// defaults.
+func (p Params) Validate() error {
 	// Zero values mean the defaults.
 	if iv := time.Duration(p.BlockInterval); iv != 0 && (iv < time.Millisecond || iv > time.Hour) {
 		return fmt.Errorf("block_interval %s is not between 1ms and 1h", iv)
