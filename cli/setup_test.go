@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/teeup/teeup/agent"
 	"github.com/teeup/teeup/genesisdraft"
 	"github.com/teeup/teeup/hostinit"
@@ -549,3 +551,32 @@ func keysOf(m map[string][]byte) []string {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestREADMEDocumentsEveryCommand checks that every teeup command appears in
+// README.md as `teeup PATH...` (or in a group such as `teeup bench a|b`).
+func TestREADMEDocumentsEveryCommand(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(raw)
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		for _, s := range c.Commands() {
+			if s.Name() == "help" || s.Name() == "completion" {
+				continue
+			}
+			walk(s)
+		}
+		if c.HasSubCommands() {
+			return
+		}
+		path := c.CommandPath()
+		parent, name := c.Parent().CommandPath(), c.Name()
+		group := regexp.MustCompile("`" + regexp.QuoteMeta(parent) + ` [a-z|-]*\b` + regexp.QuoteMeta(name) + `\b`)
+		if !strings.Contains(readme, "`"+path) && !group.MatchString(readme) {
+			t.Errorf("README.md does not document %q", path)
+		}
+	}
+	walk(NewRoot())
+}
