@@ -265,7 +265,7 @@ func choosePlatform(l Layout, opts Options) (*platformPlan, error) {
 		if err != nil && !errors.Is(err, sim.ErrPlatformPending) {
 			return nil, fmt.Errorf("%w: --platform: %w", ErrOptions, err)
 		}
-		return &platformPlan{dir: dir, existed: true, opened: p}, nil
+		return &platformPlan{dir: dir, existed: true, opened: p, reqOut: opts.RequestOut}, nil
 	case opts.CADir != "":
 		// Unlike 'teeup platform init', never create a CA here: every
 		// host of a network must chain to the one root.
@@ -327,6 +327,11 @@ func (p *platformPlan) prepare(res *Result) error {
 	raw, ok, err := sim.PendingRequest(p.dir)
 	if err != nil || !ok {
 		return fmt.Errorf("platform %s: neither certified nor requesting: %v", p.dir, err)
+	}
+	if p.existed && p.reqOut != "" {
+		if err := fsutil.WriteFileAtomic(p.reqOut, raw, 0o644); err != nil {
+			return fmt.Errorf("write certificate request: %w", err)
+		}
 	}
 	req, err := sim.ParseRequest(raw)
 	if err != nil {

@@ -160,12 +160,16 @@ func TestInitPlatformChoices(t *testing.T) {
 	}
 	// An existing platform is used as it is.
 	existing := res.Host.Platform
-	res, err = Init(Options{Dir: hostDir(t), Node: testNode(1), Platform: existing})
+	copyOut := filepath.Join(t.TempDir(), "again.csr")
+	res, err = Init(Options{Dir: hostDir(t), Node: testNode(1), Platform: existing, RequestOut: copyOut})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Host.Platform != existing || !res.PlatformPending {
+	if res.Host.Platform != existing || !res.PlatformPending || res.Request != copyOut {
 		t.Fatalf("existing platform: %+v", res)
+	}
+	if want, _, _ := sim.PendingRequest(existing); !bytes.Equal(readOrNil(copyOut), want) {
+		t.Fatal("--request of an existing pending platform is not its request")
 	}
 	if _, err := os.Stat(res.Layout.Platform()); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatal("a platform directory was created although one was given")
@@ -313,3 +317,8 @@ func TestLoadHostRejects(t *testing.T) {
 }
 
 func hexOf(b []byte) string { return hex.EncodeToString(b) }
+
+func readOrNil(path string) []byte {
+	b, _ := os.ReadFile(path)
+	return b
+}
