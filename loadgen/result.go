@@ -63,6 +63,10 @@ type Result struct {
 	ClosedForUpgrade int
 	// Retries counts resubmissions of an already sent payment.
 	Retries int
+	// Reordered counts the retries of a payment refused while an earlier
+	// payment of its account was still in flight (with InFlight > 1 a node
+	// may see a nonce before its predecessor); included in Retries.
+	Reordered int
 
 	// Latencies of the acknowledged payments, in the order of Acked.
 	Latencies []time.Duration
@@ -150,7 +154,18 @@ func (r *Result) Verify(ctx context.Context, c Reader) error {
 		others = append(others, x.Payment)
 	}
 	others = append(others, r.Unresolved...)
+	// A payment rejected once may have been signed again identically (same
+	// nonce, recipient and amount) after the nonce was re-read: one
+	// transaction, counted once.
+	counted := make(map[ledger.Hash]bool, len(r.Acked)+len(others))
+	for _, a := range r.Acked {
+		counted[a.TxID] = true
+	}
 	for _, p := range others {
+		if counted[p.TxID] {
+			continue
+		}
+		counted[p.TxID] = true
 		st, err := waitResolved(ctx, c, p.TxID)
 		if err != nil {
 			return fmt.Errorf("verify: unacknowledged tx %s (nonce %d from %s): %w", p.TxID, p.Nonce, short(p.From), err)
