@@ -536,3 +536,31 @@ func TestTicketStamp(t *testing.T) {
 		}
 	}
 }
+
+// TestPeerFromStateDoesNotVerifyAgain: after a handshake, reading the peer
+// from the connection state (as the peer transport does) is a cache hit,
+// not a second verification of the quote.
+func TestPeerFromStateDoesNotVerifyAgain(t *testing.T) {
+	f := newFixture(t)
+	srvCreds := mustCreds(t, f.p1.NewEnclave(ident(1)))
+	cliCreds := mustCreds(t, f.p2.NewEnclave(ident(1)))
+	sq, cq := &countingQuotes{QuoteVerifier: f.p1.Verifier()}, &countingQuotes{QuoteVerifier: f.p2.Verifier()}
+	srvV := &Verifier{Quotes: sq, Policy: Exact(ident(1).UniqueID)}
+	cliV := &Verifier{Quotes: cq, Policy: Exact(ident(1).UniqueID)}
+	s := newTLSServer(t, ServerConfig(srvCreds, srvV))
+	cli := ClientConfig(cliCreds, cliV)
+	cli.ClientSessionCache = nil // full handshakes only
+	for i := range 3 {
+		srv, c := s.connect(t, cli)
+		mustSucceed(t, "handshake", srv, c, false)
+		if _, err := srvV.PeerFromState(srv.state); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cliV.PeerFromState(c.state); err != nil {
+			t.Fatal(err)
+		}
+		if sq.n.Load() != 1 || cq.n.Load() != 1 {
+			t.Fatalf("after %d handshakes and PeerFromState: server verified %d quotes, client %d; want 1 each", i+1, sq.n.Load(), cq.n.Load())
+		}
+	}
+}

@@ -310,3 +310,55 @@ func TestVerifyCountsAReSignedIdenticalPaymentOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// limitedReader refuses every other read as rate limited, as a node does
+// when one address reads faster than its rate limit.
+type limitedReader struct {
+	Reader
+	calls atomic.Int64
+}
+
+var errRateLimited = &nodeapi.Error{Code: nodeapi.CodeRateLimited, Message: "rate limited: more than 1000 requests per second (burst 2000) from 127.0.0.1; retry after 1s"}
+
+func (l *limitedReader) refuse() bool { return l.calls.Add(1)%2 == 1 }
+
+func (l *limitedReader) TxStatus(ctx context.Context, id string) (*nodeapi.TxStatus, error) {
+	if l.refuse() {
+		return nil, errRateLimited
+	}
+	return l.Reader.TxStatus(ctx, id)
+}
+
+func (l *limitedReader) Account(ctx context.Context, a string) (*nodeapi.Account, error) {
+	if l.refuse() {
+		return nil, errRateLimited
+	}
+	return l.Reader.Account(ctx, a)
+}
+
+func (l *limitedReader) Head(ctx context.Context) (*nodeapi.Head, error) {
+	if l.refuse() {
+		return nil, errRateLimited
+	}
+	return l.Reader.Head(ctx)
+}
+
+// TestVerifyWaitsOutARateLimit: Verify reads every transaction it sent; a
+// node that rate-limits those reads slows it down but does not fail it.
+func TestVerifyWaitsOutARateLimit(t *testing.T) {
+	l := newFakeLedger(testChain)
+	cfg := baseConfig(t, l)
+	cfg.Payments = 20
+	ctx := testContext(t)
+	res, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lr := &limitedReader{Reader: &fakeNode{l: l}}
+	if err := res.Verify(ctx, lr); err != nil {
+		t.Fatal(err)
+	}
+	if lr.calls.Load() < 2*int64(cfg.Payments) {
+		t.Fatalf("%d reads: the limit was not exercised", lr.calls.Load())
+	}
+}

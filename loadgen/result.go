@@ -126,6 +126,7 @@ const verifyPoll = 100 * time.Millisecond
 // It assumes that no other client used these accounts since Run began.
 // Verify waits as long as ctx allows; give it a deadline.
 func (r *Result) Verify(ctx context.Context, c Reader) error {
+	c = patient{c}
 	var maxHeight uint64
 	for _, a := range r.Acked {
 		maxHeight = max(maxHeight, a.Height)
@@ -276,6 +277,45 @@ func waitResolved(ctx context.Context, c Reader, id ledger.Hash) (*nodeapi.TxSta
 		case <-time.After(verifyPoll):
 		}
 	}
+}
+
+// patient is a Reader that waits out a node's rate limit: Verify reads
+// every transaction it sent, faster than a node may let one address read.
+type patient struct{ Reader }
+
+// rateLimitBackoff bounds the wait between reads refused as rate limited.
+const (
+	rateLimitMinBackoff = 50 * time.Millisecond
+	rateLimitMaxBackoff = time.Second
+)
+
+// retry calls f until it is not refused as rate limited or ctx ends.
+func retry[T any](ctx context.Context, f func() (T, error)) (T, error) {
+	backoff := rateLimitMinBackoff
+	for {
+		v, err := f()
+		if !nodeapi.IsCode(err, nodeapi.CodeRateLimited) {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, rateLimitMaxBackoff)
+	}
+}
+
+func (p patient) TxStatus(ctx context.Context, id string) (*nodeapi.TxStatus, error) {
+	return retry(ctx, func() (*nodeapi.TxStatus, error) { return p.Reader.TxStatus(ctx, id) })
+}
+
+func (p patient) Account(ctx context.Context, address string) (*nodeapi.Account, error) {
+	return retry(ctx, func() (*nodeapi.Account, error) { return p.Reader.Account(ctx, address) })
+}
+
+func (p patient) Head(ctx context.Context) (*nodeapi.Head, error) {
+	return retry(ctx, func() (*nodeapi.Head, error) { return p.Reader.Head(ctx) })
 }
 
 // short abbreviates an address for messages.
