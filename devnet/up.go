@@ -419,6 +419,9 @@ func writeNodeConfig(n *Network, h *Host) error {
 		DataDir:   h.DataDir,
 		Platform:  h.PlatformDir,
 		Bootstrap: h.ID == 1,
+		// Every devnet client (bench, demo, distribution, CLI) connects from
+		// 127.0.0.1: a per-source rate would throttle them all as one.
+		ClientLimits: node.ClientLimits{RateLimit: -1},
 	}
 	raw, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {

@@ -42,6 +42,9 @@ type DialConfig struct {
 	MREnclaves []string
 	// AllowDebug accepts a DEBUG node enclave (development only).
 	AllowDebug bool
+	// Conns is how many connections the client keeps for reuse (see
+	// ClientOptions; default DefaultConns).
+	Conns int
 }
 
 // Dial returns a client whose every connection verifies the node's quote
@@ -66,5 +69,5 @@ func Dial(c DialConfig) (*Client, error) {
 	if c.AllowDebug {
 		policy = policy.AllowingDebug()
 	}
-	return NewClient(c.Addr, &attest.Verifier{Quotes: qv, Policy: policy}), nil
+	return NewClientWithOptions(c.Addr, &attest.Verifier{Quotes: qv, Policy: policy}, ClientOptions{Conns: c.Conns}), nil
 }
