@@ -131,13 +131,20 @@ type Client struct{ reads }
 // NewClient returns a client for the node at addr (host:port). Before any
 // request is sent, the TLS handshake verifies the node's quote with v: its
 // root and the expected MRENCLAVE.
-func NewClient(addr string, v *attest.Verifier) *Client {
+func NewClient(addr string, v *attest.Verifier) *Client { return newClient(addr, v, nil) }
+
+// newClient is NewClient with the TCP connections opened by dial (a
+// net.Dialer with a 3 s timeout if nil).
+func newClient(addr string, v *attest.Verifier, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *Client {
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 3 * time.Second}).DialContext
+	}
 	tr := &http.Transport{
 		TLSClientConfig:     attest.ClientConfig(nil, v),
 		ForceAttemptHTTP2:   false,
 		MaxIdleConnsPerHost: 16,
 		IdleConnTimeout:     30 * time.Second,
-		DialContext:         (&net.Dialer{Timeout: 3 * time.Second}).DialContext,
+		DialContext:         dial,
 	}
 	return &Client{reads{c: caller{base: "https://" + addr, http: &http.Client{Transport: tr, Timeout: 60 * time.Second}, what: "node " + addr}}}
 }

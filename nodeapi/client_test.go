@@ -3,11 +3,14 @@ package nodeapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/teeup/teeup/tee/sim"
 )
 
 // serveAdmin serves handler on a unix socket and returns an admin client.
@@ -78,5 +81,32 @@ func TestParseMeasurements(t *testing.T) {
 	}
 	if _, err := Dial(DialConfig{Addr: "x:1", RootPath: "/nonexistent", MREnclaves: []string{strings.Repeat("ab", 32)}}); err == nil {
 		t.Fatal("Dial with a missing root succeeded")
+	}
+}
+
+// TestDialUsesTheGivenDialer: a client made with DialConfig.DialContext
+// opens its connections through it (the isolated devnet dials from another
+// network namespace that way).
+func TestDialUsesTheGivenDialer(t *testing.T) {
+	ca := filepath.Join(t.TempDir(), "ca")
+	if _, err := sim.InitCA(ca); err != nil {
+		t.Fatal(err)
+	}
+	errDial := errors.New("dialer called")
+	var got []string
+	c, err := Dial(DialConfig{Addr: "10.77.0.2:7201", RootPath: filepath.Join(ca, sim.RootCertFile), MREnclaves: []string{strings.Repeat("ab", 32)},
+		DialContext: func(_ context.Context, network, addr string) (net.Conn, error) {
+			got = append(got, network+" "+addr)
+			return nil, errDial
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Head(context.Background()); !errors.Is(err, errDial) {
+		t.Fatalf("Head = %v, want the dialer's error", err)
+	}
+	if len(got) == 0 || got[0] != "tcp 10.77.0.2:7201" {
+		t.Fatalf("dialer saw %v", got)
 	}
 }
