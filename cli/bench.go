@@ -170,8 +170,9 @@ func runBenchPayments(ctx context.Context, o benchOptions) (*benchReport, error)
 		}
 	}()
 	nodes := make([]loadgen.Node, 0, len(net.Hosts))
-	for _, h := range net.Hosts {
-		c, err := nodeapi.Dial(nodeapi.DialConfig{Addr: h.ClientAddr, RootPath: net.RootCert(), MREnclaves: net.AcceptedMeasurements()})
+	for i := range net.Hosts {
+		h := &net.Hosts[i]
+		c, err := net.DialNode(ctx, h)
 		if err != nil {
 			return nil, fmt.Errorf("node %d: %w", h.ID, err)
 		}

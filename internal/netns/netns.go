@@ -332,6 +332,9 @@ func (s Switch) PortUp(ctx context.Context, port string) (bool, error) {
 	return slices.Contains(strings.Split(string(out[open+1:close]), ","), "UP"), nil
 }
 
+// HasPort reports whether the switch has a port of that name.
+func (s Switch) HasPort(ctx context.Context, port string) bool { return s.hasLink(ctx, port) }
+
 func (s Switch) hasLink(ctx context.Context, name string) bool {
 	_, err := ipCmd(ctx, "-n", s.NS.Name, "link", "show", name)
 	return err == nil
