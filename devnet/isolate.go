@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -230,6 +231,9 @@ func RemoveNetwork(ctx context.Context, dir string) ([]string, error) {
 			firstErr = err
 		}
 		for _, pid := range pids {
+			if pid == os.Getpid() {
+				continue // this process: one of its threads was inside
+			}
 			if exe, ok := proc.Executable(pid); ok {
 				if err := proc.Stop(ctx, pid, exe, 5*time.Second); err != nil && firstErr == nil {
 					firstErr = err

@@ -162,28 +162,53 @@ func (ns Namespace) Pids(ctx context.Context) ([]int, error) {
 	return pids, nil
 }
 
+// Contains reports whether process pid runs inside the namespace.
+func (ns Namespace) Contains(pid int) (bool, error) {
+	var want, got unix.Stat_t
+	if err := unix.Stat(ns.Path(), &want); err != nil {
+		return false, fmt.Errorf("network namespace %s: %w", ns.Name, err)
+	}
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &got); err != nil {
+		return false, fmt.Errorf("network namespace of pid %d: %w", pid, err)
+	}
+	return want.Dev == got.Dev && want.Ino == got.Ino, nil
+}
+
 // Do runs fn on an OS thread that has entered the namespace. Sockets fn
 // creates belong to the namespace (and keep belonging to it when used from
 // any goroutine afterwards); processes it starts run inside it. Goroutines
-// fn starts run outside. The thread is discarded afterwards instead of
-// returning to the Go scheduler in a foreign namespace.
+// fn starts run outside. Afterwards the thread returns to the namespace it
+// came from; if it cannot, it is discarded instead of going back to the Go
+// scheduler in a foreign namespace.
 func (ns Namespace) Do(fn func() error) error {
-	f, err := os.Open(ns.Path())
+	target, err := os.Open(ns.Path())
 	if err != nil {
 		return fmt.Errorf("enter network namespace %s: %w", ns.Name, err)
 	}
-	defer f.Close()
+	defer target.Close()
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		// Never unlocked: when this goroutine ends, its thread, which is in
-		// another namespace, ends with it.
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+		// The thread's own namespace, to return to. (A thread that stayed
+		// in the namespace would show the whole process in it when it is
+		// the main thread, which the runtime can never discard.)
+		home, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("enter network namespace %s: %w", ns.Name, err)
+			return
+		}
+		defer home.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
 			runtime.UnlockOSThread() // setns failed: the thread is unchanged
 			errc <- fmt.Errorf("enter network namespace %s: %w", ns.Name, err)
 			return
 		}
-		errc <- fn()
+		ferr := fn()
+		if err := unix.Setns(int(home.Fd()), unix.CLONE_NEWNET); err == nil {
+			runtime.UnlockOSThread()
+		} // else: stay locked, so the thread ends with this goroutine
+		errc <- ferr
 	}()
 	return <-errc
 }

@@ -198,7 +198,7 @@ func TestSwitchJoinsNamespacesOnly(t *testing.T) {
 // TestDoRunsProcessesInTheNamespace: a process started inside Do sees the
 // namespace's interface and address, not the caller's.
 func TestDoRunsProcessesInTheNamespace(t *testing.T) {
-	_, a, _ := twoHosts(t)
+	_, a, b := twoHosts(t)
 	var out []byte
 	err := a.Do(func() error {
 		var err error
@@ -221,6 +221,33 @@ func TestDoRunsProcessesInTheNamespace(t *testing.T) {
 	pids, err := a.Pids(context.Background())
 	if err != nil || len(pids) != 0 {
 		t.Fatalf("pids in %s after the process exited: %v, %v", a.Name, pids, err)
+	}
+
+	// A long-running child: Pids and Contains see it in a, not in b.
+	var cmd *exec.Cmd
+	if err := a.Do(func() error {
+		cmd = exec.Command("cat") // waits on its stdin until the test closes it
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			return err
+		}
+		t.Cleanup(func() { stdin.Close(); _ = cmd.Wait() })
+		return cmd.Start()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	if in, err := a.Contains(pid); err != nil || !in {
+		t.Fatalf("%s contains pid %d: %v, %v", a.Name, pid, in, err)
+	}
+	if in, err := b.Contains(pid); err != nil || in {
+		t.Fatalf("%s contains pid %d (started in %s): %v, %v", b.Name, pid, a.Name, in, err)
+	}
+	if in, err := a.Contains(os.Getpid()); err != nil || in {
+		t.Fatalf("the test process is in %s: %v, %v", a.Name, in, err)
+	}
+	if pids, err := a.Pids(context.Background()); err != nil || len(pids) != 1 || pids[0] != pid {
+		t.Fatalf("pids in %s = %v, %v; want [%d]", a.Name, pids, err, pid)
 	}
 }
 
@@ -346,5 +373,42 @@ func TestValidName(t *testing.T) {
 		if err := ValidName(tc.name); (err == nil) != tc.ok {
 			t.Errorf("ValidName(%q) = %v, want ok=%v", tc.name, err, tc.ok)
 		}
+	}
+}
+
+// TestDoLeavesNoThreadInside: after many concurrent Do calls no thread of
+// this process is left in the namespace (a thread left there would, were
+// it the main thread, make the whole process appear inside: 'ip netns
+// pids' would list it).
+func TestDoLeavesNoThreadInside(t *testing.T) {
+	_, a, _ := twoHosts(t)
+	home, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 64)
+	for i := 0; i < cap(errc); i++ {
+		go func() { errc <- a.Do(func() error { _, err := os.Readlink("/proc/thread-self/ns/net"); return err }) }()
+	}
+	for i := 0; i < cap(errc); i++ {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range tasks {
+		ns, err := os.Readlink("/proc/self/task/" + task.Name() + "/ns/net")
+		if err == nil && ns != home {
+			t.Errorf("thread %s is in %s, the process in %s", task.Name(), ns, home)
+		}
+	}
+	if in, err := a.Contains(os.Getpid()); err != nil || in {
+		t.Fatalf("the process is in %s: %v, %v", a.Name, in, err)
+	}
+	if pids, err := a.Pids(context.Background()); err != nil || len(pids) != 0 {
+		t.Fatalf("ip netns pids %s = %v, %v", a.Name, pids, err)
 	}
 }
