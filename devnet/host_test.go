@@ -82,9 +82,9 @@ func testNetwork(t *testing.T, isolated bool) (*Network, *sim.CA) {
 		}
 	}
 	for name, body := range map[string]string{
-		filepath.Join(n.Release.Dir, "release.json"):     `{"manifest":{}}`,
-		filepath.Join(n.Release.Dir, NodeBin+".sig"):     "sig",
-		n.GenesisPath():                                  `{"chain_id":"test"}`,
+		filepath.Join(n.Release.Dir, "release.json"): `{"manifest":{}}`,
+		filepath.Join(n.Release.Dir, NodeBin+".sig"): "sig",
+		n.GenesisPath(): `{"chain_id":"test"}`,
 		filepath.Join(n.Release.Dir, "notes", "ignored"): "a directory is not part of a host's release copy",
 	} {
 		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
