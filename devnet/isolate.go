@@ -100,7 +100,7 @@ func newIsolation(ctx context.Context, dir string, subnet netip.Prefix, nodes in
 		return nil, fmt.Errorf("devnet up --isolate: %w", err)
 	}
 	if err := netns.CheckFree(ctx, subnet); err != nil {
-		return nil, fmt.Errorf("devnet up --isolate: %w (--subnet chooses another)", err)
+		return nil, fmt.Errorf("devnet up --isolate: %w; choose another with --subnet", err)
 	}
 	left, err := netns.List(prefix)
 	if err != nil {

@@ -375,7 +375,7 @@ func CheckFree(ctx context.Context, subnet netip.Prefix) error {
 	}
 	for _, p := range addrPrefixes(out) {
 		if p.Overlaps(subnet) {
-			return fmt.Errorf("%w: %s overlaps address %s of this machine; choose another subnet", ErrSubnetInUse, subnet, p)
+			return fmt.Errorf("%w: %s overlaps address %s of this machine", ErrSubnetInUse, subnet, p)
 		}
 	}
 	for _, family := range []string{"-4", "-6"} {
@@ -385,7 +385,7 @@ func CheckFree(ctx context.Context, subnet netip.Prefix) error {
 		}
 		for _, p := range routePrefixes(out) {
 			if p.Overlaps(subnet) {
-				return fmt.Errorf("%w: %s overlaps route %s of this machine; choose another subnet", ErrSubnetInUse, subnet, p)
+				return fmt.Errorf("%w: %s overlaps route %s of this machine", ErrSubnetInUse, subnet, p)
 			}
 		}
 	}
@@ -402,7 +402,7 @@ func addrPrefixes(out []byte) []netip.Prefix {
 				continue
 			}
 			if p, err := netip.ParsePrefix(f[i+1]); err == nil {
-				ps = append(ps, p.Masked())
+				ps = append(ps, p)
 			}
 		}
 	}

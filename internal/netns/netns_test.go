@@ -343,7 +343,7 @@ func TestParsers(t *testing.T) {
 1: lo    inet6 ::1/128 scope host noprefixroute
 2: eth0    inet 192.0.2.2/24 brd 192.0.2.255 scope global eth0
 `))
-	if fmt.Sprint(addrs) != "[127.0.0.0/8 ::1/128 192.0.2.0/24]" {
+	if fmt.Sprint(addrs) != "[127.0.0.1/8 ::1/128 192.0.2.2/24]" {
 		t.Fatalf("addrPrefixes = %v", addrs)
 	}
 	routes := routePrefixes([]byte(`default via 192.0.2.1 dev eth0
