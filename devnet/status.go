@@ -18,7 +18,7 @@ type HostStatus struct {
 	ClientAddr string `json:"client_addr"`
 	Admin      string `json:"admin_socket"`
 	// Namespace and Link describe an isolated host's network: its
-	// namespace, and "up", "partitioned" or why it is unknown.
+	// namespace, and "up", "partitioned" or "unknown".
 	Namespace string          `json:"namespace,omitempty"`
 	Link      string          `json:"link,omitempty"`
 	Status    *nodeapi.Status `json:"status,omitempty"`
@@ -34,7 +34,7 @@ func Statuses(ctx context.Context, n *Network) []HostStatus {
 		if n.Isolation != nil {
 			switch up, err := LinkUp(ctx, n, h); {
 			case err != nil:
-				hs.Link = "unknown: " + err.Error()
+				hs.Link = "unknown" // no root, or the namespaces are gone (down)
 			case up:
 				hs.Link = "up"
 			default:

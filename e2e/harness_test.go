@@ -134,6 +134,9 @@ func startNet(t *testing.T, nodes int) *testNet {
 // namespaces removed too; on failure the nodes' last log lines are printed.
 func startNetWith(t *testing.T, opts devnet.UpOptions) *testNet {
 	t.Helper()
+	if opts.Isolate {
+		needNetns(t)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	opts.Dir, opts.BinDir = devnetDir(t), bins.dir
