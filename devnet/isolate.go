@@ -160,6 +160,13 @@ func ConnectHost(ctx context.Context, n *Network, h *Host) error {
 		if err != nil {
 			return err
 		}
+		if fresh {
+			// A port left from an earlier namespace of that name (deleted
+			// while a process kept it alive) leads nowhere useful.
+			if err := sw.RemovePort(ctx, port); err != nil {
+				return err
+			}
+		}
 		if fresh || !sw.HasPort(ctx, port) {
 			if err := sw.Connect(ctx, ns, port, netip.PrefixFrom(ip, iso.Subnet.Bits())); err != nil {
 				return err

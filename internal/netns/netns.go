@@ -357,6 +357,16 @@ func (s Switch) PortUp(ctx context.Context, port string) (bool, error) {
 	return slices.Contains(strings.Split(string(out[open+1:close]), ","), "UP"), nil
 }
 
+// RemovePort deletes a port (and the interface at its other end). A port
+// that does not exist is not an error.
+func (s Switch) RemovePort(ctx context.Context, port string) error {
+	if !s.hasLink(ctx, port) {
+		return nil
+	}
+	_, err := ipCmd(ctx, "-n", s.NS.Name, "link", "delete", port)
+	return err
+}
+
 // HasPort reports whether the switch has a port of that name.
 func (s Switch) HasPort(ctx context.Context, port string) bool { return s.hasLink(ctx, port) }
 

@@ -193,6 +193,21 @@ func TestSwitchJoinsNamespacesOnly(t *testing.T) {
 	if last != nil {
 		t.Fatalf("b → a after healing: %v", last)
 	}
+
+	// Removing b's port takes b's interface with it; removing it again is
+	// not an error.
+	if err := sw.RemovePort(ctx, "pb"); err != nil {
+		t.Fatal(err)
+	}
+	if sw.HasPort(ctx, "pb") {
+		t.Fatal("port pb still there")
+	}
+	if out, err := exec.Command("ip", "-n", b.Name, "-o", "link", "show").Output(); err != nil || strings.Contains(string(out), IfName) {
+		t.Fatalf("%s still has %s (%v):\n%s", b.Name, IfName, err, out)
+	}
+	if err := sw.RemovePort(ctx, "pb"); err != nil {
+		t.Fatalf("second RemovePort: %v", err)
+	}
 }
 
 // TestDoRunsProcessesInTheNamespace: a process started inside Do sees the
