@@ -204,8 +204,9 @@ func runBenchPayments(ctx context.Context, o benchOptions) (*benchReport, error)
 		// node's pool can hold all of them.
 		o.conns = o.concurrency * o.inFlight
 	}
-	for _, h := range net.Hosts {
-		c, err := nodeapi.Dial(nodeapi.DialConfig{Addr: h.ClientAddr, RootPath: net.RootCert(), MREnclaves: net.AcceptedMeasurements(), Conns: o.conns})
+	for i := range net.Hosts {
+		h := &net.Hosts[i]
+		c, err := net.DialNodeConns(ctx, h, o.conns)
 		if err != nil {
 			return nil, fmt.Errorf("node %d: %w", h.ID, err)
 		}

@@ -1,8 +1,10 @@
 package nodeapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 
@@ -45,6 +47,10 @@ type DialConfig struct {
 	// Conns is how many connections the client keeps for reuse (see
 	// ClientOptions; default DefaultConns).
 	Conns int
+	// DialContext, if set, opens the TCP connections (for instance from
+	// inside another network namespace); the attested TLS handshake runs
+	// over what it returns. Default: a net.Dialer with a 3 s timeout.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Dial returns a client whose every connection verifies the node's quote
@@ -69,5 +75,5 @@ func Dial(c DialConfig) (*Client, error) {
 	if c.AllowDebug {
 		policy = policy.AllowingDebug()
 	}
-	return NewClientWithOptions(c.Addr, &attest.Verifier{Quotes: qv, Policy: policy}, ClientOptions{Conns: c.Conns}), nil
+	return NewClientWithOptions(c.Addr, &attest.Verifier{Quotes: qv, Policy: policy}, ClientOptions{Conns: c.Conns, DialContext: c.DialContext}), nil
 }

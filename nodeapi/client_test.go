@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -155,5 +156,32 @@ func TestClientKeepsItsConnections(t *testing.T) {
 	}
 	if s.Resumed == 0 {
 		t.Error("no reconnection resumed its TLS session")
+	}
+}
+
+// TestDialUsesTheGivenDialer: a client made with DialConfig.DialContext
+// opens its connections through it (the isolated devnet dials from another
+// network namespace that way).
+func TestDialUsesTheGivenDialer(t *testing.T) {
+	ca := filepath.Join(t.TempDir(), "ca")
+	if _, err := sim.InitCA(ca); err != nil {
+		t.Fatal(err)
+	}
+	errDial := errors.New("dialer called")
+	var got []string
+	c, err := Dial(DialConfig{Addr: "10.77.0.2:7201", RootPath: filepath.Join(ca, sim.RootCertFile), MREnclaves: []string{strings.Repeat("ab", 32)},
+		DialContext: func(_ context.Context, network, addr string) (net.Conn, error) {
+			got = append(got, network+" "+addr)
+			return nil, errDial
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Head(context.Background()); !errors.Is(err, errDial) {
+		t.Fatalf("Head = %v, want the dialer's error", err)
+	}
+	if len(got) == 0 || got[0] != "tcp 10.77.0.2:7201" {
+		t.Fatalf("dialer saw %v", got)
 	}
 }
