@@ -93,7 +93,7 @@ func (a *Agent) run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("genesis: %w", err)
 	}
 	a.genesis = g
-	if err := os.MkdirAll(a.cfg.Dir, 0o700); err != nil {
+	if err := fsutil.PrivateDir(a.cfg.Dir); err != nil {
 		return fmt.Errorf("agent dir: %w", err)
 	}
 	plat, err := boot.Open(boot.Options{Program: "teeup-agent", PlatformDir: a.cfg.Platform, Debug: a.cfg.EnclaveDebug, Warnings: opts.Stderr})

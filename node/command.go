@@ -14,6 +14,7 @@ import (
 
 	"github.com/teeup/teeup/internal/buildinfo"
 	"github.com/teeup/teeup/internal/fault"
+	"github.com/teeup/teeup/internal/fsutil"
 	"github.com/teeup/teeup/ledger"
 	"github.com/teeup/teeup/tee"
 	"github.com/teeup/teeup/tee/boot"
@@ -177,6 +178,9 @@ func runMigrate(ctx context.Context, cfg Config, dryRun bool, stdout, stderr io.
 	g, err := ledger.LoadGenesis(cfg.Genesis)
 	if err != nil {
 		return fmt.Errorf("genesis: %w", err)
+	}
+	if err := fsutil.PrivateDir(cfg.DataDir); err != nil {
+		return fmt.Errorf("data dir: %w", err)
 	}
 	p, err := boot.Open(boot.Options{Program: "teeup-node", PlatformDir: cfg.Platform, Debug: cfg.EnclaveDebug, Warnings: stderr})
 	if err != nil {

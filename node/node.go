@@ -24,6 +24,7 @@ import (
 	"github.com/teeup/teeup/consensus"
 	"github.com/teeup/teeup/internal/buildinfo"
 	"github.com/teeup/teeup/internal/fault"
+	"github.com/teeup/teeup/internal/fsutil"
 	"github.com/teeup/teeup/ledger"
 	"github.com/teeup/teeup/tee"
 	"github.com/teeup/teeup/tee/boot"
@@ -139,7 +140,7 @@ func (n *Node) run(ctx context.Context, opts Options) error {
 	if n.cfg.ClientListen == "" {
 		n.cfg.ClientListen = self.ClientAddr
 	}
-	if err := os.MkdirAll(n.cfg.DataDir, 0o700); err != nil {
+	if err := fsutil.PrivateDir(n.cfg.DataDir); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
 
