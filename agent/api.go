@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 
 	"github.com/teeup/teeup/agentapi"
 	"github.com/teeup/teeup/internal/buildinfo"
@@ -160,7 +161,7 @@ func (a *Agent) upgradeNow(ctx context.Context, version, mode string, activation
 func (a *Agent) stagedInstallation(version string) (Installation, error) {
 	for _, v := range a.staged() {
 		if v == version {
-			raw, err := readFile(a.releasesDir(), v, "release.json")
+			raw, err := os.ReadFile(a.dir.Release(v).Manifest())
 			if err != nil {
 				return Installation{}, err
 			}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 
 	"github.com/teeup/teeup/agentapi"
@@ -61,8 +60,10 @@ type journalStore struct {
 	j    Journal
 }
 
-func openJournal(dir string) (*journalStore, bool, error) {
-	s := &journalStore{path: filepath.Join(dir, "journal.json")}
+// openJournal opens the journal file at path; existed reports whether it
+// was there.
+func openJournal(path string) (*journalStore, bool, error) {
+	s := &journalStore{path: path}
 	raw, err := os.ReadFile(s.path)
 	if errors.Is(err, os.ErrNotExist) {
 		return s, false, nil

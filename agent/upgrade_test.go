@@ -7,10 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/tee"
 )
 
@@ -160,7 +160,7 @@ func newFake() *fakeHost {
 
 func newTestUpgrader(t *testing.T, dir string, h Host) *Upgrader {
 	t.Helper()
-	j, existed, err := openJournal(dir)
+	j, existed, err := openJournal(layout.Agent(dir).Journal())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +311,7 @@ func TestBeginRejections(t *testing.T) {
 
 func TestCorruptJournalRefused(t *testing.T) {
 	dir := t.TempDir()
-	j, _, err := openJournal(dir)
+	j, _, err := openJournal(layout.Agent(dir).Journal())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,13 +321,13 @@ func TestCorruptJournalRefused(t *testing.T) {
 	if err := writeCorrupt(dir); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := openJournal(dir); err == nil || !strings.Contains(err.Error(), "corrupt") {
+	if _, _, err := openJournal(layout.Agent(dir).Journal()); err == nil || !strings.Contains(err.Error(), "corrupt") {
 		t.Fatalf("openJournal(corrupt) = %v", err)
 	}
 }
 
 func writeCorrupt(dir string) error {
-	return os.WriteFile(filepath.Join(dir, "journal.json"), []byte("{\"installed\": {"), 0o600)
+	return os.WriteFile(layout.Agent(dir).Journal(), []byte("{\"installed\": {"), 0o600)
 }
 
 func TestRollbackRefusesToLoseTransactions(t *testing.T) {

@@ -22,6 +22,7 @@ import (
 	"github.com/teeup/teeup/agentapi"
 	"github.com/teeup/teeup/devnet"
 	"github.com/teeup/teeup/handover"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/ledger"
 	"github.com/teeup/teeup/node"
 	"github.com/teeup/teeup/nodeapi"
@@ -267,13 +268,13 @@ func (bh *handoverBenchHost) target(st *agentapi.Status, version string) (agenta
 	if !slices.Contains(st.Staged, version) {
 		return agentapi.Installation{}, fmt.Errorf("release %s is not staged on host %d (staged: %v)", version, bh.host.ID, st.Staged)
 	}
-	dir := filepath.Join(bh.host.AgentDir, "releases", version)
-	sr, err := release.Load(filepath.Join(dir, "release.json"))
+	staged := layout.Agent(bh.host.AgentDir).Release(version)
+	sr, err := release.Load(staged.Manifest())
 	if err != nil {
 		return agentapi.Installation{}, err
 	}
-	return agentapi.Installation{Version: version, ReleaseFile: filepath.Join(dir, "release.json"),
-		NodeBinary: filepath.Join(dir, devnet.NodeBin), NodeMREnclave: sr.Manifest.Node.MREnclave}, nil
+	return agentapi.Installation{Version: version, ReleaseFile: staged.Manifest(),
+		NodeBinary: staged.NodeBinary(), NodeMREnclave: sr.Manifest.Node.MREnclave}, nil
 }
 
 // benchEnclaves are the handover's three enclaves, loaded in this process.
@@ -304,7 +305,7 @@ func (bh *handoverBenchHost) loadEnclaves(st *agentapi.Status, target agentapi.I
 	if be.oldNode, err = load("installed node", st.Installed.NodeBinary, st.Installed.NodeMREnclave); err != nil {
 		return nil, nil, err
 	}
-	if be.agent, err = load("agent", filepath.Join(bh.net.Release.Dir, devnet.AgentBin), st.MREnclave); err != nil {
+	if be.agent, err = load("agent", layout.Release(bh.net.Release.Dir).AgentBinary(), st.MREnclave); err != nil {
 		return nil, nil, err
 	}
 	if be.newNode, err = load("new node", target.NodeBinary, target.NodeMREnclave); err != nil {

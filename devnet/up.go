@@ -18,18 +18,19 @@ import (
 	"github.com/teeup/teeup/internal/fsutil"
 	"github.com/teeup/teeup/internal/proc"
 	"github.com/teeup/teeup/keyfile"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/ledger"
-	"github.com/teeup/teeup/node"
 	"github.com/teeup/teeup/nodeapi"
+	"github.com/teeup/teeup/nodeconfig"
 	"github.com/teeup/teeup/release"
 	"github.com/teeup/teeup/tee/sim"
 )
 
-// Binary names.
+// Binary names (package layout's).
 const (
-	NodeBin       = "teeup-node"
-	AgentBin      = "teeup-agent"
-	DistributeBin = "teeup-distribute"
+	NodeBin       = layout.NodeProgram
+	AgentBin      = layout.AgentProgram
+	DistributeBin = layout.DistributeProgram
 )
 
 // Devnet key material.
@@ -206,8 +207,8 @@ func newHost(dir string, id uint64, ports *portReserver) (Host, error) {
 		LogDir:      filepath.Join(hd, "logs"),
 		PeerAddr:    peer, ClientAddr: client,
 	}
-	h.AdminSocket = filepath.Join(h.DataDir, "admin.sock")
-	h.AgentSocket = filepath.Join(h.AgentDir, "agent.sock")
+	h.AdminSocket = layout.Node(h.DataDir).AdminSocket()
+	h.AgentSocket = layout.Agent(h.AgentDir).Socket()
 	for _, d := range []string{h.DataDir, h.AgentDir, h.DistDir, h.LogDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return Host{}, fmt.Errorf("devnet host %d: %w", id, err)
@@ -333,15 +334,16 @@ func StageRelease(n *Network, bins Binaries, version string) (*Release, error) {
 		return nil, err
 	}
 	rel := &Release{Version: version, Dir: dir}
+	lay := layout.Release(dir)
 	for _, b := range []struct {
-		src     string
-		enclave bool
-		out     *[32]byte
-	}{{bins.Node, true, (*[32]byte)(&rel.NodeMREnclave)}, {bins.Agent, true, (*[32]byte)(&rel.AgentMREnclave)}, {bins.Distribute, false, nil}} {
+		src, dst string
+		enclave  bool
+		out      *[32]byte
+	}{{bins.Node, lay.NodeBinary(), true, (*[32]byte)(&rel.NodeMREnclave)}, {bins.Agent, lay.AgentBinary(), true, (*[32]byte)(&rel.AgentMREnclave)}, {bins.Distribute, lay.DistributeBinary(), false, nil}} {
 		if b.src == "" {
 			continue
 		}
-		dst := filepath.Join(dir, filepath.Base(b.src))
+		dst := b.dst
 		if err := fsutil.CopyFile(b.src, dst, 0o755); err != nil {
 			return nil, fmt.Errorf("stage release %s: %w", version, err)
 		}
@@ -360,25 +362,26 @@ func StageRelease(n *Network, bins Binaries, version string) (*Release, error) {
 }
 
 // ReleaseFile returns the signed release manifest of a staged release.
-func (r *Release) ReleaseFile() string { return filepath.Join(r.Dir, "release.json") }
+func (r *Release) ReleaseFile() string { return layout.Release(r.Dir).Manifest() }
 
 // writeSignedRelease writes releases/<version>/release.json: the manifest of
 // the staged binaries (fetched from file:// URLs) signed by the devnet's
 // Key Management Group threshold.
 func writeSignedRelease(n *Network, rel *Release) error {
-	url := func(name string) string { return "file://" + filepath.Join(rel.Dir, name) }
-	nodeC, err := release.ComponentFromBinary(filepath.Join(rel.Dir, NodeBin), url(NodeBin))
+	lay := layout.Release(rel.Dir)
+	url := func(path string) string { return "file://" + path }
+	nodeC, err := release.ComponentFromBinary(lay.NodeBinary(), url(lay.NodeBinary()))
 	if err != nil {
 		return fmt.Errorf("release %s: %w", rel.Version, err)
 	}
-	agentC, err := release.ComponentFromBinary(filepath.Join(rel.Dir, AgentBin), url(AgentBin))
+	agentC, err := release.ComponentFromBinary(lay.AgentBinary(), url(lay.AgentBinary()))
 	if err != nil {
 		return fmt.Errorf("release %s: %w", rel.Version, err)
 	}
 	m := release.Manifest{NetworkID: n.ChainID, Version: rel.Version, Node: nodeC, Agent: agentC, CreatedAt: time.Now().UTC().Truncate(time.Second),
 		Notes: "devnet release " + rel.Version}
-	if _, err := os.Stat(filepath.Join(rel.Dir, DistributeBin)); err == nil {
-		d, err := release.ArtifactFromFile(filepath.Join(rel.Dir, DistributeBin), url(DistributeBin))
+	if _, err := os.Stat(lay.DistributeBinary()); err == nil {
+		d, err := release.ArtifactFromFile(lay.DistributeBinary(), url(lay.DistributeBinary()))
 		if err != nil {
 			return fmt.Errorf("release %s: %w", rel.Version, err)
 		}
@@ -413,7 +416,7 @@ func binaryVersion(bin string) (string, error) {
 }
 
 func writeNodeConfig(n *Network, h *Host) error {
-	cfg := node.Config{
+	cfg := nodeconfig.Config{
 		NodeID:    h.ID,
 		Genesis:   n.GenesisPath(),
 		DataDir:   h.DataDir,
@@ -433,10 +436,10 @@ func writeAgentConfig(n *Network, h *Host, distribute bool) error {
 	rel := n.Release
 	cfg := agent.Config{
 		NodeID: h.ID, Genesis: n.GenesisPath(), Platform: h.PlatformDir, Dir: h.AgentDir,
-		NodeConfig: h.NodeConfig, NodeDataDir: h.DataDir, NodeLog: filepath.Join(h.LogDir, "node.log"),
-		InitialRelease: rel.ReleaseFile(), InitialNodeBinary: filepath.Join(rel.Dir, NodeBin),
+		NodeConfig: h.NodeConfig, NodeLog: filepath.Join(h.LogDir, "node.log"),
+		InitialRelease: rel.ReleaseFile(), InitialNodeBinary: layout.Release(rel.Dir).NodeBinary(),
 		Distribute: &agent.ProcessConfig{
-			Binary: filepath.Join(rel.Dir, DistributeBin),
+			Binary: layout.Release(rel.Dir).DistributeBinary(),
 			Args:   distributeArgs(h),
 			Log:    filepath.Join(h.LogDir, "distribute.log"),
 		},
@@ -461,8 +464,10 @@ func distributeArgs(h *Host) []string {
 // directory when agents supervise the host, by devnet otherwise.
 func pidFile(h *Host, prog string) string {
 	if h.AgentManaged && prog != AgentBin {
-		name := map[string]string{NodeBin: "node.pid", DistributeBin: "distribute.pid"}[prog]
-		return filepath.Join(h.AgentDir, name)
+		if prog == NodeBin {
+			return layout.Agent(h.AgentDir).NodePID()
+		}
+		return layout.Agent(h.AgentDir).DistributePID()
 	}
 	return filepath.Join(h.Dir, prog+".pid")
 }

@@ -22,9 +22,9 @@ import (
 	"github.com/teeup/teeup/flagday"
 	"github.com/teeup/teeup/internal/fault"
 	"github.com/teeup/teeup/internal/proc"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/ledger"
 	"github.com/teeup/teeup/loadgen"
-	"github.com/teeup/teeup/node"
 	"github.com/teeup/teeup/nodeapi"
 )
 
@@ -419,7 +419,7 @@ func (fn *flagdayNet) checkRuns(ctx context.Context, rel devnet.Release, schema 
 			fn.t.Errorf("agent %d has %s installed, want %s", id, ast.Installed.Version, rel.Version)
 		}
 		for _, m := range []devnet.Release{rel, fn.v1} {
-			if _, err := os.Stat(node.SealedKeysPath(h.DataDir, m.NodeMREnclave)); err != nil {
+			if _, err := os.Stat(layout.Node(h.DataDir).SealedKeys(m.NodeMREnclave)); err != nil {
 				fn.t.Errorf("node %d: no keys sealed for %s (%s): %v", id, m.Version, m.NodeMREnclave.Short(), err)
 			}
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/teeup/teeup/devnet"
 	"github.com/teeup/teeup/flagday"
 	"github.com/teeup/teeup/internal/fault"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/ledger"
 	"github.com/teeup/teeup/loadgen"
 	"github.com/teeup/teeup/nodeapi"
@@ -377,7 +378,7 @@ func killNodesDuringFlagDay(ctx context.Context, t *testing.T, fn *flagdayNet, o
 // agentJournal reads host id's agent journal from disk (the agent may be
 // dead).
 func (fn *flagdayNet) agentJournal(id int) (*agent.Journal, error) {
-	raw, err := os.ReadFile(filepath.Join(fn.host(id).AgentDir, "journal.json"))
+	raw, err := os.ReadFile(layout.Agent(fn.host(id).AgentDir).Journal())
 	if err != nil {
 		return nil, err
 	}

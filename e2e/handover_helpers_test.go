@@ -26,8 +26,8 @@ import (
 	"github.com/teeup/teeup/devnet"
 	"github.com/teeup/teeup/handover"
 	"github.com/teeup/teeup/keyfile"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/ledger"
-	"github.com/teeup/teeup/node"
 	"github.com/teeup/teeup/nodeapi"
 	"github.com/teeup/teeup/release"
 	"github.com/teeup/teeup/tee"
@@ -292,7 +292,7 @@ func (hn *handoverNet) waitStaged(ctx context.Context, version string) {
 
 // journal reads the agent's journal from disk (the agent may be dead).
 func (hn *handoverNet) journal() (*agent.Journal, error) {
-	raw, err := os.ReadFile(filepath.Join(hn.host.AgentDir, "journal.json"))
+	raw, err := os.ReadFile(layout.Agent(hn.host.AgentDir).Journal())
 	if err != nil {
 		return nil, err
 	}
@@ -492,12 +492,12 @@ func (hn *handoverNet) checkOutcome(ctx context.Context, rec *agentapi.UpgradeRe
 		t.Fatalf("%s reads the payee's balance as %d; %d was written before the upgrade", inst.Version, acct.Balance, before.payeeBalance)
 	}
 
-	sealed := node.SealedKeysPath(hn.host.DataDir, inst.NodeMREnclave)
+	sealed := layout.Node(hn.host.DataDir).SealedKeys(inst.NodeMREnclave)
 	if _, err := os.Stat(sealed); err != nil {
 		t.Fatalf("no keys sealed for the running MRENCLAVE: %v", err)
 	}
 	if rec.Phase != agentapi.PhaseFinalized {
-		if _, err := os.Stat(node.SealedKeysPath(hn.host.DataDir, rec.From.NodeMREnclave)); err != nil {
+		if _, err := os.Stat(layout.Node(hn.host.DataDir).SealedKeys(rec.From.NodeMREnclave)); err != nil {
 			t.Fatalf("the old version's sealed keys are gone before finalization (no rollback possible): %v", err)
 		}
 	}

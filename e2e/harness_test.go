@@ -18,6 +18,7 @@ import (
 
 	"github.com/teeup/teeup/devnet"
 	"github.com/teeup/teeup/keyfile"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/ledger"
 	"github.com/teeup/teeup/loadgen"
 	"github.com/teeup/teeup/nodeapi"
@@ -102,7 +103,7 @@ const maxSocketPath = 100
 func devnetDir(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	longest := filepath.Join(dir, "hosts", "node-7", "data", "handover.sock")
+	longest := layout.Node(filepath.Join(dir, "hosts", "node-7", "data")).HandoverSocket()
 	if len(longest) <= maxSocketPath {
 		return dir
 	}

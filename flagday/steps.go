@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/teeup/teeup/agentapi"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/ledger"
 	"github.com/teeup/teeup/nodeapi"
 	"github.com/teeup/teeup/snapshot"
@@ -336,13 +337,13 @@ func (c *Coordinator) upgradeHost(ctx context.Context, id uint64, version string
 }
 
 // snapshotInfo summarises a host's snapshot from its manifest (the
-// snapshot lives in the agent's directory beside its socket).
+// snapshot lives in the agent's directory, which holds its socket).
 func (c *Coordinator) snapshotInfo(id uint64, name string) *SnapshotInfo {
 	for _, h := range c.opt.Topology.Hosts {
 		if h.ID != id {
 			continue
 		}
-		dir := filepath.Join(filepath.Dir(h.AgentSocket), "snapshots", name)
+		dir := layout.AgentOfSocket(h.AgentSocket).Snapshot(name)
 		m, err := snapshot.Open(dir)
 		if err != nil {
 			return &SnapshotInfo{Name: name, Dir: dir}

@@ -15,7 +15,9 @@ import (
 	"github.com/teeup/teeup/internal/buildinfo"
 	"github.com/teeup/teeup/internal/fault"
 	"github.com/teeup/teeup/internal/fsutil"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/ledger"
+	"github.com/teeup/teeup/nodeconfig"
 	"github.com/teeup/teeup/tee"
 	"github.com/teeup/teeup/tee/boot"
 )
@@ -126,7 +128,7 @@ func resolveConfig(path string, flags *Config, fs *pflag.FlagSet) (*Config, erro
 	c := &Config{}
 	if path != "" {
 		var err error
-		if c, err = LoadConfig(path); err != nil {
+		if c, err = nodeconfig.Load(path); err != nil {
 			return nil, err
 		}
 	}
@@ -193,7 +195,7 @@ func runMigrate(ctx context.Context, cfg Config, dryRun bool, stdout, stderr io.
 		}
 		return err
 	}
-	from, to, steps, err := ledger.Migrate(ctx, LedgerDir(cfg.DataDir), ledger.MigrateOptions{Key: keys.LedgerKey, Target: TargetSchema(), DryRun: dryRun})
+	from, to, steps, err := ledger.Migrate(ctx, layout.Node(cfg.DataDir).Ledger(), ledger.MigrateOptions{Key: keys.LedgerKey, Target: TargetSchema(), DryRun: dryRun})
 	if err != nil {
 		return err
 	}

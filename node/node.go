@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +24,7 @@ import (
 	"github.com/teeup/teeup/internal/buildinfo"
 	"github.com/teeup/teeup/internal/fault"
 	"github.com/teeup/teeup/internal/fsutil"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/ledger"
 	"github.com/teeup/teeup/tee"
 	"github.com/teeup/teeup/tee/boot"
@@ -67,9 +67,6 @@ type Options struct {
 	// Faults enables fault injection points (tests only).
 	Faults fault.Set
 }
-
-// LedgerDir is where the node's Pebble DB lives inside its data dir.
-func LedgerDir(dataDir string) string { return filepath.Join(dataDir, "ledger") }
 
 // TargetSchema returns the ledger schema this binary runs at: the build's
 // pinned schema, or the newest the registry knows.
@@ -168,7 +165,7 @@ func (n *Node) run(ctx context.Context, opts Options) error {
 	if n.creds, err = attest.NewCredentials(plat.Enclave, [attest.ExtraSize]byte{}); err != nil {
 		return err
 	}
-	n.ingress, err = loadIngress(filepath.Join(n.cfg.DataDir, "ingress.json"))
+	n.ingress, err = loadIngress(layout.Node(n.cfg.DataDir).Ingress())
 	if err != nil {
 		return err
 	}
@@ -212,7 +209,7 @@ func (n *Node) run(ctx context.Context, opts Options) error {
 	if err := n.migrate(ctx, keys); err != nil {
 		return err
 	}
-	n.store, err = ledger.Open(LedgerDir(n.cfg.DataDir), ledger.Options{
+	n.store, err = ledger.Open(layout.Node(n.cfg.DataDir).Ledger(), ledger.Options{
 		Genesis: g, LedgerKey: keys.LedgerKey, SelfMeasurement: n.identity.UniqueID,
 		TargetSchema: TargetSchema(), Logger: n.log,
 	})
@@ -299,7 +296,7 @@ func (n *Node) ledgerKeyForPeer() ([]byte, bool) {
 // migrate runs the forward schema migrations this binary ships before the
 // ledger is opened (and before this node joins consensus).
 func (n *Node) migrate(ctx context.Context, keys *Keys) error {
-	dir := LedgerDir(n.cfg.DataDir)
+	dir := layout.Node(n.cfg.DataDir).Ledger()
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		return nil // a new ledger is created at the target schema
 	}
