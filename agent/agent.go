@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/teeup/teeup/internal/buildinfo"
-	"github.com/teeup/teeup/internal/fault"
 	"github.com/teeup/teeup/internal/fsutil"
 	"github.com/teeup/teeup/internal/unixsock"
 	"github.com/teeup/teeup/layout"
@@ -33,14 +32,15 @@ import (
 type Options struct {
 	Stderr io.Writer
 	Logger *slog.Logger
-	Faults fault.Set
+	// Faults are failure-injection points (tests only; nil means none).
+	Faults Faults
 }
 
 // Agent is a running teeup-agent.
 type Agent struct {
 	cfg      Config
 	log      *slog.Logger
-	faults   fault.Set
+	faults   Faults
 	network  *release.Network
 	dir      layout.Agent
 	nodeAt   nodeFiles
@@ -71,6 +71,9 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewJSONHandler(opts.Stderr, &slog.HandlerOptions{Level: logLevel(cfg.LogLevel)}))
+	}
+	if opts.Faults == nil {
+		opts.Faults = noFaults{}
 	}
 	a := &Agent{cfg: cfg, log: opts.Logger.With("agent", cfg.NodeID), faults: opts.Faults}
 	return a.run(ctx, opts)

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/teeup/teeup/handover"
-	"github.com/teeup/teeup/internal/fault"
 	"github.com/teeup/teeup/internal/fsutil"
 	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/nodeapi"
@@ -29,7 +28,7 @@ type realHost struct {
 	dir     layout.Agent
 	nodeAt  nodeFiles
 	log     *slog.Logger
-	faults  fault.Set
+	faults  Faults
 	enclave tee.Enclave
 	network *release.Network
 	node    *supervisor

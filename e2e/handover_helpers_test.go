@@ -78,7 +78,7 @@ func buildHandoverBinaries(dir string) (handoverBuilds, error) {
 	}
 	out := handoverBuilds{releases: map[string]string{}, rogueAgent: filepath.Join(dir, "rogue", devnet.AgentBin)}
 	build := func(version, pkg, dst string) error {
-		args := []string{"build", "-trimpath", "-ldflags", "-X github.com/teeup/teeup/internal/buildinfo.Version=" + version, "-o", dst, pkg}
+		args := []string{"build", "-trimpath", "-tags", testBuildTags, "-ldflags", "-X github.com/teeup/teeup/internal/buildinfo.Version=" + version, "-o", dst, pkg}
 		cmd := exec.Command("go", args...)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/teeup/teeup/agentapi"
-	"github.com/teeup/teeup/internal/fault"
 	"github.com/teeup/teeup/keyfile"
 	"github.com/teeup/teeup/ledger"
 	"github.com/teeup/teeup/nodeapi"
@@ -45,9 +44,26 @@ type Options struct {
 	// Logger receives structured logs.
 	Logger *slog.Logger
 	// Faults injects failures (tests): "fail:flagday.<step>" and
-	// "crash:flagday.after-<step>".
-	Faults fault.Set
+	// "crash:flagday.after-<step>". nil means none.
+	Faults Faults
 }
+
+// Faults are the coordinator's failure-injection points, for tests.
+// internal/fault's Set implements them; the teeup CLI links it only in a
+// build with the "faults" tag.
+type Faults interface {
+	// Error returns an error when "fail:<name>" is enabled.
+	Error(name string) error
+	// CrashPoint ends the process as kill -9 would when "crash:<name>" is
+	// enabled.
+	CrashPoint(name string)
+}
+
+// noFaults is a coordinator without failure injection.
+type noFaults struct{}
+
+func (noFaults) Error(string) error { return nil }
+func (noFaults) CrashPoint(string)  {}
 
 // Coordinator runs one flag day.
 type Coordinator struct {
@@ -83,6 +99,9 @@ func (o *Options) defaults() {
 	}
 	if o.Mode == "" {
 		o.Mode = Scheduled
+	}
+	if o.Faults == nil {
+		o.Faults = noFaults{}
 	}
 }
 

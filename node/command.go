@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/teeup/teeup/internal/buildinfo"
-	"github.com/teeup/teeup/internal/fault"
 	"github.com/teeup/teeup/internal/fsutil"
 	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/ledger"
@@ -61,7 +60,7 @@ func NewCommand(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			faults, err := fault.FromEnv()
+			faults, err := faultsFromEnv(stderr)
 			if err != nil {
 				return err
 			}

@@ -22,7 +22,6 @@ import (
 	"github.com/teeup/teeup/attest"
 	"github.com/teeup/teeup/consensus"
 	"github.com/teeup/teeup/internal/buildinfo"
-	"github.com/teeup/teeup/internal/fault"
 	"github.com/teeup/teeup/internal/fsutil"
 	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/ledger"
@@ -34,7 +33,7 @@ import (
 type Node struct {
 	cfg      Config
 	log      *slog.Logger
-	faults   fault.Set
+	faults   Faults
 	genesis  *ledger.Genesis
 	self     ledger.GenesisNode
 	platform *boot.Platform
@@ -64,8 +63,8 @@ type Options struct {
 	Stderr io.Writer
 	// Logger receives logs (default: JSON to Stderr at cfg.LogLevel).
 	Logger *slog.Logger
-	// Faults enables fault injection points (tests only).
-	Faults fault.Set
+	// Faults are failure-injection points (tests only; nil means none).
+	Faults Faults
 }
 
 // TargetSchema returns the ledger schema this binary runs at: the build's
@@ -90,6 +89,9 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 	}
 	if opts.Logger == nil {
 		opts.Logger = newLogger(opts.Stderr, cfg.LogLevel)
+	}
+	if opts.Faults == nil {
+		opts.Faults = noFaults{}
 	}
 	n := &Node{
 		cfg:       cfg,
