@@ -157,12 +157,8 @@ func (h *realHost) HoldKeys(ctx context.Context, id string, from Installation) e
 	r, err := handover.NewRequester(handover.RequesterConfig{
 		Enclave: h.enclave, ChainID: h.network.ChainID, KMG: h.network.KMG,
 		Role: release.RoleAgent, ID: *agentID,
-		AcceptProvider: func(role release.Role, pid tee.Identity, _ *release.EnclaveID) error {
-			if role != release.RoleNode || pid.UniqueID != from.NodeMREnclave {
-				return fmt.Errorf("keys offered by %s %s, expected the supervised node %s", role, pid.UniqueID.Short(), from.NodeMREnclave.Short())
-			}
-			return nil
-		},
+		// Only from the node it supervises.
+		AcceptProvider: handover.NodePeer(from.NodeMREnclave, h.cfg.AllowDebugNodes).AcceptProvider,
 	})
 	if err != nil {
 		return fmt.Errorf("hold keys: %w", err)
@@ -262,18 +258,8 @@ func (h *realHost) serveKeys(ctx context.Context, id string, inst Installation) 
 	p, err := handover.NewProvider(handover.ProviderConfig{
 		Enclave: h.enclave, ChainID: h.network.ChainID, KMG: h.network.KMG,
 		Role: release.RoleAgent, ID: agentID, Secret: secret,
-		AcceptRequester: func(role release.Role, rid tee.Identity) error {
-			if role != release.RoleNode {
-				return fmt.Errorf("keys are handed to a node, not a %s", role)
-			}
-			if rid.UniqueID != inst.NodeMREnclave {
-				return fmt.Errorf("node MRENCLAVE %s is not the release's signed node enclave %s", rid.UniqueID, inst.NodeMREnclave)
-			}
-			if rid.Debug && !h.cfg.AllowDebugNodes {
-				return fmt.Errorf("node %s is a debug enclave", rid.UniqueID.Short())
-			}
-			return nil
-		},
+		// Only to the release's signed node enclave.
+		AcceptRequester: handover.NodePeer(inst.NodeMREnclave, h.cfg.AllowDebugNodes).AcceptRequester,
 	})
 	if err != nil {
 		return fmt.Errorf("serve keys: %w", err)

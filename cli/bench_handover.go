@@ -362,12 +362,7 @@ func (bh *handoverBenchHost) measureExchange(ctx context.Context, st *agentapi.S
 	// The old node's provider lives as long as the node (made once).
 	oldProvider, err := handover.NewProvider(handover.ProviderConfig{
 		Enclave: be.oldNode, ChainID: chain, KMG: kmg, Role: release.RoleNode, Secret: secret,
-		AcceptRequester: func(role release.Role, _ tee.Identity) error {
-			if role != release.RoleAgent {
-				return fmt.Errorf("not the agent: %s", role)
-			}
-			return nil
-		},
+		AcceptRequester: handover.AgentPeer(false).AcceptRequester,
 	})
 	if err != nil {
 		return nil, err
@@ -383,12 +378,7 @@ func (bh *handoverBenchHost) measureExchange(ctx context.Context, st *agentapi.S
 		t0 := time.Now()
 		r1, err := handover.NewRequester(handover.RequesterConfig{
 			Enclave: be.agent, ChainID: chain, KMG: kmg, Role: release.RoleAgent, ID: be.agentID,
-			AcceptProvider: func(role release.Role, id tee.Identity, _ *release.EnclaveID) error {
-				if role != release.RoleNode || id.UniqueID != oldMR {
-					return fmt.Errorf("not the old node: %s %s", role, id.UniqueID.Short())
-				}
-				return nil
-			},
+			AcceptProvider: handover.NodePeer(oldMR, false).AcceptProvider,
 		})
 		if err != nil {
 			return nil, err
@@ -409,24 +399,14 @@ func (bh *handoverBenchHost) measureExchange(ctx context.Context, st *agentapi.S
 		t2 := time.Now()
 		p2, err := handover.NewProvider(handover.ProviderConfig{
 			Enclave: be.agent, ChainID: chain, KMG: kmg, Role: release.RoleAgent, ID: &be.agentID, Secret: held,
-			AcceptRequester: func(role release.Role, id tee.Identity) error {
-				if role != release.RoleNode || id.UniqueID != newMR {
-					return fmt.Errorf("not the release's node: %s %s", role, id.UniqueID.Short())
-				}
-				return nil
-			},
+			AcceptRequester: handover.NodePeer(newMR, false).AcceptRequester,
 		})
 		if err != nil {
 			return nil, err
 		}
 		r2, err := handover.NewRequester(handover.RequesterConfig{
 			Enclave: be.newNode, ChainID: chain, KMG: kmg, Role: release.RoleNode, ID: be.nodeID,
-			AcceptProvider: func(role release.Role, _ tee.Identity, pid *release.EnclaveID) error {
-				if role != release.RoleAgent || pid == nil {
-					return errors.New("not a network-signed agent")
-				}
-				return nil
-			},
+			AcceptProvider: handover.AgentPeer(false).AcceptProvider,
 		})
 		if err != nil {
 			return nil, err

@@ -495,13 +495,13 @@ func TestHandoverAttacks(t *testing.T) {
 			}, "requester enclave id"},
 			{"the new release's node", func(hn *handoverNet) *handover.Requester {
 				return hn.requester(hn.onPlatform(filepath.Join(rel.Dir, devnet.NodeBin)), release.RoleNode, next.NodeID)
-			}, "only the upgrade agent may request the node's keys"},
+			}, handover.ErrWrongRole.Error()},
 			{"the agent on another platform", func(hn *handoverNet) *handover.Requester {
 				return hn.requester(agentElsewhere, release.RoleAgent, initial.AgentID)
 			}, "MAC does not verify"},
 			{"a debug enclave of the agent", func(hn *handoverNet) *handover.Requester {
 				return hn.requester(platform.NewEnclave(debugID), release.RoleAgent, initial.AgentID)
-			}, "debug enclave"},
+			}, handover.ErrDebugEnclave.Error()},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
@@ -602,13 +602,13 @@ func TestHandoverAttacks(t *testing.T) {
 		}{
 			{"a network-signed node of another MRENCLAVE", func() *handover.Requester {
 				return hn.requester(hn.onPlatform(impostor), release.RoleNode, hn.signedEnclaveID(release.RoleNode, impostorSS.UniqueID, "kmg-1", "kmg-2"))
-			}, "is not the release's signed node enclave"},
+			}, handover.ErrWrongEnclave.Error()},
 			{"the old release's node", func() *handover.Requester {
 				return hn.requester(oldNode, release.RoleNode, initial.NodeID)
-			}, "is not the release's signed node enclave"},
+			}, handover.ErrWrongEnclave.Error()},
 			{"an agent", func() *handover.Requester {
 				return hn.requester(genuineAgent, release.RoleAgent, initial.AgentID)
-			}, "keys are handed to a node"},
+			}, handover.ErrWrongRole.Error()},
 		}
 		// Each requester keeps dialing the agent's handover socket, which
 		// serves only while the agent hands the keys to the new node.
