@@ -163,10 +163,10 @@ func (a *Agent) run(ctx context.Context, opts Options) error {
 			}
 		}
 	}
+	// The supervisor verifies the binary before it starts it; one that does
+	// not verify stays stopped, reported in the status, and the agent
+	// serves on.
 	if !(jj.Upgrade != nil && jj.Upgrade.Phase == PhaseOldStopped) {
-		if err := a.host.verifyInstallation(nodeInst); err != nil {
-			return err
-		}
 		a.host.node.set(a.host.nodeSpec(nodeInst))
 	}
 	if a.host.dist != nil && runDist {

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -58,12 +59,34 @@ func (a *Agent) status() agentapi.Status {
 	if pid, exe, ok := a.host.node.running(); ok {
 		st.NodePID, st.NodeBinary = pid, exe
 	}
+	if r, ok := a.host.node.refusedStart(); ok {
+		st.NodeRefused = startRefusal(r, j)
+	}
 	if a.host.dist != nil {
 		if pid, _, ok := a.host.dist.running(); ok {
 			st.DistributePID = pid
 		}
 	}
 	return st
+}
+
+// startRefusal describes a refused node start for the status.
+func startRefusal(r refusal, j Journal) *agentapi.StartRefusal {
+	out := &agentapi.StartRefusal{Binary: r.spec.Binary, Error: r.err.Error(), Since: r.since.UTC(), Cause: agentapi.CauseBinaryRejected}
+	if errors.Is(r.err, ErrReleaseRejected) {
+		out.Cause = agentapi.CauseReleaseRejected
+	}
+	insts := []Installation{j.Installed}
+	if j.Upgrade != nil {
+		insts = append(insts, j.Upgrade.From, j.Upgrade.To)
+	}
+	for _, inst := range insts {
+		if inst.NodeBinary == r.spec.Binary {
+			out.Version = inst.Version
+			break
+		}
+	}
+	return out
 }
 
 func (a *Agent) handleStage(w http.ResponseWriter, r *http.Request) {

@@ -51,12 +51,16 @@ func (h *realHost) admin() *nodeapi.AdminClient {
 
 // nodeSpec is how the agent runs a node installation. The node always gets
 // the agent's handover socket and its release manifest: a node that has
-// keys sealed for its MRENCLAVE simply ignores them.
+// keys sealed for its MRENCLAVE simply ignores them. Every start of it —
+// first start, upgrade, restart after an exit, rollback — verifies the
+// binary against its signed release first (verifyInstallation).
 func (h *realHost) nodeSpec(inst Installation) *procSpec {
 	return &procSpec{
 		Binary: inst.NodeBinary,
 		Args:   []string{"run", "--config", h.cfg.NodeConfig, "--import-keys-from", h.dir.HandoverSocket(), "--enclave-id", inst.ReleaseFile},
 		Log:    h.cfg.NodeLog,
+		Verify: func() error { return h.verifyInstallation(inst) },
+		Inputs: []string{inst.NodeBinary, layout.SigStruct(inst.NodeBinary), inst.ReleaseFile},
 	}
 }
 
@@ -197,13 +201,11 @@ func (h *realHost) StopNode(ctx context.Context) error {
 	return nil
 }
 
-// StartNode implements Host. It re-verifies the binary against its signed
-// release first (a binary changed on disk never runs), and, when the agent
-// holds keys for upgrade id, serves them to exactly inst's measurement.
+// StartNode implements Host. When the agent holds keys for upgrade id it
+// serves them to exactly inst's measurement; the supervisor re-verifies the
+// binary against its signed release before it starts it (a binary changed
+// on disk never runs).
 func (h *realHost) StartNode(ctx context.Context, inst Installation, id string) error {
-	if err := h.verifyInstallation(inst); err != nil {
-		return err
-	}
 	if id != "" {
 		if err := h.serveKeys(ctx, id, inst); err != nil {
 			return err
@@ -216,21 +218,41 @@ func (h *realHost) StartNode(ctx context.Context, inst Installation, id string) 
 	return nil
 }
 
-// verifyInstallation checks that inst's binary still matches its release.
+// Why verifyInstallation refuses an installation, to be matched with
+// errors.Is.
+var (
+	// ErrReleaseRejected: the installation's release manifest does not
+	// verify (Key Management Group threshold on the manifest and both
+	// enclave IDs, or another network's).
+	ErrReleaseRejected = errors.New("its signed release does not verify")
+	// ErrBinaryRejected: the binary is not the one the release describes
+	// (SHA-256, MRENCLAVE, signature structure, signer, product, SVN) or
+	// not the one the journal installed.
+	ErrBinaryRejected = errors.New("the binary is not its signed release's")
+)
+
+// verifyInstallation checks that inst's binary still matches its release:
+// the release verifies under the Key Management Group (manifest and the
+// node's and agent's signed enclave IDs) for this network, and the binary's
+// SHA-256, MRENCLAVE and signature structure are the release's and the
+// journal's.
 func (h *realHost) verifyInstallation(inst Installation) error {
 	sr, err := release.Load(inst.ReleaseFile)
 	if err != nil {
-		return fmt.Errorf("release %s: %w", inst.Version, err)
+		return fmt.Errorf("release %s: %w: %w", inst.Version, ErrReleaseRejected, err)
 	}
 	if err := sr.Verify(h.network.KMG); err != nil {
-		return fmt.Errorf("release %s: %w", inst.Version, err)
+		return fmt.Errorf("release %s: %w: %w", inst.Version, ErrReleaseRejected, err)
+	}
+	if sr.Manifest.NetworkID != h.network.ChainID {
+		return fmt.Errorf("release %s is for network %q, this is %q: %w", inst.Version, sr.Manifest.NetworkID, h.network.ChainID, ErrReleaseRejected)
 	}
 	id, err := release.VerifyBinary(inst.NodeBinary, sr.Manifest.Node)
 	if err != nil {
-		return fmt.Errorf("refusing to run %s: %w", inst.NodeBinary, err)
+		return fmt.Errorf("refusing to run %s: %w: %w", inst.NodeBinary, ErrBinaryRejected, err)
 	}
 	if id.UniqueID != inst.NodeMREnclave {
-		return fmt.Errorf("refusing to run %s: it measures %s, the journal expects %s", inst.NodeBinary, id.UniqueID.Short(), inst.NodeMREnclave.Short())
+		return fmt.Errorf("refusing to run %s: it measures %s, the journal expects %s: %w", inst.NodeBinary, id.UniqueID.Short(), inst.NodeMREnclave.Short(), ErrBinaryRejected)
 	}
 	return nil
 }

@@ -98,6 +98,35 @@ type Status struct {
 	NodePID       int             `json:"node_pid,omitempty"`
 	NodeBinary    string          `json:"node_binary,omitempty"`
 	DistributePID int             `json:"distribute_pid,omitempty"`
+	// NodeRefused is set while the agent refuses to start the node because
+	// its binary or release no longer verifies; the node stays stopped
+	// until a correct binary is installed or an operator changes what runs
+	// (an upgrade or a rollback).
+	NodeRefused *StartRefusal `json:"node_refused,omitempty"`
+}
+
+// RefusalCause says why the agent refused to start an enclave binary.
+type RefusalCause string
+
+// Refusal causes.
+const (
+	// CauseBinaryRejected: the binary (its SHA-256, MRENCLAVE or signature
+	// structure) is not the one its signed release describes.
+	CauseBinaryRejected RefusalCause = "binary-rejected"
+	// CauseReleaseRejected: the release manifest does not verify (Key
+	// Management Group threshold on the manifest and enclave IDs, network).
+	CauseReleaseRejected RefusalCause = "release-rejected"
+)
+
+// StartRefusal is a start of an enclave binary that the agent refused:
+// every start (first start, upgrade, supervisor restart, rollback)
+// verifies the binary against its signed release first.
+type StartRefusal struct {
+	Binary  string       `json:"binary"`
+	Version string       `json:"version"`
+	Cause   RefusalCause `json:"cause"`
+	Error   string       `json:"error"`
+	Since   time.Time    `json:"since"`
 }
 
 // StageRequest carries a signed release manifest (its JSON) to download
