@@ -34,7 +34,19 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeErr(w http.ResponseWriter, status int, err error) {
-	writeJSON(w, status, agentapi.Error{Message: err.Error()})
+	writeJSON(w, status, apiError(err))
+}
+
+// apiError is err as the API reports it: its message, the code of its
+// sentinel, and what a refused rollback would lose.
+func apiError(err error) agentapi.Error {
+	e := agentapi.Error{Message: err.Error(), Code: agentapi.CodeOf(err)}
+	var le *agentapi.LossError
+	if errors.As(err, &le) {
+		l := le.Loss
+		e.Loss = &l
+	}
+	return e
 }
 
 func decode(r *http.Request, v any) error {
@@ -113,9 +125,9 @@ func (a *Agent) handleUpgrade(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, err)
 		return
 	}
-	rec, err := a.upgradeNow(r.Context(), req.Version, "manual", 0, !req.NoRollback)
+	rec, err := a.upgradeNow(r.Context(), req.Version, agentapi.ModeManual, 0, !req.NoRollback)
 	if err != nil {
-		resp := agentapi.Error{Message: err.Error()}
+		resp := apiError(err)
 		if rec != nil {
 			resp.Upgrade = rec
 		}
@@ -126,7 +138,7 @@ func (a *Agent) handleUpgrade(w http.ResponseWriter, r *http.Request) {
 }
 
 // upgradeNow runs a whole upgrade to a staged version.
-func (a *Agent) upgradeNow(ctx context.Context, version, mode string, activation uint64, rollbackOnFailure bool) (*UpgradeRecord, error) {
+func (a *Agent) upgradeNow(ctx context.Context, version string, mode Mode, activation uint64, rollbackOnFailure bool) (*UpgradeRecord, error) {
 	a.opMu.Lock()
 	defer a.opMu.Unlock()
 	ctx, cancel := context.WithCancel(ctx)
@@ -143,7 +155,7 @@ func (a *Agent) upgradeNow(ctx context.Context, version, mode string, activation
 	if up := j.Upgrade; up != nil && up.To.Version == version && (up.Phase == PhaseCompleted || up.Phase == PhaseFinalized) && j.Installed.Version == version {
 		return up, nil // already done (by the watcher, or an earlier call)
 	}
-	if up := j.Upgrade; mode == "scheduled" && up != nil && up.To.Version == version && up.Phase == PhaseRolledBack {
+	if up := j.Upgrade; mode == agentapi.ModeScheduled && up != nil && up.To.Version == version && up.Phase == PhaseRolledBack {
 		// The watcher decided to upgrade before taking the lock; a rollback
 		// finished meanwhile. After a rollback the coordinator decides what
 		// next: do not start the upgrade again.

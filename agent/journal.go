@@ -19,8 +19,11 @@ type (
 	UpgradeRecord = agentapi.UpgradeRecord
 )
 
-// Upgrade phases (see agentapi).
+// Upgrade modes and phases (see agentapi).
 const (
+	ModeManual    = agentapi.ModeManual
+	ModeScheduled = agentapi.ModeScheduled
+
 	PhaseStarted             = agentapi.PhaseStarted
 	PhaseDistributionStopped = agentapi.PhaseDistributionStopped
 	PhaseSnapshotTaken       = agentapi.PhaseSnapshotTaken
@@ -60,6 +63,10 @@ type journalStore struct {
 	j    Journal
 }
 
+// ErrCorruptJournal means the journal file does not parse: the agent
+// refuses to guess what state an upgrade is in.
+var ErrCorruptJournal = errors.New("journal is corrupt")
+
 // openJournal opens the journal file at path; existed reports whether it
 // was there.
 func openJournal(path string) (*journalStore, bool, error) {
@@ -72,7 +79,7 @@ func openJournal(path string) (*journalStore, bool, error) {
 		return nil, false, fmt.Errorf("read journal: %w", err)
 	}
 	if err := json.Unmarshal(raw, &s.j); err != nil {
-		return nil, false, fmt.Errorf("journal %s is corrupt (refusing to guess what state the upgrade is in): %w", s.path, err)
+		return nil, false, fmt.Errorf("%s: %w (refusing to guess what state the upgrade is in): %w", s.path, ErrCorruptJournal, err)
 	}
 	return s, true, nil
 }

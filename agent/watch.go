@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/teeup/teeup/agentapi"
 	"github.com/teeup/teeup/nodeapi"
 	"github.com/teeup/teeup/release"
 	"github.com/teeup/teeup/tee"
@@ -138,6 +139,6 @@ func (a *Agent) watchOnce(ctx context.Context, failed map[string]time.Time) erro
 		return nil
 	}
 	a.log.Info("node halted at the scheduled activation height: upgrading", "version", sch.Version, "height", sch.ActivationHeight)
-	_, err = a.upgradeNow(ctx, sch.Version, "scheduled", sch.ActivationHeight, false)
+	_, err = a.upgradeNow(ctx, sch.Version, agentapi.ModeScheduled, sch.ActivationHeight, false)
 	return err
 }

@@ -250,7 +250,7 @@ func outcomeOf(r *flagday.Record) string {
 	if r == nil {
 		return "did not run"
 	}
-	return r.Outcome
+	return string(r.Outcome)
 }
 
 func downtimeOf(r *flagday.Record) string {

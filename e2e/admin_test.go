@@ -33,7 +33,7 @@ func TestClosedIngressRefusesClientsButNotOperators(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Ingress != "closed" {
+	if st.Ingress != nodeapi.IngressClosed {
 		t.Fatalf("ingress %q after closing, want closed", st.Ingress)
 	}
 
@@ -81,7 +81,7 @@ func TestClosedIngressRefusesClientsButNotOperators(t *testing.T) {
 	}
 
 	// Reopen: client payments to node 2 work again.
-	if st, err = tn.admins[1].SetIngress(ctx, true, ""); err != nil || st.Ingress != "open" {
+	if st, err = tn.admins[1].SetIngress(ctx, true, ""); err != nil || st.Ingress != nodeapi.IngressOpen {
 		t.Fatalf("reopen: %v (ingress %v)", err, st)
 	}
 	next := tn.nextNonce(ctx, from)

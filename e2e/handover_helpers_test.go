@@ -119,11 +119,20 @@ type handoverNet struct {
 	payee ledger.Address     // user-1
 }
 
-// startHandoverNet starts a one-node devnet with an agent; it is stopped
-// when the test ends, and on failure the logs' tails are printed.
+// startHandoverNet starts a one-node devnet with an agent, with the
+// handover tests' extra binaries; it is stopped when the test ends, and on
+// failure the logs' tails are printed.
 func startHandoverNet(t *testing.T) *handoverNet {
 	t.Helper()
 	b := handoverBinaries(t)
+	hn := startAgentNet(t)
+	hn.bins = b
+	return hn
+}
+
+// startAgentNet starts a one-node devnet whose node runs under its agent.
+func startAgentNet(t *testing.T) *handoverNet {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	n, err := devnet.Up(ctx, devnet.UpOptions{Dir: devnetDir(t), Nodes: 1, BinDir: bins.dir})
@@ -131,7 +140,7 @@ func startHandoverNet(t *testing.T) *handoverNet {
 		t.Fatalf("devnet up: %v", err)
 	}
 	h := &n.Hosts[0]
-	hn := &handoverNet{t: t, net: n, host: h, bins: b,
+	hn := &handoverNet{t: t, net: n, host: h,
 		admin: nodeapi.NewAdminClient(h.AdminSocket), agent: agentapi.NewClient(h.AgentSocket)}
 	t.Cleanup(hn.stop)
 	if err != nil {

@@ -194,7 +194,7 @@ func (c *Coordinator) drive(ctx context.Context) (*Record, error) {
 		return c.rollback(ctx, c.j.get().Rollback.Reason)
 	}
 	for _, st := range c.j.get().Steps {
-		if st.Status == "done" || st.Status == "skipped" {
+		if st.Status == StepDone || st.Status == StepSkipped {
 			continue
 		}
 		if err := c.runStep(ctx, st.Name); err != nil {
@@ -202,7 +202,7 @@ func (c *Coordinator) drive(ctx context.Context) (*Record, error) {
 				return ptr(c.j.get()), err
 			}
 			rec := c.j.get()
-			reopened := rec.step(StepReopen) != nil && rec.step(StepReopen).Status == "done"
+			reopened := rec.step(StepReopen) != nil && rec.step(StepReopen).Status == StepDone
 			if st.Name == StepPreflight {
 				// Preflight only reads: nothing to undo.
 				_ = c.j.update(func(r *Record) { r.Outcome, r.Error, r.FinishedAt = OutcomeFailed, err.Error(), time.Now().UTC() })
@@ -235,7 +235,7 @@ func (c *Coordinator) newRecord() Record {
 	rec := Record{ID: fmt.Sprintf("%s-%s", c.opt.Version, now.Format("20060102T150405Z")), Mode: c.opt.Mode, ChainID: c.opt.Topology.ChainID,
 		Version: c.opt.Version, StartedAt: now, Outcome: OutcomeRunning}
 	for _, s := range stepsFor(c.opt.Mode, c.opt.Finalize) {
-		rec.Steps = append(rec.Steps, StepState{Name: s, Status: "pending"})
+		rec.Steps = append(rec.Steps, StepState{Name: s, Status: StepPending})
 	}
 	return rec
 }
@@ -244,7 +244,7 @@ func (c *Coordinator) runStep(ctx context.Context, name string) error {
 	start := time.Now()
 	_ = c.j.update(func(r *Record) {
 		s := r.step(name)
-		s.Status, s.Started, s.Detail = "running", start.UTC(), ""
+		s.Status, s.Started, s.Detail = StepRunning, start.UTC(), ""
 	})
 	c.j.event(Event{Step: name, Kind: "step-start"})
 	fmt.Fprintf(c.out, "── %s\n", name)
@@ -258,7 +258,7 @@ func (c *Coordinator) runStep(ctx context.Context, name string) error {
 	if err != nil {
 		_ = c.j.update(func(r *Record) {
 			s := r.step(name)
-			s.Status, s.Finished, s.Duration, s.Detail = "failed", time.Now().UTC(), took, err.Error()
+			s.Status, s.Finished, s.Duration, s.Detail = StepFailed, time.Now().UTC(), took, err.Error()
 		})
 		c.j.event(Event{Step: name, Kind: "step-failed", Detail: err.Error()})
 		fmt.Fprintf(c.out, "   FAILED after %s: %v\n", took.Round(time.Millisecond), err)
@@ -266,7 +266,7 @@ func (c *Coordinator) runStep(ctx context.Context, name string) error {
 	}
 	_ = c.j.update(func(r *Record) {
 		s := r.step(name)
-		s.Status, s.Finished, s.Duration, s.Detail = "done", time.Now().UTC(), took, detail
+		s.Status, s.Finished, s.Duration, s.Detail = StepDone, time.Now().UTC(), took, detail
 	})
 	c.j.event(Event{Step: name, Kind: "step-done", Detail: detail})
 	fmt.Fprintf(c.out, "   done in %s: %s\n", took.Round(time.Millisecond), detail)
@@ -448,7 +448,7 @@ func RunStep(ctx context.Context, opt Options, name string) (*Record, error) {
 	}
 	all := true
 	for _, s := range c.j.get().Steps {
-		all = all && (s.Status == "done" || s.Status == "skipped")
+		all = all && (s.Status == StepDone || s.Status == StepSkipped)
 	}
 	if all {
 		_ = c.j.update(func(r *Record) { r.Outcome, r.FinishedAt = OutcomeCompleted, time.Now().UTC() })

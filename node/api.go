@@ -382,7 +382,7 @@ func (n *Node) Status() nodeapi.Status {
 		MREnclave: n.identity.UniqueID, MRSigner: n.identity.SignerID, SVN: n.identity.SecurityVersion,
 		Debug: n.identity.Debug, Simulated: n.platform.Simulated,
 		Height: h, HeadHash: hash.String(), Pending: n.store.PoolSize(),
-		Ingress: n.ingress.String(), HaltHeight: n.store.HaltHeight(),
+		Ingress: n.ingress.state(), HaltHeight: n.store.HaltHeight(),
 		Leader: n.raft.Leader(), Term: n.raft.Term(), AppliedIndex: n.store.AppliedIndex(),
 		SchemaVersion: n.store.Schema(), ClientAddr: n.cfg.ClientListen, PeerAddr: n.cfg.PeerListen,
 		StartedAt: n.startedAt,

@@ -124,7 +124,7 @@ type Status struct {
 	Height        uint64          `json:"height"`
 	HeadHash      string          `json:"head_hash"`
 	Pending       int             `json:"pending"`
-	Ingress       string          `json:"ingress"` // open or closed
+	Ingress       IngressState    `json:"ingress"`
 	Halted        bool            `json:"halted"`
 	HaltHeight    uint64          `json:"halt_height,omitempty"`
 	Leader        uint64          `json:"leader"`
@@ -137,6 +137,18 @@ type Status struct {
 	StartedAt     time.Time       `json:"started_at"`
 	Upgrade       *UpgradeState   `json:"upgrade,omitempty"`
 }
+
+// IngressState says whether a node accepts client requests.
+type IngressState string
+
+// Ingress states.
+const (
+	// IngressOpen: payments and account queries are served.
+	IngressOpen IngressState = "open"
+	// IngressClosed: closed for an upgrade (or by an operator); payments
+	// and account queries are refused with CodeClosedForUpgrade.
+	IngressClosed IngressState = "closed"
+)
 
 // UpgradeState is what the node knows of a scheduled enclave upgrade.
 type UpgradeState struct {
