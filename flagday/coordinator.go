@@ -388,8 +388,14 @@ func (c *Coordinator) submitGovernance(ctx context.Context, a *nodeapi.AdminClie
 	if err != nil {
 		return nil, err
 	}
-	return a.Submit(ctx, tx.Encode())
+	// A vote whose wait for its block timed out may still be committed:
+	// the chain says, not the timeout.
+	return nodeapi.SubmitAndConfirm(ctx, a, tx.Encode(), tx.ID().String(), voteConfirmWait)
 }
+
+// voteConfirmWait is how long a vote whose submission ended without the
+// node's verdict is looked up.
+const voteConfirmWait = 30 * time.Second
 
 // releaseOf returns the approved signed release of version from the chain.
 func releaseOf(g *nodeapi.Governance, version string) (*release.SignedRelease, *nodeapi.ReleaseInfo, error) {

@@ -65,10 +65,17 @@ type Receipt struct {
 	Height uint64 `json:"height"`
 }
 
+// Transaction states, in TxStatus.Status and Receipt.Status.
+const (
+	TxPending   = "pending"
+	TxCommitted = "committed"
+	TxRejected  = "rejected"
+)
+
 // TxStatus reports a transaction's state.
 type TxStatus struct {
 	TxID   string `json:"tx_id"`
-	Status string `json:"status"` // pending, committed, rejected
+	Status string `json:"status"` // TxPending, TxCommitted or TxRejected
 	Height uint64 `json:"height,omitempty"`
 	Reason string `json:"reason,omitempty"`
 }
