@@ -2,6 +2,7 @@ package flagday
 
 import (
 	"bytes"
+	"errors"
 	"context"
 	"os"
 	"path/filepath"
@@ -107,7 +108,7 @@ func TestJournalPersistsAndResumes(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "journal.json"), []byte("{"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := LoadCurrent(root); err == nil || !strings.Contains(err.Error(), "corrupt") {
+	if _, _, err := LoadCurrent(root); !errors.Is(err, ErrCorruptJournal) {
 		t.Fatalf("LoadCurrent(corrupt) = %v", err)
 	}
 	if _, err := Current(t.TempDir()); err == nil {

@@ -202,6 +202,10 @@ func LoadCurrent(root string) (*Record, string, error) {
 	return rec, dir, err
 }
 
+// ErrCorruptJournal means a flag-day journal does not parse: an error,
+// not a silent fresh start.
+var ErrCorruptJournal = errors.New("flag-day journal is corrupt")
+
 func readRecord(dir string) (*Record, error) {
 	raw, err := os.ReadFile(filepath.Join(dir, "journal.json"))
 	if err != nil {
@@ -209,7 +213,7 @@ func readRecord(dir string) (*Record, error) {
 	}
 	var r Record
 	if err := json.Unmarshal(raw, &r); err != nil {
-		return nil, fmt.Errorf("flag-day journal %s is corrupt: %w", dir, err)
+		return nil, fmt.Errorf("%s: %w: %w", dir, ErrCorruptJournal, err)
 	}
 	return &r, nil
 }
