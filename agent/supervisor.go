@@ -193,15 +193,19 @@ func (s *supervisor) converge(ctx context.Context, force bool) error {
 			return fmt.Errorf("stop %s: %w", s.name, err)
 		}
 	}
-	if err := s.verify(want, force); err != nil {
-		return err
-	}
 	s.mu.Lock()
 	crashed := s.last.equal(want) // the same process ended by itself
 	if crashed && !force && time.Now().Before(s.nextTry) {
 		s.mu.Unlock()
 		return nil
 	}
+	s.mu.Unlock()
+	// Verify just before the start: not while backing off, and a refusal
+	// is not counted as a crash.
+	if err := s.verify(want, force); err != nil {
+		return err
+	}
+	s.mu.Lock()
 	switch {
 	case !crashed, time.Since(s.started) > time.Minute:
 		s.failures = 0 // a new process, or the last one ran long enough
