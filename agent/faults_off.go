@@ -3,16 +3,14 @@
 package agent
 
 import (
-	"fmt"
 	"io"
-	"os"
+
+	"github.com/teeup/teeup/internal/buildinfo"
 )
 
 // faultsFromEnv returns no failure injection: this build has none. A
 // TEEUP_FAULTS setting is reported and ignored.
 func faultsFromEnv(stderr io.Writer) (Faults, error) {
-	if os.Getenv("TEEUP_FAULTS") != "" {
-		fmt.Fprintln(stderr, "teeup-agent: TEEUP_FAULTS is set but this build has no fault injection (build with -tags faults); ignoring it")
-	}
+	buildinfo.WarnFaultsIgnored(stderr, "teeup-agent")
 	return noFaults{}, nil
 }

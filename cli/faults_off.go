@@ -3,18 +3,15 @@
 package cli
 
 import (
-	"fmt"
 	"io"
-	"os"
 
 	"github.com/teeup/teeup/flagday"
+	"github.com/teeup/teeup/internal/buildinfo"
 )
 
 // flagdayFaults returns no failure injection: this build has none. A
 // TEEUP_FAULTS setting is reported and ignored.
 func flagdayFaults(stderr io.Writer) (flagday.Faults, error) {
-	if os.Getenv("TEEUP_FAULTS") != "" {
-		fmt.Fprintln(stderr, "teeup: TEEUP_FAULTS is set but this build has no fault injection (build with -tags faults); ignoring it")
-	}
+	buildinfo.WarnFaultsIgnored(stderr, "teeup")
 	return nil, nil
 }
