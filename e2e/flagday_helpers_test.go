@@ -67,7 +67,7 @@ func buildFlagdayBinaries(dir string) (flagdayBuilds, error) {
 	if err != nil {
 		return flagdayBuilds{}, err
 	}
-	v1, v2, err := demo.BuildNodeVersions(context.Background(), root, bins.dir, dir)
+	v1, v2, err := demo.BuildNodeVersions(context.Background(), root, bins.dir, dir, testBuildTags)
 	return flagdayBuilds{v1Dir: v1, v2Dir: v2}, err
 }
 
