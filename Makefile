@@ -6,7 +6,8 @@ BIN := bin
 
 all: build
 
-## build: the four binaries into ./bin (the node and agent are enclaves: sign them before use)
+## build: the four binaries into ./bin (the node and agent are enclaves: sign them before use).
+## Fault injection (TEEUP_FAULTS) is compiled in only with -tags faults, as the e2e tests build.
 build:
 	mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
@@ -16,6 +17,7 @@ test: vet race fuzz-smoke ego-build
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags faults ./...
 	test -z "$$(gofmt -l .)" || (gofmt -l . && echo "gofmt: files above need formatting" && exit 1)
 
 race:

@@ -16,15 +16,13 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/teeup/teeup/internal/buildinfo"
-	"github.com/teeup/teeup/internal/fault"
 	"github.com/teeup/teeup/internal/fsutil"
 	"github.com/teeup/teeup/internal/unixsock"
-	"github.com/teeup/teeup/ledger"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/release"
 	"github.com/teeup/teeup/tee"
 	"github.com/teeup/teeup/tee/boot"
@@ -34,15 +32,18 @@ import (
 type Options struct {
 	Stderr io.Writer
 	Logger *slog.Logger
-	Faults fault.Set
+	// Faults are failure-injection points (tests only; nil means none).
+	Faults Faults
 }
 
 // Agent is a running teeup-agent.
 type Agent struct {
 	cfg      Config
 	log      *slog.Logger
-	faults   fault.Set
-	genesis  *ledger.Genesis
+	faults   Faults
+	network  *release.Network
+	dir      layout.Agent
+	nodeAt   nodeFiles
 	enclave  tee.Enclave
 	identity tee.Identity
 	journal  *journalStore
@@ -71,6 +72,9 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewJSONHandler(opts.Stderr, &slog.HandlerOptions{Level: logLevel(cfg.LogLevel)}))
 	}
+	if opts.Faults == nil {
+		opts.Faults = noFaults{}
+	}
 	a := &Agent{cfg: cfg, log: opts.Logger.With("agent", cfg.NodeID), faults: opts.Faults}
 	return a.run(ctx, opts)
 }
@@ -88,12 +92,16 @@ func logLevel(s string) slog.Level {
 }
 
 func (a *Agent) run(ctx context.Context, opts Options) error {
-	g, err := ledger.LoadGenesis(a.cfg.Genesis)
+	netw, err := release.LoadNetwork(a.cfg.Genesis)
 	if err != nil {
 		return fmt.Errorf("genesis: %w", err)
 	}
-	a.genesis = g
-	if err := os.MkdirAll(a.cfg.Dir, 0o700); err != nil {
+	a.network = netw
+	if a.nodeAt, err = a.cfg.resolveNode(); err != nil {
+		return err
+	}
+	a.dir = layout.Agent(a.cfg.Dir)
+	if err := fsutil.PrivateDir(a.dir.Dir()); err != nil {
 		return fmt.Errorf("agent dir: %w", err)
 	}
 	plat, err := boot.Open(boot.Options{Program: "teeup-agent", PlatformDir: a.cfg.Platform, Debug: a.cfg.EnclaveDebug, Warnings: opts.Stderr})
@@ -103,7 +111,7 @@ func (a *Agent) run(ctx context.Context, opts Options) error {
 	a.enclave, a.identity = plat.Enclave, plat.Enclave.Identity()
 	a.log.Info("agent enclave started", "mrenclave", a.identity.UniqueID.String(), "version", buildinfo.Version, "platform", plat.Name)
 
-	j, existed, err := openJournal(a.cfg.Dir)
+	j, existed, err := openJournal(a.dir.Journal())
 	if err != nil {
 		return err
 	}
@@ -123,17 +131,17 @@ func (a *Agent) run(ctx context.Context, opts Options) error {
 	}
 
 	a.host = &realHost{
-		cfg: a.cfg, log: a.log, faults: a.faults, enclave: a.enclave, genesis: g,
-		node:         newSupervisor("teeup-node", filepath.Join(a.cfg.Dir, "node.pid"), a.log),
+		cfg: a.cfg, dir: a.dir, nodeAt: a.nodeAt, log: a.log, faults: a.faults, enclave: a.enclave, network: netw,
+		node:         newSupervisor(layout.NodeProgram, a.dir.NodePID(), a.log),
 		agentID:      a.ownEnclaveID,
 		serveTimeout: time.Duration(a.cfg.ServeTimeout),
 		distBinary:   func() string { return a.journal.get().Installed.DistributeBinary },
 	}
 	if a.cfg.Distribute != nil {
-		a.host.dist = newSupervisor("teeup-distribute", filepath.Join(a.cfg.Dir, "distribute.pid"), a.log)
+		a.host.dist = newSupervisor(layout.DistributeProgram, a.dir.DistributePID(), a.log)
 	}
 	a.upgrader = newUpgrader(a.journal, a.host, a.log)
-	a.chain = newNodeChain(a.cfg.NodeAdminSocket())
+	a.chain = newNodeChain(a.nodeAt.adminSocket)
 
 	// Desired processes follow the journal: during an upgrade, the node to
 	// run depends on how far it came.
@@ -155,10 +163,10 @@ func (a *Agent) run(ctx context.Context, opts Options) error {
 			}
 		}
 	}
+	// The supervisor verifies the binary before it starts it; one that does
+	// not verify stays stopped, reported in the status, and the agent
+	// serves on.
 	if !(jj.Upgrade != nil && jj.Upgrade.Phase == PhaseOldStopped) {
-		if err := a.host.verifyInstallation(nodeInst); err != nil {
-			return err
-		}
 		a.host.node.set(a.host.nodeSpec(nodeInst))
 	}
 	if a.host.dist != nil && runDist {
@@ -173,7 +181,7 @@ func (a *Agent) run(ctx context.Context, opts Options) error {
 		go func() { defer wg.Done(); a.host.dist.run(ctx, time.Second) }()
 	}
 
-	ln, err := unixsock.Listen(a.cfg.Socket())
+	ln, err := unixsock.Listen(a.dir.Socket())
 	if err != nil {
 		return err
 	}
@@ -183,7 +191,7 @@ func (a *Agent) run(ctx context.Context, opts Options) error {
 			a.log.Error("agent API stopped", "err", err)
 		}
 	}()
-	a.log.Info("agent serving", "socket", a.cfg.Socket(), "installed", jj.Installed.Version)
+	a.log.Info("agent serving", "socket", a.dir.Socket(), "installed", jj.Installed.Version)
 
 	// An upgrade interrupted by a crash is resumed (or rolled back).
 	if up := jj.Upgrade; up != nil && !up.Terminal() && up.Phase != PhaseCompleted {
@@ -236,11 +244,11 @@ func (a *Agent) installInitial() (Installation, error) {
 	if err != nil {
 		return Installation{}, fmt.Errorf("initial release: %w", err)
 	}
-	if err := sr.Verify(a.genesis.KMG); err != nil {
+	if err := sr.Verify(a.network.KMG); err != nil {
 		return Installation{}, fmt.Errorf("initial release: %w", err)
 	}
-	if sr.Manifest.NetworkID != a.genesis.ChainID {
-		return Installation{}, fmt.Errorf("initial release is for network %q, this is %q", sr.Manifest.NetworkID, a.genesis.ChainID)
+	if sr.Manifest.NetworkID != a.network.ChainID {
+		return Installation{}, fmt.Errorf("initial release is for network %q, this is %q", sr.Manifest.NetworkID, a.network.ChainID)
 	}
 	id, err := release.VerifyBinary(a.cfg.InitialNodeBinary, sr.Manifest.Node)
 	if err != nil {
@@ -253,14 +261,14 @@ func (a *Agent) installInitial() (Installation, error) {
 // Management Group's statement that this MRENCLAVE is the network's agent.
 // Without it no node hands keys over. It is found once in a release the
 // agent knows (installed, staged, or part of an upgrade), verified, and
-// kept in DIR/agent-id.json, so later releases may ship another agent
+// kept in the agent directory (layout.Agent.EnclaveIDCache), so later releases may ship another agent
 // build without stranding this one.
 func (a *Agent) ownEnclaveID() (*release.EnclaveID, error) {
-	cache := filepath.Join(a.cfg.Dir, "agent-id.json")
+	cache := a.dir.EnclaveIDCache()
 	if raw, err := os.ReadFile(cache); err == nil {
 		var id release.EnclaveID
 		if err := json.Unmarshal(raw, &id); err == nil && id.MREnclave == a.identity.UniqueID &&
-			id.Verify(a.genesis.KMG, a.genesis.ChainID, release.RoleAgent, a.identity.UniqueID) == nil {
+			id.Verify(a.network.KMG, a.network.ChainID, release.RoleAgent, a.identity.UniqueID) == nil {
 			return &id, nil
 		}
 	}
@@ -273,7 +281,7 @@ func (a *Agent) ownEnclaveID() (*release.EnclaveID, error) {
 		files = append(files, h.From.ReleaseFile, h.To.ReleaseFile)
 	}
 	for _, v := range a.staged() {
-		files = append(files, filepath.Join(a.releasesDir(), v, "release.json"))
+		files = append(files, a.dir.Release(v).Manifest())
 	}
 	for _, f := range files {
 		if f == "" {
@@ -283,7 +291,7 @@ func (a *Agent) ownEnclaveID() (*release.EnclaveID, error) {
 		if err != nil || sr.AgentID.MREnclave != a.identity.UniqueID {
 			continue
 		}
-		if err := sr.AgentID.Verify(a.genesis.KMG, a.genesis.ChainID, release.RoleAgent, a.identity.UniqueID); err != nil {
+		if err := sr.AgentID.Verify(a.network.KMG, a.network.ChainID, release.RoleAgent, a.identity.UniqueID); err != nil {
 			return nil, fmt.Errorf("agent enclave ID in %s: %w", f, err)
 		}
 		id := sr.AgentID

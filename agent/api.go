@@ -3,9 +3,11 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 
 	"github.com/teeup/teeup/agentapi"
 	"github.com/teeup/teeup/internal/buildinfo"
@@ -32,7 +34,19 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeErr(w http.ResponseWriter, status int, err error) {
-	writeJSON(w, status, agentapi.Error{Message: err.Error()})
+	writeJSON(w, status, apiError(err))
+}
+
+// apiError is err as the API reports it: its message, the code of its
+// sentinel, and what a refused rollback would lose.
+func apiError(err error) agentapi.Error {
+	e := agentapi.Error{Message: err.Error(), Code: agentapi.CodeOf(err)}
+	var le *agentapi.LossError
+	if errors.As(err, &le) {
+		l := le.Loss
+		e.Loss = &l
+	}
+	return e
 }
 
 func decode(r *http.Request, v any) error {
@@ -57,12 +71,34 @@ func (a *Agent) status() agentapi.Status {
 	if pid, exe, ok := a.host.node.running(); ok {
 		st.NodePID, st.NodeBinary = pid, exe
 	}
+	if r, ok := a.host.node.refusedStart(); ok {
+		st.NodeRefused = startRefusal(r, j)
+	}
 	if a.host.dist != nil {
 		if pid, _, ok := a.host.dist.running(); ok {
 			st.DistributePID = pid
 		}
 	}
 	return st
+}
+
+// startRefusal describes a refused node start for the status.
+func startRefusal(r refusal, j Journal) *agentapi.StartRefusal {
+	out := &agentapi.StartRefusal{Binary: r.spec.Binary, Error: r.err.Error(), Since: r.since.UTC(), Cause: agentapi.CauseBinaryRejected}
+	if errors.Is(r.err, ErrReleaseRejected) {
+		out.Cause = agentapi.CauseReleaseRejected
+	}
+	insts := []Installation{j.Installed}
+	if j.Upgrade != nil {
+		insts = append(insts, j.Upgrade.From, j.Upgrade.To)
+	}
+	for _, inst := range insts {
+		if inst.NodeBinary == r.spec.Binary {
+			out.Version = inst.Version
+			break
+		}
+	}
+	return out
 }
 
 func (a *Agent) handleStage(w http.ResponseWriter, r *http.Request) {
@@ -89,9 +125,9 @@ func (a *Agent) handleUpgrade(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, err)
 		return
 	}
-	rec, err := a.upgradeNow(r.Context(), req.Version, "manual", 0, !req.NoRollback)
+	rec, err := a.upgradeNow(r.Context(), req.Version, agentapi.ModeManual, 0, !req.NoRollback)
 	if err != nil {
-		resp := agentapi.Error{Message: err.Error()}
+		resp := apiError(err)
 		if rec != nil {
 			resp.Upgrade = rec
 		}
@@ -102,7 +138,7 @@ func (a *Agent) handleUpgrade(w http.ResponseWriter, r *http.Request) {
 }
 
 // upgradeNow runs a whole upgrade to a staged version.
-func (a *Agent) upgradeNow(ctx context.Context, version, mode string, activation uint64, rollbackOnFailure bool) (*UpgradeRecord, error) {
+func (a *Agent) upgradeNow(ctx context.Context, version string, mode Mode, activation uint64, rollbackOnFailure bool) (*UpgradeRecord, error) {
 	a.opMu.Lock()
 	defer a.opMu.Unlock()
 	ctx, cancel := context.WithCancel(ctx)
@@ -119,7 +155,7 @@ func (a *Agent) upgradeNow(ctx context.Context, version, mode string, activation
 	if up := j.Upgrade; up != nil && up.To.Version == version && (up.Phase == PhaseCompleted || up.Phase == PhaseFinalized) && j.Installed.Version == version {
 		return up, nil // already done (by the watcher, or an earlier call)
 	}
-	if up := j.Upgrade; mode == "scheduled" && up != nil && up.To.Version == version && up.Phase == PhaseRolledBack {
+	if up := j.Upgrade; mode == agentapi.ModeScheduled && up != nil && up.To.Version == version && up.Phase == PhaseRolledBack {
 		// The watcher decided to upgrade before taking the lock; a rollback
 		// finished meanwhile. After a rollback the coordinator decides what
 		// next: do not start the upgrade again.
@@ -160,7 +196,7 @@ func (a *Agent) upgradeNow(ctx context.Context, version, mode string, activation
 func (a *Agent) stagedInstallation(version string) (Installation, error) {
 	for _, v := range a.staged() {
 		if v == version {
-			raw, err := readFile(a.releasesDir(), v, "release.json")
+			raw, err := os.ReadFile(a.dir.Release(v).Manifest())
 			if err != nil {
 				return Installation{}, err
 			}

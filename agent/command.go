@@ -6,7 +6,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/teeup/teeup/internal/buildinfo"
-	"github.com/teeup/teeup/internal/fault"
 )
 
 // NewCommand returns the teeup-agent command line.
@@ -32,7 +31,7 @@ func NewCommand(stderr io.Writer) *cobra.Command {
 			if debug {
 				c.EnclaveDebug = true
 			}
-			faults, err := fault.FromEnv()
+			faults, err := faultsFromEnv(stderr)
 			if err != nil {
 				return err
 			}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/teeup/teeup/internal/jsonutil"
+	"github.com/teeup/teeup/layout"
+	"github.com/teeup/teeup/nodeconfig"
 )
 
 // Config is teeup-agent's configuration (JSON file; paths relative to the
@@ -22,10 +24,13 @@ type Config struct {
 	// keys in transit, snapshots, sockets.
 	Dir string `json:"dir"`
 	// NodeConfig is the node's configuration file, passed to teeup-node.
+	// The agent reads the node's data directory and its admin and handover
+	// sockets from it.
 	NodeConfig string `json:"node_config"`
-	// NodeDataDir is the node's data directory (ledger, sealed keys, admin
-	// and handover sockets).
-	NodeDataDir string `json:"node_data_dir"`
+	// NodeDataDir is the node's data directory (ledger, sealed keys). It
+	// defaults to the node configuration's data_dir, and must equal it
+	// when both are given.
+	NodeDataDir string `json:"node_data_dir,omitempty"`
 	// NodeLog is where the node's output goes (default DIR/node.log).
 	NodeLog string `json:"node_log,omitempty"`
 	// InitialRelease is the signed release manifest of the version
@@ -85,7 +90,7 @@ func (c Config) WithDefaults() Config {
 		c.ServeTimeout = Duration(90 * time.Second)
 	}
 	if c.NodeLog == "" && c.Dir != "" {
-		c.NodeLog = filepath.Join(c.Dir, "node.log")
+		c.NodeLog = layout.Agent(c.Dir).NodeLog()
 	}
 	if c.AutoUpgrade == nil {
 		t := true
@@ -103,7 +108,7 @@ func (c Config) Validate() error {
 	if c.NodeID == 0 {
 		errs = append(errs, errors.New("node_id is required"))
 	}
-	for name, v := range map[string]string{"genesis": c.Genesis, "dir": c.Dir, "node_config": c.NodeConfig, "node_data_dir": c.NodeDataDir,
+	for name, v := range map[string]string{"genesis": c.Genesis, "dir": c.Dir, "node_config": c.NodeConfig,
 		"initial_release": c.InitialRelease, "initial_node_binary": c.InitialNodeBinary} {
 		if v == "" {
 			errs = append(errs, fmt.Errorf("%s is required", name))
@@ -112,14 +117,29 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Socket returns the agent's admin socket path.
-func (c Config) Socket() string { return filepath.Join(c.Dir, "agent.sock") }
+// nodeFiles is where the agent finds the node it supervises: its data
+// directory and its sockets, as the node's configuration file sets them.
+type nodeFiles struct {
+	data           layout.Node
+	adminSocket    string
+	handoverSocket string
+}
 
-// HandoverSocket returns where the agent hands keys to a new node.
-func (c Config) HandoverSocket() string { return filepath.Join(c.Dir, "handover.sock") }
-
-// NodeAdminSocket returns the node's admin socket.
-func (c Config) NodeAdminSocket() string { return filepath.Join(c.NodeDataDir, "admin.sock") }
-
-// NodeHandoverSocket returns where the node hands its keys to the agent.
-func (c Config) NodeHandoverSocket() string { return filepath.Join(c.NodeDataDir, "handover.sock") }
+// resolveNode reads the node configuration file for the node's data
+// directory and sockets (node.json may move the sockets out of the data
+// directory).
+func (c Config) resolveNode() (nodeFiles, error) {
+	nc, err := nodeconfig.Load(c.NodeConfig)
+	if err != nil {
+		return nodeFiles{}, fmt.Errorf("node config: %w", err)
+	}
+	d := nc.WithDefaults()
+	if d.DataDir == "" {
+		return nodeFiles{}, fmt.Errorf("node config %s: data_dir is required", c.NodeConfig)
+	}
+	if c.NodeDataDir != "" && filepath.Clean(c.NodeDataDir) != filepath.Clean(d.DataDir) {
+		return nodeFiles{}, fmt.Errorf("node_data_dir %s is not the data_dir %s of the node config %s: remove node_data_dir or make them equal",
+			c.NodeDataDir, d.DataDir, c.NodeConfig)
+	}
+	return nodeFiles{data: layout.Node(d.DataDir), adminSocket: d.AdminSocket, handoverSocket: d.HandoverSocket}, nil
+}

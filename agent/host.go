@@ -7,16 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/teeup/teeup/handover"
-	"github.com/teeup/teeup/internal/fault"
 	"github.com/teeup/teeup/internal/fsutil"
-	"github.com/teeup/teeup/ledger"
-	"github.com/teeup/teeup/node"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/nodeapi"
 	"github.com/teeup/teeup/release"
 	"github.com/teeup/teeup/snapshot"
@@ -28,10 +25,12 @@ import (
 // through the agent's enclave.
 type realHost struct {
 	cfg     Config
+	dir     layout.Agent
+	nodeAt  nodeFiles
 	log     *slog.Logger
-	faults  fault.Set
+	faults  Faults
 	enclave tee.Enclave
-	genesis *ledger.Genesis
+	network *release.Network
 	node    *supervisor
 	dist    *supervisor
 	agentID func() (*release.EnclaveID, error)
@@ -47,23 +46,21 @@ type realHost struct {
 var _ Host = (*realHost)(nil)
 
 func (h *realHost) admin() *nodeapi.AdminClient {
-	return nodeapi.NewAdminClient(h.cfg.NodeAdminSocket())
-}
-
-func (h *realHost) snapshotsDir() string { return filepath.Join(h.cfg.Dir, "snapshots") }
-
-func (h *realHost) heldKeysPath(id string) string {
-	return filepath.Join(h.cfg.Dir, "keys", id+".sealed")
+	return nodeapi.NewAdminClient(h.nodeAt.adminSocket)
 }
 
 // nodeSpec is how the agent runs a node installation. The node always gets
 // the agent's handover socket and its release manifest: a node that has
-// keys sealed for its MRENCLAVE simply ignores them.
+// keys sealed for its MRENCLAVE simply ignores them. Every start of it —
+// first start, upgrade, restart after an exit, rollback — verifies the
+// binary against its signed release first (verifyInstallation).
 func (h *realHost) nodeSpec(inst Installation) *procSpec {
 	return &procSpec{
 		Binary: inst.NodeBinary,
-		Args:   []string{"run", "--config", h.cfg.NodeConfig, "--import-keys-from", h.cfg.HandoverSocket(), "--enclave-id", inst.ReleaseFile},
+		Args:   []string{"run", "--config", h.cfg.NodeConfig, "--import-keys-from", h.dir.HandoverSocket(), "--enclave-id", inst.ReleaseFile},
 		Log:    h.cfg.NodeLog,
+		Verify: func() error { return h.verifyInstallation(inst) },
+		Inputs: []string{inst.NodeBinary, layout.SigStruct(inst.NodeBinary), inst.ReleaseFile},
 	}
 }
 
@@ -103,13 +100,13 @@ func (h *realHost) StartDistribution(ctx context.Context) error {
 // manifest of every file's SHA-256. An existing snapshot that verifies is
 // reused.
 func (h *realHost) Snapshot(ctx context.Context, name string, from Installation) error {
-	dir := filepath.Join(h.snapshotsDir(), name)
+	dir := h.dir.Snapshot(name)
 	if _, err := snapshot.Verify(ctx, dir); err == nil {
 		return nil
 	} else if _, statErr := os.Stat(dir); statErr == nil {
 		return fmt.Errorf("snapshot %s exists but does not verify: %w", name, err)
 	}
-	if err := os.MkdirAll(h.snapshotsDir(), 0o700); err != nil {
+	if err := os.MkdirAll(h.dir.Snapshots(), 0o700); err != nil {
 		return fmt.Errorf("snapshot: %w", err)
 	}
 	a := h.admin()
@@ -122,7 +119,7 @@ func (h *realHost) Snapshot(ctx context.Context, name string, from Installation)
 		return fmt.Errorf("snapshot: the running node is %s, expected the old version %s", st.MREnclave.Short(), from.NodeMREnclave.Short())
 	}
 	_, err = snapshot.Create(ctx, snapshot.CreateOptions{
-		Root: h.snapshotsDir(), Name: name,
+		Root: h.dir.Snapshots(), Name: name,
 		Checkpoint:        func(dst string) error { return a.Checkpoint(ctx, dst) },
 		StateFile:         h.cfg.DistributeState,
 		AllowMissingState: true,
@@ -142,7 +139,7 @@ func (h *realHost) sealAD(id string) []byte { return []byte("teeup agent held ke
 
 // heldKeys unseals the keys the agent holds for upgrade id.
 func (h *realHost) heldKeys(id string) ([]byte, error) {
-	blob, err := os.ReadFile(h.heldKeysPath(id))
+	blob, err := os.ReadFile(h.dir.HeldKeys(id))
 	if err != nil {
 		return nil, err
 	}
@@ -162,20 +159,16 @@ func (h *realHost) HoldKeys(ctx context.Context, id string, from Installation) e
 		return err
 	}
 	r, err := handover.NewRequester(handover.RequesterConfig{
-		Enclave: h.enclave, ChainID: h.genesis.ChainID, KMG: h.genesis.KMG,
+		Enclave: h.enclave, ChainID: h.network.ChainID, KMG: h.network.KMG,
 		Role: release.RoleAgent, ID: *agentID,
-		AcceptProvider: func(role release.Role, pid tee.Identity, _ *release.EnclaveID) error {
-			if role != release.RoleNode || pid.UniqueID != from.NodeMREnclave {
-				return fmt.Errorf("keys offered by %s %s, expected the supervised node %s", role, pid.UniqueID.Short(), from.NodeMREnclave.Short())
-			}
-			return nil
-		},
+		// Only from the node it supervises.
+		AcceptProvider: handover.NodePeer(from.NodeMREnclave, h.cfg.AllowDebugNodes).AcceptProvider,
 	})
 	if err != nil {
 		return fmt.Errorf("hold keys: %w", err)
 	}
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "unix", h.cfg.NodeHandoverSocket())
+	c, err := d.DialContext(ctx, "unix", h.nodeAt.handoverSocket)
 	if err != nil {
 		return fmt.Errorf("hold keys: old node handover socket: %w", err)
 	}
@@ -188,10 +181,10 @@ func (h *realHost) HoldKeys(ctx context.Context, id string, from Installation) e
 	if err != nil {
 		return fmt.Errorf("hold keys: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(h.heldKeysPath(id)), 0o700); err != nil {
+	if err := os.MkdirAll(h.dir.HeldKeysDir(), 0o700); err != nil {
 		return fmt.Errorf("hold keys: %w", err)
 	}
-	if err := fsutil.WriteFileAtomic(h.heldKeysPath(id), blob, 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(h.dir.HeldKeys(id), blob, 0o600); err != nil {
 		return fmt.Errorf("hold keys: %w", err)
 	}
 	h.faults.CrashPoint("agent.after-hold-keys")
@@ -208,13 +201,11 @@ func (h *realHost) StopNode(ctx context.Context) error {
 	return nil
 }
 
-// StartNode implements Host. It re-verifies the binary against its signed
-// release first (a binary changed on disk never runs), and, when the agent
-// holds keys for upgrade id, serves them to exactly inst's measurement.
+// StartNode implements Host. When the agent holds keys for upgrade id it
+// serves them to exactly inst's measurement; the supervisor re-verifies the
+// binary against its signed release before it starts it (a binary changed
+// on disk never runs).
 func (h *realHost) StartNode(ctx context.Context, inst Installation, id string) error {
-	if err := h.verifyInstallation(inst); err != nil {
-		return err
-	}
 	if id != "" {
 		if err := h.serveKeys(ctx, id, inst); err != nil {
 			return err
@@ -227,21 +218,41 @@ func (h *realHost) StartNode(ctx context.Context, inst Installation, id string) 
 	return nil
 }
 
-// verifyInstallation checks that inst's binary still matches its release.
+// Why verifyInstallation refuses an installation, to be matched with
+// errors.Is.
+var (
+	// ErrReleaseRejected: the installation's release manifest does not
+	// verify (Key Management Group threshold on the manifest and both
+	// enclave IDs, or another network's).
+	ErrReleaseRejected = errors.New("its signed release does not verify")
+	// ErrBinaryRejected: the binary is not the one the release describes
+	// (SHA-256, MRENCLAVE, signature structure, signer, product, SVN) or
+	// not the one the journal installed.
+	ErrBinaryRejected = errors.New("the binary is not its signed release's")
+)
+
+// verifyInstallation checks that inst's binary still matches its release:
+// the release verifies under the Key Management Group (manifest and the
+// node's and agent's signed enclave IDs) for this network, and the binary's
+// SHA-256, MRENCLAVE and signature structure are the release's and the
+// journal's.
 func (h *realHost) verifyInstallation(inst Installation) error {
 	sr, err := release.Load(inst.ReleaseFile)
 	if err != nil {
-		return fmt.Errorf("release %s: %w", inst.Version, err)
+		return fmt.Errorf("release %s: %w: %w", inst.Version, ErrReleaseRejected, err)
 	}
-	if err := sr.Verify(h.genesis.KMG); err != nil {
-		return fmt.Errorf("release %s: %w", inst.Version, err)
+	if err := sr.Verify(h.network.KMG); err != nil {
+		return fmt.Errorf("release %s: %w: %w", inst.Version, ErrReleaseRejected, err)
+	}
+	if sr.Manifest.NetworkID != h.network.ChainID {
+		return fmt.Errorf("release %s is for network %q, this is %q: %w", inst.Version, sr.Manifest.NetworkID, h.network.ChainID, ErrReleaseRejected)
 	}
 	id, err := release.VerifyBinary(inst.NodeBinary, sr.Manifest.Node)
 	if err != nil {
-		return fmt.Errorf("refusing to run %s: %w", inst.NodeBinary, err)
+		return fmt.Errorf("refusing to run %s: %w: %w", inst.NodeBinary, ErrBinaryRejected, err)
 	}
 	if id.UniqueID != inst.NodeMREnclave {
-		return fmt.Errorf("refusing to run %s: it measures %s, the journal expects %s", inst.NodeBinary, id.UniqueID.Short(), inst.NodeMREnclave.Short())
+		return fmt.Errorf("refusing to run %s: it measures %s, the journal expects %s: %w", inst.NodeBinary, id.UniqueID.Short(), inst.NodeMREnclave.Short(), ErrBinaryRejected)
 	}
 	return nil
 }
@@ -267,30 +278,20 @@ func (h *realHost) serveKeys(ctx context.Context, id string, inst Installation) 
 		return err
 	}
 	p, err := handover.NewProvider(handover.ProviderConfig{
-		Enclave: h.enclave, ChainID: h.genesis.ChainID, KMG: h.genesis.KMG,
+		Enclave: h.enclave, ChainID: h.network.ChainID, KMG: h.network.KMG,
 		Role: release.RoleAgent, ID: agentID, Secret: secret,
-		AcceptRequester: func(role release.Role, rid tee.Identity) error {
-			if role != release.RoleNode {
-				return fmt.Errorf("keys are handed to a node, not a %s", role)
-			}
-			if rid.UniqueID != inst.NodeMREnclave {
-				return fmt.Errorf("node MRENCLAVE %s is not the release's signed node enclave %s", rid.UniqueID, inst.NodeMREnclave)
-			}
-			if rid.Debug && !h.cfg.AllowDebugNodes {
-				return fmt.Errorf("node %s is a debug enclave", rid.UniqueID.Short())
-			}
-			return nil
-		},
+		// Only to the release's signed node enclave.
+		AcceptRequester: handover.NodePeer(inst.NodeMREnclave, h.cfg.AllowDebugNodes).AcceptRequester,
 	})
 	if err != nil {
 		return fmt.Errorf("serve keys: %w", err)
 	}
-	_ = os.Remove(h.cfg.HandoverSocket())
-	ln, err := net.Listen("unix", h.cfg.HandoverSocket())
+	_ = os.Remove(h.dir.HandoverSocket())
+	ln, err := net.Listen("unix", h.dir.HandoverSocket())
 	if err != nil {
 		return fmt.Errorf("serve keys: %w", err)
 	}
-	if err := os.Chmod(h.cfg.HandoverSocket(), 0o600); err != nil {
+	if err := os.Chmod(h.dir.HandoverSocket(), 0o600); err != nil {
 		ln.Close()
 		return fmt.Errorf("serve keys: %w", err)
 	}
@@ -349,7 +350,7 @@ func (h *realHost) AwaitServing(ctx context.Context, inst Installation) error {
 	defer cancel()
 	a := h.admin()
 	defer a.Close()
-	sealed := node.SealedKeysPath(h.cfg.NodeDataDir, inst.NodeMREnclave)
+	sealed := h.nodeAt.data.SealedKeys(inst.NodeMREnclave)
 	var last string
 	// why describes the last poll for an error; the node log is read
 	// only then, not on every poll.
@@ -413,8 +414,8 @@ func (h *realHost) RestoreSnapshot(ctx context.Context, name string) error {
 		return errors.New("restore: the node is still running")
 	}
 	_, err := snapshot.Restore(ctx, snapshot.RestoreOptions{
-		Snapshot:  filepath.Join(h.snapshotsDir(), name),
-		LedgerDir: node.LedgerDir(h.cfg.NodeDataDir),
+		Snapshot:  h.dir.Snapshot(name),
+		LedgerDir: h.nodeAt.data.Ledger(),
 		StateFile: h.cfg.DistributeState,
 	})
 	return err
@@ -423,7 +424,7 @@ func (h *realHost) RestoreSnapshot(ctx context.Context, name string) error {
 // Finalize implements Host.
 func (h *realHost) Finalize(ctx context.Context, from Installation, id string) error {
 	h.stopServing(id)
-	for _, p := range []string{node.SealedKeysPath(h.cfg.NodeDataDir, from.NodeMREnclave), h.heldKeysPath(id)} {
+	for _, p := range []string{h.nodeAt.data.SealedKeys(from.NodeMREnclave), h.dir.HeldKeys(id)} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
@@ -434,7 +435,7 @@ func (h *realHost) Finalize(ctx context.Context, from Installation, id string) e
 // CommittedSince implements Host: it compares the snapshot's height with
 // the running node's and counts the transactions in between.
 func (h *realHost) CommittedSince(ctx context.Context, name string) (Loss, error) {
-	m, err := snapshot.Open(filepath.Join(h.snapshotsDir(), name))
+	m, err := snapshot.Open(h.dir.Snapshot(name))
 	if err != nil {
 		return Loss{}, err
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 
 	"github.com/teeup/teeup/agentapi"
@@ -20,8 +19,11 @@ type (
 	UpgradeRecord = agentapi.UpgradeRecord
 )
 
-// Upgrade phases (see agentapi).
+// Upgrade modes and phases (see agentapi).
 const (
+	ModeManual    = agentapi.ModeManual
+	ModeScheduled = agentapi.ModeScheduled
+
 	PhaseStarted             = agentapi.PhaseStarted
 	PhaseDistributionStopped = agentapi.PhaseDistributionStopped
 	PhaseSnapshotTaken       = agentapi.PhaseSnapshotTaken
@@ -61,8 +63,14 @@ type journalStore struct {
 	j    Journal
 }
 
-func openJournal(dir string) (*journalStore, bool, error) {
-	s := &journalStore{path: filepath.Join(dir, "journal.json")}
+// ErrCorruptJournal means the journal file does not parse: the agent
+// refuses to guess what state an upgrade is in.
+var ErrCorruptJournal = errors.New("journal is corrupt")
+
+// openJournal opens the journal file at path; existed reports whether it
+// was there.
+func openJournal(path string) (*journalStore, bool, error) {
+	s := &journalStore{path: path}
 	raw, err := os.ReadFile(s.path)
 	if errors.Is(err, os.ErrNotExist) {
 		return s, false, nil
@@ -71,7 +79,7 @@ func openJournal(dir string) (*journalStore, bool, error) {
 		return nil, false, fmt.Errorf("read journal: %w", err)
 	}
 	if err := json.Unmarshal(raw, &s.j); err != nil {
-		return nil, false, fmt.Errorf("journal %s is corrupt (refusing to guess what state the upgrade is in): %w", s.path, err)
+		return nil, false, fmt.Errorf("%s: %w (refusing to guess what state the upgrade is in): %w", s.path, ErrCorruptJournal, err)
 	}
 	return s, true, nil
 }

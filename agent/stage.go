@@ -4,15 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/teeup/teeup/internal/fsutil"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/release"
 )
-
-// releasesDir holds staged releases: releases/<version>/{release.json,
-// teeup-node, teeup-node.sig}.
-func (a *Agent) releasesDir() string { return filepath.Join(a.cfg.Dir, "releases") }
 
 // stage downloads a signed release's node binary and signature structure
 // into the staging directory and verifies everything before anything else
@@ -25,24 +21,25 @@ func (a *Agent) stage(ctx context.Context, raw []byte) (Installation, error) {
 	if err != nil {
 		return Installation{}, fmt.Errorf("stage: %w", err)
 	}
-	if err := sr.Verify(a.genesis.KMG); err != nil {
+	if err := sr.Verify(a.network.KMG); err != nil {
 		return Installation{}, fmt.Errorf("stage %s: %w", sr.Manifest.Version, err)
 	}
-	if sr.Manifest.NetworkID != a.genesis.ChainID {
-		return Installation{}, fmt.Errorf("stage %s: release is for network %q, this is %q", sr.Manifest.Version, sr.Manifest.NetworkID, a.genesis.ChainID)
+	if sr.Manifest.NetworkID != a.network.ChainID {
+		return Installation{}, fmt.Errorf("stage %s: release is for network %q, this is %q", sr.Manifest.Version, sr.Manifest.NetworkID, a.network.ChainID)
 	}
 	v := sr.Manifest.Version
 	a.stageMu.Lock()
 	defer a.stageMu.Unlock()
-	dir := filepath.Join(a.releasesDir(), v)
+	staged := a.dir.Release(v)
+	dir := staged.Dir()
 	inst := Installation{
 		Version:       v,
-		ReleaseFile:   filepath.Join(dir, "release.json"),
-		NodeBinary:    filepath.Join(dir, "teeup-node"),
+		ReleaseFile:   staged.Manifest(),
+		NodeBinary:    staged.NodeBinary(),
 		NodeMREnclave: sr.Manifest.Node.MREnclave,
 	}
 	if sr.Manifest.Distribute != nil {
-		inst.DistributeBinary = filepath.Join(dir, "teeup-distribute")
+		inst.DistributeBinary = staged.DistributeBinary()
 	}
 	if _, err := os.Stat(dir); err == nil {
 		if err := a.host.verifyInstallation(inst); err != nil {
@@ -50,27 +47,28 @@ func (a *Agent) stage(ctx context.Context, raw []byte) (Installation, error) {
 		}
 		return inst, nil
 	}
-	if err := os.MkdirAll(a.releasesDir(), 0o700); err != nil {
+	if err := os.MkdirAll(a.dir.Releases(), 0o700); err != nil {
 		return Installation{}, fmt.Errorf("stage %s: %w", v, err)
 	}
-	tmp, err := os.MkdirTemp(a.releasesDir(), "."+v+".partial-")
+	tmpDir, err := os.MkdirTemp(a.dir.Releases(), "."+v+".partial-")
 	if err != nil {
 		return Installation{}, fmt.Errorf("stage %s: %w", v, err)
 	}
-	defer os.RemoveAll(tmp)
+	defer os.RemoveAll(tmpDir)
+	tmp := layout.Release(tmpDir)
 	f := release.Fetcher{Mode: 0o755}
-	bin := filepath.Join(tmp, "teeup-node")
+	bin := tmp.NodeBinary()
 	if err := f.Fetch(ctx, sr.Manifest.Node.URL, bin); err != nil {
 		return Installation{}, fmt.Errorf("stage %s: download node binary: %w", v, err)
 	}
-	if err := (release.Fetcher{}).Fetch(ctx, sr.Manifest.Node.SigStructURL(), bin+".sig"); err != nil {
+	if err := (release.Fetcher{}).Fetch(ctx, sr.Manifest.Node.SigStructURL(), layout.SigStruct(bin)); err != nil {
 		return Installation{}, fmt.Errorf("stage %s: download signature structure: %w", v, err)
 	}
 	if _, err := release.VerifyBinary(bin, sr.Manifest.Node); err != nil {
 		return Installation{}, fmt.Errorf("stage %s: downloaded binary rejected: %w", v, err)
 	}
 	if d := sr.Manifest.Distribute; d != nil {
-		dist := filepath.Join(tmp, "teeup-distribute")
+		dist := tmp.DistributeBinary()
 		if err := f.Fetch(ctx, d.URL, dist); err != nil {
 			return Installation{}, fmt.Errorf("stage %s: download teeup-distribute: %w", v, err)
 		}
@@ -78,13 +76,13 @@ func (a *Agent) stage(ctx context.Context, raw []byte) (Installation, error) {
 			return Installation{}, fmt.Errorf("stage %s: downloaded teeup-distribute rejected: %w", v, err)
 		}
 	}
-	if err := fsutil.WriteFileAtomic(filepath.Join(tmp, "release.json"), raw, 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(tmp.Manifest(), raw, 0o644); err != nil {
 		return Installation{}, fmt.Errorf("stage %s: %w", v, err)
 	}
-	if err := os.Rename(tmp, dir); err != nil {
+	if err := os.Rename(tmpDir, dir); err != nil {
 		return Installation{}, fmt.Errorf("stage %s: %w", v, err)
 	}
-	if err := fsutil.SyncDir(a.releasesDir()); err != nil {
+	if err := fsutil.SyncDir(a.dir.Releases()); err != nil {
 		return Installation{}, err
 	}
 	a.faults.CrashPoint("agent.after-stage")
@@ -94,7 +92,7 @@ func (a *Agent) stage(ctx context.Context, raw []byte) (Installation, error) {
 
 // staged lists the releases in the staging directory.
 func (a *Agent) staged() []string {
-	ents, err := os.ReadDir(a.releasesDir())
+	ents, err := os.ReadDir(a.dir.Releases())
 	if err != nil {
 		return nil
 	}

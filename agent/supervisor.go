@@ -2,12 +2,14 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/teeup/teeup/internal/proc"
@@ -18,6 +20,52 @@ type procSpec struct {
 	Binary string
 	Args   []string
 	Log    string
+	// Verify, if set, runs before every start of the process (first
+	// start, restart after an exit, explicit start); an error refuses the
+	// start. Inputs are the files it reads: while they are unchanged a
+	// refused spec is not verified again.
+	Verify func() error
+	Inputs []string
+}
+
+// ErrStartRefused is wrapped by the errors of a start that the spec's
+// pre-start verification refused.
+var ErrStartRefused = errors.New("refusing to start")
+
+// refusal is a spec whose verification failed: the supervisor does not
+// start it again until its input files change or another spec is wanted.
+type refusal struct {
+	spec  *procSpec
+	err   error
+	since time.Time
+	files []fileStamp
+}
+
+// fileStamp identifies a file's content well enough to notice that it was
+// replaced or written: size, modification and change times, inode.
+type fileStamp struct {
+	path         string
+	size         int64
+	mod, changed time.Time
+	ino          uint64
+	missing      bool
+}
+
+func stampFiles(paths []string) []fileStamp {
+	out := make([]fileStamp, 0, len(paths))
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			out = append(out, fileStamp{path: p, missing: true})
+			continue
+		}
+		st := fileStamp{path: p, size: fi.Size(), mod: fi.ModTime()}
+		if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+			st.ino, st.changed = sys.Ino, time.Unix(sys.Ctim.Sec, sys.Ctim.Nsec)
+		}
+		out = append(out, st)
+	}
+	return out
 }
 
 func (s *procSpec) equal(o *procSpec) bool {
@@ -46,6 +94,7 @@ type supervisor struct {
 	failures int       // consecutive unexpected exits of the same spec
 	nextTry  time.Time
 	started  time.Time
+	refused  *refusal // the desired spec's last verification failed
 }
 
 func newSupervisor(name, pidPath string, log *slog.Logger) *supervisor {
@@ -62,6 +111,17 @@ func (s *supervisor) set(spec *procSpec) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.desired = spec
+}
+
+// refusedStart returns why the desired process is not started, if its
+// verification refused it.
+func (s *supervisor) refusedStart() (refusal, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.refused == nil || !s.refused.spec.equal(s.desired) {
+		return refusal{}, false
+	}
+	return *s.refused, true
 }
 
 // want returns the desired state.
@@ -139,6 +199,13 @@ func (s *supervisor) converge(ctx context.Context, force bool) error {
 		s.mu.Unlock()
 		return nil
 	}
+	s.mu.Unlock()
+	// Verify just before the start: not while backing off, and a refusal
+	// is not counted as a crash.
+	if err := s.verify(want, force); err != nil {
+		return err
+	}
+	s.mu.Lock()
 	switch {
 	case !crashed, time.Since(s.started) > time.Minute:
 		s.failures = 0 // a new process, or the last one ran long enough
@@ -162,6 +229,49 @@ func (s *supervisor) converge(ctx context.Context, force bool) error {
 	return nil
 }
 
+// verify runs want's pre-start check. A refused spec whose input files
+// have not changed is not checked again (unless force: an explicit
+// start), so a binary that does not verify is neither started nor
+// re-hashed every interval: no crash loop, one error in the log.
+func (s *supervisor) verify(want *procSpec, force bool) error {
+	if want.Verify == nil {
+		return nil
+	}
+	files := stampFiles(want.Inputs)
+	s.mu.Lock()
+	prev := s.refused
+	if prev != nil && !prev.spec.equal(want) {
+		prev = nil
+	}
+	s.mu.Unlock()
+	if prev != nil && !force && slices.Equal(prev.files, files) {
+		return prev.err
+	}
+	err := want.Verify()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil {
+		if prev != nil {
+			s.log.Info("binary verifies again: starting it", "binary", want.Binary)
+		}
+		s.refused = nil
+		return nil
+	}
+	err = fmt.Errorf("%w %s: %w", ErrStartRefused, s.name, err)
+	r := &refusal{spec: want, err: err, since: time.Now(), files: files}
+	if prev == nil {
+		s.log.Error("refusing to start: the binary does not verify against its signed release; it stays stopped until a correct binary is installed or an operator upgrades or rolls back",
+			"binary", want.Binary, "err", err)
+	} else {
+		// Checked again because its files changed or a start was asked
+		// for explicitly: still refused.
+		r.since = prev.since
+		s.log.Warn("still refusing to start", "binary", want.Binary, "err", err)
+	}
+	s.refused = r
+	return err
+}
+
 func backoff(failures int) time.Duration {
 	d := 500 * time.Millisecond
 	for i := 1; i < failures && d < 30*time.Second; i++ {
@@ -175,7 +285,8 @@ func (s *supervisor) run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if err := s.converge(ctx, false); err != nil && ctx.Err() == nil {
+		// A refused start was logged once by verify.
+		if err := s.converge(ctx, false); err != nil && ctx.Err() == nil && !errors.Is(err, ErrStartRefused) {
 			s.log.Warn("supervise", "err", err)
 		}
 		select {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/teeup/teeup/agentapi"
 )
 
 // Host is everything an upgrade does to the world. The Upgrader decides
@@ -44,19 +46,30 @@ type Host interface {
 	CommittedSince(ctx context.Context, snapshotName string) (Loss, error)
 }
 
-// Loss is what restoring a snapshot would discard.
-type Loss struct {
-	FromHeight   uint64 // first block not in the snapshot
-	ToHeight     uint64 // newest committed block
-	Transactions int    // transactions committed in those blocks
-}
+// Loss is what restoring a snapshot would discard (see agentapi).
+type Loss = agentapi.Loss
 
-// ErrWouldLoseTransactions means a rollback was refused because the new
-// version already committed transactions that the snapshot lacks.
-var ErrWouldLoseTransactions = errors.New("rollback would discard committed transactions")
+// Mode is how an upgrade was started (see agentapi).
+type Mode = agentapi.Mode
 
-// ErrUpgradeInProgress means an upgrade is already journalled.
-var ErrUpgradeInProgress = errors.New("an upgrade is already in progress on this host")
+// Sentinel errors, shared with the API's clients (see agentapi).
+var (
+	// ErrWouldLoseTransactions means a rollback was refused because the
+	// new version already committed transactions that the snapshot lacks.
+	ErrWouldLoseTransactions = agentapi.ErrWouldLoseTransactions
+	// ErrUpgradeInProgress means an upgrade is already journalled.
+	ErrUpgradeInProgress = agentapi.ErrUpgradeInProgress
+	// ErrFinalized means an upgrade cannot be rolled back: the old
+	// version's keys were deleted.
+	ErrFinalized = errors.New("the upgrade is finalized: the old version's keys were deleted")
+	// ErrNotCompleted means an upgrade cannot be finalized yet.
+	ErrNotCompleted = errors.New("the upgrade is not completed")
+	// ErrSameEnclave means a release has the installed node MRENCLAVE: no
+	// key handover is needed.
+	ErrSameEnclave = errors.New("same node MRENCLAVE as the installed release: no key handover is needed")
+	// ErrNoUpgrade means no upgrade is journalled.
+	ErrNoUpgrade = errors.New("no upgrade in progress")
+)
 
 // Upgrader drives one host's handover upgrade through its phases.
 type Upgrader struct {
@@ -73,7 +86,7 @@ func newUpgrader(j *journalStore, h Host, log *slog.Logger) *Upgrader {
 
 // Begin journals a new upgrade from the installed version to target. The
 // caller has already staged and verified target.
-func (u *Upgrader) Begin(target Installation, mode string, activation uint64) (*UpgradeRecord, error) {
+func (u *Upgrader) Begin(target Installation, mode Mode, activation uint64) (*UpgradeRecord, error) {
 	var rec UpgradeRecord
 	err := u.journal.update(func(j *Journal) error {
 		if j.Upgrade != nil && !j.Upgrade.Terminal() {
@@ -86,7 +99,7 @@ func (u *Upgrader) Begin(target Installation, mode string, activation uint64) (*
 			}
 		}
 		if target.NodeMREnclave == j.Installed.NodeMREnclave {
-			return fmt.Errorf("version %s has the same node MRENCLAVE as the installed %s: no key handover is needed (a non-enclave release is rolled out without one)", target.Version, j.Installed.Version)
+			return fmt.Errorf("version %s has the %w %s (a non-enclave release is rolled out without one)", target.Version, ErrSameEnclave, j.Installed.Version)
 		}
 		now := u.now().UTC()
 		rec = UpgradeRecord{
@@ -115,7 +128,7 @@ func (u *Upgrader) Resume(ctx context.Context) (*UpgradeRecord, error) {
 		j := u.journal.get()
 		rec := j.Upgrade
 		if rec == nil {
-			return nil, errors.New("no upgrade in progress")
+			return nil, ErrNoUpgrade
 		}
 		if rec.Phase == PhaseCompleted || rec.Terminal() {
 			return rec, nil
@@ -185,14 +198,15 @@ func (u *Upgrader) Rollback(ctx context.Context, reason string, force bool) (*Up
 	j := u.journal.get()
 	rec := j.Upgrade
 	if rec == nil {
-		return nil, errors.New("no upgrade to roll back")
+		return nil, fmt.Errorf("nothing to roll back: %w", ErrNoUpgrade)
 	}
 	switch rec.Phase {
 	case PhaseRolledBack:
 		return rec, nil
 	case PhaseFinalized:
-		return rec, fmt.Errorf("upgrade %s is finalized: the old version's keys were deleted, it cannot be rolled back", rec.ID)
+		return rec, fmt.Errorf("upgrade %s cannot be rolled back: %w", rec.ID, ErrFinalized)
 	}
+	var discarded *Loss
 	if phaseIndex(rec.Phase) >= phaseIndex(PhaseNewServing) && rec.Snapshot != "" {
 		loss, err := u.host.CommittedSince(ctx, rec.Snapshot)
 		if err != nil && !force {
@@ -200,11 +214,11 @@ func (u *Upgrader) Rollback(ctx context.Context, reason string, force bool) (*Up
 		}
 		if loss.Transactions > 0 {
 			if !force {
-				return rec, fmt.Errorf("%w: %d transactions in blocks %d..%d were committed by %s after the snapshot; restoring it would lose them (force to proceed anyway)",
-					ErrWouldLoseTransactions, loss.Transactions, loss.FromHeight, loss.ToHeight, rec.To.Version)
+				return rec, &agentapi.LossError{Loss: loss, Version: rec.To.Version}
 			}
 			u.log.Warn("forced rollback discards committed transactions", "id", rec.ID, "transactions", loss.Transactions, "from", loss.FromHeight, "to", loss.ToHeight)
 			reason = fmt.Sprintf("%s (forced: discarded %d transactions in blocks %d..%d)", reason, loss.Transactions, loss.FromHeight, loss.ToHeight)
+			discarded = &loss
 		}
 	}
 	u.log.Warn("rolling back upgrade", "id", rec.ID, "phase", rec.Phase, "reason", reason)
@@ -234,6 +248,7 @@ func (u *Upgrader) Rollback(ctx context.Context, reason string, force bool) (*Up
 		j.Installed = j.Upgrade.From
 		j.Upgrade.Phase = PhaseRolledBack
 		j.Upgrade.Error = reason
+		j.Upgrade.Discarded = discarded
 		j.Upgrade.UpdatedAt = u.now().UTC()
 		j.Upgrade.Steps = append(j.Upgrade.Steps, StepTiming{Phase: PhaseRolledBack, Started: start.UTC(), Duration: u.now().Sub(start)})
 		return nil
@@ -252,14 +267,14 @@ func (u *Upgrader) Finalize(ctx context.Context) (*UpgradeRecord, error) {
 	j := u.journal.get()
 	rec := j.Upgrade
 	if rec == nil {
-		return nil, errors.New("no upgrade to finalize")
+		return nil, fmt.Errorf("nothing to finalize: %w", ErrNoUpgrade)
 	}
 	switch rec.Phase {
 	case PhaseFinalized:
 		return rec, nil
 	case PhaseCompleted:
 	default:
-		return rec, fmt.Errorf("upgrade %s is at phase %s, not completed: finish or roll it back first", rec.ID, rec.Phase)
+		return rec, fmt.Errorf("upgrade %s is at phase %s: %w: finish or roll it back first", rec.ID, rec.Phase, ErrNotCompleted)
 	}
 	if err := u.host.Finalize(ctx, rec.From, rec.ID); err != nil {
 		return rec, fmt.Errorf("finalize: %w", err)

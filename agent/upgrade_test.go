@@ -7,10 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/teeup/teeup/agentapi"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/tee"
 )
 
@@ -160,7 +161,7 @@ func newFake() *fakeHost {
 
 func newTestUpgrader(t *testing.T, dir string, h Host) *Upgrader {
 	t.Helper()
-	j, existed, err := openJournal(dir)
+	j, existed, err := openJournal(layout.Agent(dir).Journal())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +185,7 @@ func keysSafe(h *fakeHost) bool {
 func TestUpgradeHappyPath(t *testing.T) {
 	h := newFake()
 	u := newTestUpgrader(t, t.TempDir(), h)
-	if _, err := u.Begin(v2, "manual", 0); err != nil {
+	if _, err := u.Begin(v2, ModeManual, 0); err != nil {
 		t.Fatal(err)
 	}
 	rec, err := u.Resume(context.Background())
@@ -209,7 +210,7 @@ func TestUpgradeHappyPath(t *testing.T) {
 	if h.oldKeys {
 		t.Fatal("finalize kept the old keys")
 	}
-	if _, err := u.Rollback(context.Background(), "too late", false); err == nil || !strings.Contains(err.Error(), "finalized") {
+	if _, err := u.Rollback(context.Background(), "too late", false); !errors.Is(err, ErrFinalized) {
 		t.Fatalf("rollback after finalize = %v", err)
 	}
 }
@@ -224,7 +225,7 @@ func TestCrashAtEveryStep(t *testing.T) {
 			h := newFake()
 			h.failAt, h.failCount = step, 1
 			u := newTestUpgrader(t, dir, h)
-			if _, err := u.Begin(v2, "manual", 0); err != nil {
+			if _, err := u.Begin(v2, ModeManual, 0); err != nil {
 				t.Fatal(err)
 			}
 			_, err := u.Resume(context.Background())
@@ -257,7 +258,7 @@ func TestRollbackFromEveryPhase(t *testing.T) {
 		t.Run(string(stopAfter), func(t *testing.T) {
 			h := newFake()
 			u := newTestUpgrader(t, t.TempDir(), h)
-			if _, err := u.Begin(v2, "scheduled", 100); err != nil {
+			if _, err := u.Begin(v2, ModeScheduled, 100); err != nil {
 				t.Fatal(err)
 			}
 			// Fail the step after stopAfter, so the journal stops there.
@@ -295,23 +296,23 @@ func TestBeginRejections(t *testing.T) {
 	h := newFake()
 	dir := t.TempDir()
 	u := newTestUpgrader(t, dir, h)
-	if _, err := u.Begin(Installation{Version: "1.0.1", NodeMREnclave: v1.NodeMREnclave}, "manual", 0); err == nil || !strings.Contains(err.Error(), "same node MRENCLAVE") {
+	if _, err := u.Begin(Installation{Version: "1.0.1", NodeMREnclave: v1.NodeMREnclave}, ModeManual, 0); !errors.Is(err, ErrSameEnclave) {
 		t.Fatalf("Begin(same MRENCLAVE) = %v", err)
 	}
-	if _, err := u.Begin(v2, "manual", 0); err != nil {
+	if _, err := u.Begin(v2, ModeManual, 0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := u.Begin(v2, "manual", 0); !errors.Is(err, ErrUpgradeInProgress) {
+	if _, err := u.Begin(v2, ModeManual, 0); !errors.Is(err, ErrUpgradeInProgress) {
 		t.Fatalf("second Begin = %v", err)
 	}
-	if _, err := u.Finalize(context.Background()); err == nil || !strings.Contains(err.Error(), "not completed") {
+	if _, err := u.Finalize(context.Background()); !errors.Is(err, ErrNotCompleted) {
 		t.Fatalf("Finalize before completion = %v", err)
 	}
 }
 
 func TestCorruptJournalRefused(t *testing.T) {
 	dir := t.TempDir()
-	j, _, err := openJournal(dir)
+	j, _, err := openJournal(layout.Agent(dir).Journal())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,19 +322,19 @@ func TestCorruptJournalRefused(t *testing.T) {
 	if err := writeCorrupt(dir); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := openJournal(dir); err == nil || !strings.Contains(err.Error(), "corrupt") {
+	if _, _, err := openJournal(layout.Agent(dir).Journal()); !errors.Is(err, ErrCorruptJournal) {
 		t.Fatalf("openJournal(corrupt) = %v", err)
 	}
 }
 
 func writeCorrupt(dir string) error {
-	return os.WriteFile(filepath.Join(dir, "journal.json"), []byte("{\"installed\": {"), 0o600)
+	return os.WriteFile(layout.Agent(dir).Journal(), []byte("{\"installed\": {"), 0o600)
 }
 
 func TestRollbackRefusesToLoseTransactions(t *testing.T) {
 	h := newFake()
 	u := newTestUpgrader(t, t.TempDir(), h)
-	if _, err := u.Begin(v2, "manual", 0); err != nil {
+	if _, err := u.Begin(v2, ModeManual, 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := u.Resume(context.Background()); err != nil {
@@ -341,8 +342,13 @@ func TestRollbackRefusesToLoseTransactions(t *testing.T) {
 	}
 	h.committedAfter = 3
 	_, err := u.Rollback(context.Background(), "regret", false)
-	if !errors.Is(err, ErrWouldLoseTransactions) || !strings.Contains(err.Error(), "3 transactions in blocks 11..12") {
-		t.Fatalf("Rollback = %v", err)
+	var le *agentapi.LossError
+	if !errors.Is(err, ErrWouldLoseTransactions) || !errors.As(err, &le) || le.Loss != (Loss{FromHeight: 11, ToHeight: 12, Transactions: 3}) {
+		t.Fatalf("Rollback = %v, want a LossError for 3 transactions in blocks 11..12", err)
+	}
+	// Through the API the refusal keeps its code and its loss.
+	if e := apiError(err); e.Code != agentapi.CodeWouldLoseTransactions || e.Loss == nil || *e.Loss != le.Loss || !errors.Is(&e, ErrWouldLoseTransactions) {
+		t.Fatalf("API error %+v", e)
 	}
 	if h.nodeRunning != "2.0.0" || u.journal.get().Upgrade.Phase != PhaseCompleted {
 		t.Fatal("a refused rollback changed the host")
@@ -351,7 +357,7 @@ func TestRollbackRefusesToLoseTransactions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.Phase != PhaseRolledBack || !strings.Contains(rec.Error, "discarded 3 transactions") {
+	if rec.Phase != PhaseRolledBack || rec.Discarded == nil || *rec.Discarded != le.Loss {
 		t.Fatalf("forced rollback record: %+v", rec)
 	}
 }

@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
+	"github.com/teeup/teeup/agentapi"
 	"github.com/teeup/teeup/nodeapi"
 	"github.com/teeup/teeup/release"
 	"github.com/teeup/teeup/tee"
@@ -109,7 +109,7 @@ func (a *Agent) watchOnce(ctx context.Context, failed map[string]time.Time) erro
 		if c, err := release.CompareVersions(r.Version, installed.Version); err != nil || c <= 0 {
 			continue
 		}
-		if _, err := os.Stat(filepath.Join(a.releasesDir(), r.Version)); err == nil {
+		if _, err := os.Stat(a.dir.Release(r.Version).Dir()); err == nil {
 			continue
 		}
 		if t, ok := failed[r.Version]; ok && time.Since(t) < 30*time.Second {
@@ -139,10 +139,6 @@ func (a *Agent) watchOnce(ctx context.Context, failed map[string]time.Time) erro
 		return nil
 	}
 	a.log.Info("node halted at the scheduled activation height: upgrading", "version", sch.Version, "height", sch.ActivationHeight)
-	_, err = a.upgradeNow(ctx, sch.Version, "scheduled", sch.ActivationHeight, false)
+	_, err = a.upgradeNow(ctx, sch.Version, agentapi.ModeScheduled, sch.ActivationHeight, false)
 	return err
-}
-
-func readFile(parts ...string) ([]byte, error) {
-	return os.ReadFile(filepath.Join(parts...))
 }

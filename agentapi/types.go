@@ -4,6 +4,8 @@
 package agentapi
 
 import (
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/teeup/teeup/tee"
@@ -39,6 +41,30 @@ const (
 	PhaseRolledBack          Phase = "rolled-back"          // snapshot restored, old version running
 )
 
+// Mode is how an upgrade was started.
+type Mode string
+
+// Upgrade modes.
+const (
+	// ModeManual: asked for through the API ('teeup upgrade local', one
+	// host's part of a manual flag day).
+	ModeManual Mode = "manual"
+	// ModeScheduled: the agent followed an upgrade scheduled on chain when
+	// its node halted at the activation height.
+	ModeScheduled Mode = "scheduled"
+)
+
+// Loss is what restoring an upgrade's snapshot discards: the transactions
+// the new version committed after it.
+type Loss struct {
+	// FromHeight is the first block not in the snapshot.
+	FromHeight uint64 `json:"from_height"`
+	// ToHeight is the newest committed block.
+	ToHeight uint64 `json:"to_height"`
+	// Transactions is how many transactions those blocks hold.
+	Transactions int `json:"transactions"`
+}
+
 // StepTiming records how long a step took.
 type StepTiming struct {
 	Phase    Phase         `json:"phase"`
@@ -49,7 +75,7 @@ type StepTiming struct {
 // UpgradeRecord is one upgrade attempt on this host.
 type UpgradeRecord struct {
 	ID               string       `json:"id"`
-	Mode             string       `json:"mode"` // manual or scheduled
+	Mode             Mode         `json:"mode"`
 	From             Installation `json:"from"`
 	To               Installation `json:"to"`
 	ActivationHeight uint64       `json:"activation_height,omitempty"`
@@ -60,6 +86,9 @@ type UpgradeRecord struct {
 	Steps            []StepTiming `json:"steps"`
 	Error            string       `json:"error,omitempty"`
 	Attempts         int          `json:"attempts"`
+	// Discarded is set by a forced rollback that restored the snapshot
+	// over transactions the new version had committed.
+	Discarded *Loss `json:"discarded,omitempty"`
 }
 
 // Terminal reports whether the record needs no further work.
@@ -78,14 +107,76 @@ const (
 	PathRollout      = "/v1/rollout"      // POST RolloutRequest → Installation
 )
 
+// Errors the agent reports with a code, so that clients act on them with
+// errors.Is through the API.
+var (
+	// ErrWouldLoseTransactions: a rollback was refused because the new
+	// version already committed transactions that the snapshot lacks.
+	ErrWouldLoseTransactions = errors.New("rollback would discard committed transactions")
+	// ErrUpgradeInProgress: another upgrade is already journalled.
+	ErrUpgradeInProgress = errors.New("an upgrade is already in progress on this host")
+)
+
+// ErrorCode names an error a client may act on.
+type ErrorCode string
+
+// Error codes.
+const (
+	CodeWouldLoseTransactions ErrorCode = "would_lose_transactions"
+	CodeUpgradeInProgress     ErrorCode = "upgrade_in_progress"
+)
+
+// codeErrors maps codes to the sentinels they stand for.
+var codeErrors = map[ErrorCode]error{
+	CodeWouldLoseTransactions: ErrWouldLoseTransactions,
+	CodeUpgradeInProgress:     ErrUpgradeInProgress,
+}
+
+// CodeOf returns the code of err's sentinel, "" if it has none.
+func CodeOf(err error) ErrorCode {
+	for c, s := range codeErrors {
+		if errors.Is(err, s) {
+			return c
+		}
+	}
+	return ""
+}
+
 // Error is the body of every non-2xx answer.
 type Error struct {
 	Message string         `json:"error"`
+	Code    ErrorCode      `json:"code,omitempty"`
 	Upgrade *UpgradeRecord `json:"upgrade,omitempty"`
+	// Loss is what a refused rollback would have discarded.
+	Loss *Loss `json:"loss,omitempty"`
 }
 
 // Error implements error.
 func (e *Error) Error() string { return e.Message }
+
+// Is reports whether the error's code stands for target, so that
+// errors.Is(err, ErrWouldLoseTransactions) holds for the agent's answer.
+func (e *Error) Is(target error) bool {
+	s, ok := codeErrors[e.Code]
+	return ok && s == target
+}
+
+// LossError is the agent's refusal of a rollback that would discard
+// committed transactions; it matches ErrWouldLoseTransactions.
+type LossError struct {
+	Loss Loss
+	// Version is the release that committed them.
+	Version string
+}
+
+// Error says what would be lost.
+func (e *LossError) Error() string {
+	return fmt.Sprintf("%v: %d transactions in blocks %d..%d were committed by %s after the snapshot; restoring it would lose them (force to proceed anyway)",
+		ErrWouldLoseTransactions, e.Loss.Transactions, e.Loss.FromHeight, e.Loss.ToHeight, e.Version)
+}
+
+// Unwrap returns ErrWouldLoseTransactions.
+func (e *LossError) Unwrap() error { return ErrWouldLoseTransactions }
 
 // Status is the agent's state.
 type Status struct {
@@ -98,6 +189,35 @@ type Status struct {
 	NodePID       int             `json:"node_pid,omitempty"`
 	NodeBinary    string          `json:"node_binary,omitempty"`
 	DistributePID int             `json:"distribute_pid,omitempty"`
+	// NodeRefused is set while the agent refuses to start the node because
+	// its binary or release no longer verifies; the node stays stopped
+	// until a correct binary is installed or an operator changes what runs
+	// (an upgrade or a rollback).
+	NodeRefused *StartRefusal `json:"node_refused,omitempty"`
+}
+
+// RefusalCause says why the agent refused to start an enclave binary.
+type RefusalCause string
+
+// Refusal causes.
+const (
+	// CauseBinaryRejected: the binary (its SHA-256, MRENCLAVE or signature
+	// structure) is not the one its signed release describes.
+	CauseBinaryRejected RefusalCause = "binary-rejected"
+	// CauseReleaseRejected: the release manifest does not verify (Key
+	// Management Group threshold on the manifest and enclave IDs, network).
+	CauseReleaseRejected RefusalCause = "release-rejected"
+)
+
+// StartRefusal is a start of an enclave binary that the agent refused:
+// every start (first start, upgrade, supervisor restart, rollback)
+// verifies the binary against its signed release first.
+type StartRefusal struct {
+	Binary  string       `json:"binary"`
+	Version string       `json:"version"`
+	Cause   RefusalCause `json:"cause"`
+	Error   string       `json:"error"`
+	Since   time.Time    `json:"since"`
 }
 
 // StageRequest carries a signed release manifest (its JSON) to download

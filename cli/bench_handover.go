@@ -22,6 +22,7 @@ import (
 	"github.com/teeup/teeup/agentapi"
 	"github.com/teeup/teeup/devnet"
 	"github.com/teeup/teeup/handover"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/ledger"
 	"github.com/teeup/teeup/node"
 	"github.com/teeup/teeup/nodeapi"
@@ -267,13 +268,13 @@ func (bh *handoverBenchHost) target(st *agentapi.Status, version string) (agenta
 	if !slices.Contains(st.Staged, version) {
 		return agentapi.Installation{}, fmt.Errorf("release %s is not staged on host %d (staged: %v)", version, bh.host.ID, st.Staged)
 	}
-	dir := filepath.Join(bh.host.AgentDir, "releases", version)
-	sr, err := release.Load(filepath.Join(dir, "release.json"))
+	staged := layout.Agent(bh.host.AgentDir).Release(version)
+	sr, err := release.Load(staged.Manifest())
 	if err != nil {
 		return agentapi.Installation{}, err
 	}
-	return agentapi.Installation{Version: version, ReleaseFile: filepath.Join(dir, "release.json"),
-		NodeBinary: filepath.Join(dir, devnet.NodeBin), NodeMREnclave: sr.Manifest.Node.MREnclave}, nil
+	return agentapi.Installation{Version: version, ReleaseFile: staged.Manifest(),
+		NodeBinary: staged.NodeBinary(), NodeMREnclave: sr.Manifest.Node.MREnclave}, nil
 }
 
 // benchEnclaves are the handover's three enclaves, loaded in this process.
@@ -304,7 +305,7 @@ func (bh *handoverBenchHost) loadEnclaves(st *agentapi.Status, target agentapi.I
 	if be.oldNode, err = load("installed node", st.Installed.NodeBinary, st.Installed.NodeMREnclave); err != nil {
 		return nil, nil, err
 	}
-	if be.agent, err = load("agent", filepath.Join(bh.net.Release.Dir, devnet.AgentBin), st.MREnclave); err != nil {
+	if be.agent, err = load("agent", layout.Release(bh.net.Release.Dir).AgentBinary(), st.MREnclave); err != nil {
 		return nil, nil, err
 	}
 	if be.newNode, err = load("new node", target.NodeBinary, target.NodeMREnclave); err != nil {
@@ -361,12 +362,7 @@ func (bh *handoverBenchHost) measureExchange(ctx context.Context, st *agentapi.S
 	// The old node's provider lives as long as the node (made once).
 	oldProvider, err := handover.NewProvider(handover.ProviderConfig{
 		Enclave: be.oldNode, ChainID: chain, KMG: kmg, Role: release.RoleNode, Secret: secret,
-		AcceptRequester: func(role release.Role, _ tee.Identity) error {
-			if role != release.RoleAgent {
-				return fmt.Errorf("not the agent: %s", role)
-			}
-			return nil
-		},
+		AcceptRequester: handover.AgentPeer(false).AcceptRequester,
 	})
 	if err != nil {
 		return nil, err
@@ -382,12 +378,7 @@ func (bh *handoverBenchHost) measureExchange(ctx context.Context, st *agentapi.S
 		t0 := time.Now()
 		r1, err := handover.NewRequester(handover.RequesterConfig{
 			Enclave: be.agent, ChainID: chain, KMG: kmg, Role: release.RoleAgent, ID: be.agentID,
-			AcceptProvider: func(role release.Role, id tee.Identity, _ *release.EnclaveID) error {
-				if role != release.RoleNode || id.UniqueID != oldMR {
-					return fmt.Errorf("not the old node: %s %s", role, id.UniqueID.Short())
-				}
-				return nil
-			},
+			AcceptProvider: handover.NodePeer(oldMR, false).AcceptProvider,
 		})
 		if err != nil {
 			return nil, err
@@ -408,24 +399,14 @@ func (bh *handoverBenchHost) measureExchange(ctx context.Context, st *agentapi.S
 		t2 := time.Now()
 		p2, err := handover.NewProvider(handover.ProviderConfig{
 			Enclave: be.agent, ChainID: chain, KMG: kmg, Role: release.RoleAgent, ID: &be.agentID, Secret: held,
-			AcceptRequester: func(role release.Role, id tee.Identity) error {
-				if role != release.RoleNode || id.UniqueID != newMR {
-					return fmt.Errorf("not the release's node: %s %s", role, id.UniqueID.Short())
-				}
-				return nil
-			},
+			AcceptRequester: handover.NodePeer(newMR, false).AcceptRequester,
 		})
 		if err != nil {
 			return nil, err
 		}
 		r2, err := handover.NewRequester(handover.RequesterConfig{
 			Enclave: be.newNode, ChainID: chain, KMG: kmg, Role: release.RoleNode, ID: be.nodeID,
-			AcceptProvider: func(role release.Role, _ tee.Identity, pid *release.EnclaveID) error {
-				if role != release.RoleAgent || pid == nil {
-					return errors.New("not a network-signed agent")
-				}
-				return nil
-			},
+			AcceptProvider: handover.AgentPeer(false).AcceptProvider,
 		})
 		if err != nil {
 			return nil, err

@@ -12,7 +12,6 @@ import (
 
 	"github.com/teeup/teeup/devnet"
 	"github.com/teeup/teeup/flagday"
-	"github.com/teeup/teeup/internal/fault"
 )
 
 // flagdayTarget resolves the network and the journal directory.
@@ -80,7 +79,7 @@ whole network back. Every step is journalled; running 'run' again resumes an int
 		if err != nil {
 			return flagday.Options{}, err
 		}
-		faults, err := fault.FromEnv()
+		faults, err := flagdayFaults(cmd.ErrOrStderr())
 		if err != nil {
 			return flagday.Options{}, err
 		}

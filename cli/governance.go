@@ -9,6 +9,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -58,7 +59,8 @@ type govFlags struct {
 	t        target
 	viaAdmin bool
 	asJSON   bool
-	key      string // submitting commands only
+	key      string        // submitting commands only
+	wait     time.Duration // submitting commands only
 }
 
 func (f *govFlags) bind(cmd *cobra.Command, submits bool) {
@@ -68,6 +70,7 @@ func (f *govFlags) bind(cmd *cobra.Command, submits bool) {
 	fl.BoolVar(&f.asJSON, "json", false, "print JSON")
 	if submits {
 		fl.StringVar(&f.key, "key", "", "ed25519 key file of a Node Operators Group member (with --devnet: a key name such as nog-1)")
+		fl.DurationVar(&f.wait, "wait", 30*time.Second, "when the node's answer does not say whether the vote was committed (its wait for the block timed out), how long to look it up")
 	}
 }
 
@@ -93,8 +96,11 @@ type governanceTx struct {
 
 // submitGovernance signs a governance transaction of kind with the
 // member's key, submits it, waits for its block, and returns the receipt
-// and the governance state after it. A transaction the ledger committed
-// without effect (it lost a race with another) is an error.
+// and the governance state after it. When the wait for the block ends
+// without the node's verdict, the transaction is looked up before anything
+// is reported: a committed vote succeeds, and only one that is rejected or
+// still not committed after --wait fails (exit 1). A transaction the ledger
+// committed without effect (it lost a race with another) is an error.
 func submitGovernance(ctx context.Context, f *govFlags, what string, kind ledger.TxKind, payload []byte) (*governanceTx, error) {
 	if f.key == "" {
 		return nil, fmt.Errorf("%s: --key NOG_KEY is required", what)
@@ -127,7 +133,7 @@ func submitGovernance(ctx context.Context, f *govFlags, what string, kind ledger
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	rec, err := node.Submit(ctx, tx.Encode())
+	rec, err := nodeapi.SubmitAndConfirm(ctx, node, tx.Encode(), tx.ID().String(), f.wait)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}

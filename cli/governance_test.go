@@ -35,6 +35,26 @@ type fakeNode struct {
 	clock   time.Time
 	nodeKey ed25519.PrivateKey
 	batch   int
+	// lateReplies makes the next submissions commit but answer as a node
+	// whose wait for the block timed out (504, CodeTimeout).
+	lateReplies int
+	// stall makes the next submission admitted but never committed,
+	// answered with a timeout.
+	stall bool
+}
+
+// answerLate makes the next n submissions time out after committing.
+func (f *fakeNode) answerLate(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lateReplies = n
+}
+
+// stallNext makes the next submission wait in the pool forever.
+func (f *fakeNode) stallNext() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stall = true
 }
 
 // waitPool blocks until n transactions wait in the pool.
@@ -108,6 +128,14 @@ func (f *fakeNode) handler() http.Handler {
 			return
 		}
 		f.changed.Broadcast()
+		timedOut := func() {
+			fail(w, http.StatusGatewayTimeout, nodeapi.CodeTimeout, "not committed in time; query the transaction status before resubmitting")
+		}
+		if f.stall {
+			f.stall = false
+			timedOut()
+			return
+		}
 		if f.s.PoolSize() < f.batch {
 			// Another submitter's request builds the block.
 			for st, _, _ := f.s.TxStatus(tx.ID()); st.State == ledger.StatePending; st, _, _ = f.s.TxStatus(tx.ID()) {
@@ -127,6 +155,11 @@ func (f *fakeNode) handler() http.Handler {
 			return
 		}
 		f.changed.Broadcast()
+		if f.lateReplies > 0 {
+			f.lateReplies--
+			timedOut()
+			return
+		}
 		reply(w, http.StatusOK, nodeapi.Receipt{TxID: tx.ID().String(), Status: ledger.StateCommitted, Height: res.Height})
 	})
 	mux.HandleFunc("GET "+nodeapi.PathTx+"/{id}", func(w http.ResponseWriter, r *http.Request) {
@@ -440,5 +473,29 @@ func TestReleaseCommandWithoutEffect(t *testing.T) {
 	}
 	if g := fx.governance(t); len(g.Releases[0].Approvers) != 2 || !g.Releases[0].Approved() {
 		t.Fatalf("approvers %v", g.Releases[0].Approvers)
+	}
+}
+
+// TestVoteCommittedAfterTimeout: a vote whose block came after the node's
+// wait for it timed out is looked up and reported as the success it is
+// (exit 0); a vote that really is not committed fails with
+// nodeapi.ErrNotCommitted (exit 1) once --wait has passed.
+func TestVoteCommittedAfterTimeout(t *testing.T) {
+	fx := newGovFixture(t)
+	fx.mustRun(t, "propose", fx.releases["2.0.0"], "--key", "nog-1")
+	fx.node.answerLate(1)
+	out := fx.mustRun(t, "approve", "2.0.0", "--key", "nog-2")
+	wantContains(t, out, "approved release 2.0.0", "2 of quorum 2 approvals: APPROVED at height 2")
+	if g := fx.governance(t); !g.Releases[0].Approved() {
+		t.Fatal("the approval is not on chain")
+	}
+
+	fx.node.stallNext()
+	_, err := fx.run(t, "propose", fx.releases["3.0.0"], "--key", "nog-1", "--wait", "500ms")
+	if !errors.Is(err, nodeapi.ErrNotCommitted) || exitCode(err) != 1 {
+		t.Fatalf("a vote left pending: %v (exit %d), want ErrNotCommitted and exit 1", err, exitCode(err))
+	}
+	if _, ok := fx.governance(t).Release("3.0.0"); ok {
+		t.Fatal("the stalled proposal is on chain")
 	}
 }

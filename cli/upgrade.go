@@ -146,6 +146,10 @@ resumes or rolls back.`,
 			}
 			fmt.Fprintf(w, "agent %s (MRENCLAVE %s) on host %d\ninstalled %s (node MRENCLAVE %s)\nnode pid %d %s\nstaged %v\n",
 				st.Version, st.MREnclave.Short(), st.NodeID, st.Installed.Version, st.Installed.NodeMREnclave.Short(), st.NodePID, st.NodeBinary, st.Staged)
+			if r := st.NodeRefused; r != nil {
+				fmt.Fprintf(w, "NODE NOT STARTED (%s since %s): %s\n  the agent verifies the binary before every start; install the signed release's binary, or roll back or upgrade\n",
+					r.Cause, r.Since.Format(time.RFC3339), r.Error)
+			}
 			if st.Upgrade != nil {
 				return writeUpgradeRecord(w, st.Upgrade)
 			}

@@ -250,7 +250,7 @@ func outcomeOf(r *flagday.Record) string {
 	if r == nil {
 		return "did not run"
 	}
-	return r.Outcome
+	return string(r.Outcome)
 }
 
 func downtimeOf(r *flagday.Record) string {
@@ -291,7 +291,7 @@ func buildVersions(ctx context.Context, opt Options) (*builds, error) {
 		}
 		binDir = filepath.Dir(exe)
 	}
-	v1, v2, err := BuildNodeVersions(ctx, src, binDir, filepath.Join(opt.Dir, "build"))
+	v1, v2, err := BuildNodeVersions(ctx, src, binDir, filepath.Join(opt.Dir, "build"), "")
 	if err != nil {
 		return nil, err
 	}
@@ -309,15 +309,17 @@ func buildVersions(ctx context.Context, opt Options) (*builds, error) {
 // 1.0.0 pinned to ledger schema 1 and 2.0.0 at schema 2, so their
 // MRENCLAVEs differ and 2.0.0 migrates — into dir/v1 and dir/v2, each
 // beside copies of binDir's teeup-agent and teeup-distribute (a flag day
-// changes the node, not the agent). It returns the two directories.
-func BuildNodeVersions(ctx context.Context, src, binDir, dir string) (v1Dir, v2Dir string, err error) {
+// changes the node, not the agent). tags are go build tags ("" for a
+// default build; the e2e tests pass "faults"). It returns the two
+// directories.
+func BuildNodeVersions(ctx context.Context, src, binDir, dir, tags string) (v1Dir, v2Dir string, err error) {
 	v1Dir, v2Dir = filepath.Join(dir, "v1"), filepath.Join(dir, "v2")
 	for i, out := range []string{v1Dir, v2Dir} {
 		v := fmt.Sprintf("%d.0.0", i+1)
 		if err := os.MkdirAll(out, 0o755); err != nil {
 			return "", "", err
 		}
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath",
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-tags", tags,
 			"-ldflags", fmt.Sprintf("-X github.com/teeup/teeup/internal/buildinfo.Version=%s -X github.com/teeup/teeup/internal/buildinfo.Schema=%d", v, i+1),
 			"-o", filepath.Join(out, devnet.NodeBin), "./cmd/teeup-node")
 		cmd.Dir = src

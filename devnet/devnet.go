@@ -12,8 +12,8 @@
 //	keys/                     signer, kmg-N, nog-N, operator-N, user-N keys (ed25519)
 //	releases/<version>/       teeup-node(.sig), teeup-agent(.sig), teeup-distribute
 //	hosts/node-N/platform/    simulated platform of host N
-//	hosts/node-N/data/        node data: ledger, sealed keys, admin.sock
-//	hosts/node-N/agent/       agent data: staging, journal, agent.sock
+//	hosts/node-N/data/        node data dir (package layout: ledger, sealed keys, sockets)
+//	hosts/node-N/agent/       agent dir (package layout: journal, staged releases, snapshots, sockets)
 //	hosts/node-N/dist/        distribution output; dist.state is its state file
 //	hosts/node-N/logs/        process logs
 //	hosts/node-N/node.json    node configuration; agent.json the agent's

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/teeup/teeup/layout"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -21,8 +22,10 @@ const stopGrace = 10 * time.Second
 // directory when agents supervise the host, by devnet otherwise.
 func pidFile(h *Host, prog string) string {
 	if h.AgentManaged && prog != AgentBin {
-		name := map[string]string{NodeBin: "node.pid", DistributeBin: "distribute.pid"}[prog]
-		return filepath.Join(h.AgentDir, name)
+		if prog == NodeBin {
+			return layout.Agent(h.AgentDir).NodePID()
+		}
+		return layout.Agent(h.AgentDir).DistributePID()
 	}
 	return filepath.Join(h.Dir, prog+".pid")
 }

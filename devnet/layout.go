@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/teeup/teeup/layout"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,7 +12,7 @@ import (
 
 	"github.com/teeup/teeup/agent"
 	"github.com/teeup/teeup/internal/fsutil"
-	"github.com/teeup/teeup/node"
+	"github.com/teeup/teeup/nodeconfig"
 	"github.com/teeup/teeup/tee/sim"
 )
 
@@ -76,8 +77,8 @@ func LayoutHost(n *Network, ca *sim.CA, id uint64, addrs HostAddrs) (Host, error
 		LogDir:      filepath.Join(hd, "logs"),
 		PeerAddr:    addrs.Peer, ClientAddr: addrs.Client,
 	}
-	h.AdminSocket = filepath.Join(h.DataDir, "admin.sock")
-	h.AgentSocket = filepath.Join(h.AgentDir, "agent.sock")
+	h.AdminSocket = layout.Node(h.DataDir).AdminSocket()
+	h.AgentSocket = layout.Agent(h.AgentDir).Socket()
 	if iso := n.Isolation; iso != nil {
 		h.Namespace = iso.HostNamespace(id)
 		h.SwitchPort = fmt.Sprintf("h%d", id)
@@ -152,7 +153,7 @@ func linkTree(src, dst string) error {
 }
 
 func writeNodeConfig(n *Network, h *Host) error {
-	cfg := node.Config{
+	cfg := nodeconfig.Config{
 		NodeID:    h.ID,
 		Genesis:   n.hostGenesis(h),
 		DataDir:   h.DataDir,
@@ -160,7 +161,7 @@ func writeNodeConfig(n *Network, h *Host) error {
 		Bootstrap: h.ID == 1,
 		// Every devnet client (bench, demo, distribution, CLI) connects from
 		// one address: a per-source rate would throttle them all as one.
-		ClientLimits: node.ClientLimits{RateLimit: -1},
+		ClientLimits: nodeconfig.ClientLimits{RateLimit: -1},
 	}
 	raw, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
@@ -178,10 +179,10 @@ func writeAgentConfig(n *Network, h *Host, distribute bool) error {
 	}
 	cfg := agent.Config{
 		NodeID: h.ID, Genesis: n.hostGenesis(h), Platform: h.PlatformDir, Dir: h.AgentDir,
-		NodeConfig: h.NodeConfig, NodeDataDir: h.DataDir, NodeLog: filepath.Join(h.LogDir, "node.log"),
-		InitialRelease: filepath.Join(relDir, "release.json"), InitialNodeBinary: filepath.Join(relDir, NodeBin),
+		NodeConfig: h.NodeConfig, NodeLog: filepath.Join(h.LogDir, "node.log"),
+		InitialRelease: layout.Release(relDir).Manifest(), InitialNodeBinary: layout.Release(relDir).NodeBinary(),
 		Distribute: &agent.ProcessConfig{
-			Binary: filepath.Join(relDir, DistributeBin),
+			Binary: layout.Release(relDir).DistributeBinary(),
 			Args:   distributeArgs(h),
 			Log:    filepath.Join(h.LogDir, "distribute.log"),
 		},

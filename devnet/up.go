@@ -16,17 +16,18 @@ import (
 
 	"github.com/teeup/teeup/internal/fsutil"
 	"github.com/teeup/teeup/keyfile"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/ledger"
 	"github.com/teeup/teeup/nodeapi"
 	"github.com/teeup/teeup/release"
 	"github.com/teeup/teeup/tee/sim"
 )
 
-// Binary names.
+// Binary names (package layout's).
 const (
-	NodeBin       = "teeup-node"
-	AgentBin      = "teeup-agent"
-	DistributeBin = "teeup-distribute"
+	NodeBin       = layout.NodeProgram
+	AgentBin      = layout.AgentProgram
+	DistributeBin = layout.DistributeProgram
 )
 
 // Devnet key material.
@@ -294,15 +295,16 @@ func StageRelease(n *Network, bins Binaries, version string) (*Release, error) {
 		return nil, err
 	}
 	rel := &Release{Version: version, Dir: dir}
+	lay := layout.Release(dir)
 	for _, b := range []struct {
-		src     string
-		enclave bool
-		out     *[32]byte
-	}{{bins.Node, true, (*[32]byte)(&rel.NodeMREnclave)}, {bins.Agent, true, (*[32]byte)(&rel.AgentMREnclave)}, {bins.Distribute, false, nil}} {
+		src, dst string
+		enclave  bool
+		out      *[32]byte
+	}{{bins.Node, lay.NodeBinary(), true, (*[32]byte)(&rel.NodeMREnclave)}, {bins.Agent, lay.AgentBinary(), true, (*[32]byte)(&rel.AgentMREnclave)}, {bins.Distribute, lay.DistributeBinary(), false, nil}} {
 		if b.src == "" {
 			continue
 		}
-		dst := filepath.Join(dir, filepath.Base(b.src))
+		dst := b.dst
 		if err := fsutil.CopyFile(b.src, dst, 0o755); err != nil {
 			return nil, fmt.Errorf("stage release %s: %w", version, err)
 		}
@@ -321,25 +323,26 @@ func StageRelease(n *Network, bins Binaries, version string) (*Release, error) {
 }
 
 // ReleaseFile returns the signed release manifest of a staged release.
-func (r *Release) ReleaseFile() string { return filepath.Join(r.Dir, "release.json") }
+func (r *Release) ReleaseFile() string { return layout.Release(r.Dir).Manifest() }
 
 // writeSignedRelease writes releases/<version>/release.json: the manifest of
 // the staged binaries (fetched from file:// URLs) signed by the devnet's
 // Key Management Group threshold.
 func writeSignedRelease(n *Network, rel *Release) error {
-	url := func(name string) string { return "file://" + filepath.Join(rel.Dir, name) }
-	nodeC, err := release.ComponentFromBinary(filepath.Join(rel.Dir, NodeBin), url(NodeBin))
+	lay := layout.Release(rel.Dir)
+	url := func(path string) string { return "file://" + path }
+	nodeC, err := release.ComponentFromBinary(lay.NodeBinary(), url(lay.NodeBinary()))
 	if err != nil {
 		return fmt.Errorf("release %s: %w", rel.Version, err)
 	}
-	agentC, err := release.ComponentFromBinary(filepath.Join(rel.Dir, AgentBin), url(AgentBin))
+	agentC, err := release.ComponentFromBinary(lay.AgentBinary(), url(lay.AgentBinary()))
 	if err != nil {
 		return fmt.Errorf("release %s: %w", rel.Version, err)
 	}
 	m := release.Manifest{NetworkID: n.ChainID, Version: rel.Version, Node: nodeC, Agent: agentC, CreatedAt: time.Now().UTC().Truncate(time.Second),
 		Notes: "devnet release " + rel.Version}
-	if _, err := os.Stat(filepath.Join(rel.Dir, DistributeBin)); err == nil {
-		d, err := release.ArtifactFromFile(filepath.Join(rel.Dir, DistributeBin), url(DistributeBin))
+	if _, err := os.Stat(lay.DistributeBinary()); err == nil {
+		d, err := release.ArtifactFromFile(lay.DistributeBinary(), url(lay.DistributeBinary()))
 		if err != nil {
 			return fmt.Errorf("release %s: %w", rel.Version, err)
 		}

@@ -18,8 +18,8 @@ import (
 	"github.com/teeup/teeup/distribute"
 	"github.com/teeup/teeup/internal/fsutil"
 	"github.com/teeup/teeup/keyfile"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/loadgen"
-	"github.com/teeup/teeup/node"
 	"github.com/teeup/teeup/tee/sim"
 )
 
@@ -147,7 +147,7 @@ func TestImpostorEnclaveIsRefused(t *testing.T) {
 	if _, alive := devnet.ProcessAlive(h4, devnet.NodeBin); !alive {
 		t.Fatalf("the impostor exited instead of waiting:\n%s", tail(impLog, 10))
 	}
-	for _, p := range []string{node.SealedKeysPath(h4.DataDir, bad), node.LedgerDir(h4.DataDir), h4.AdminSocket} {
+	for _, p := range []string{layout.Node(h4.DataDir).SealedKeys(bad), layout.Node(h4.DataDir).Ledger(), h4.AdminSocket} {
 		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("the impostor has %s (%v)", p, err)
 		}

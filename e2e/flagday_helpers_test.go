@@ -22,9 +22,9 @@ import (
 	"github.com/teeup/teeup/flagday"
 	"github.com/teeup/teeup/internal/fault"
 	"github.com/teeup/teeup/internal/proc"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/ledger"
 	"github.com/teeup/teeup/loadgen"
-	"github.com/teeup/teeup/node"
 	"github.com/teeup/teeup/nodeapi"
 )
 
@@ -67,7 +67,7 @@ func buildFlagdayBinaries(dir string) (flagdayBuilds, error) {
 	if err != nil {
 		return flagdayBuilds{}, err
 	}
-	v1, v2, err := demo.BuildNodeVersions(context.Background(), root, bins.dir, dir)
+	v1, v2, err := demo.BuildNodeVersions(context.Background(), root, bins.dir, dir, testBuildTags)
 	return flagdayBuilds{v1Dir: v1, v2Dir: v2}, err
 }
 
@@ -419,7 +419,7 @@ func (fn *flagdayNet) checkRuns(ctx context.Context, rel devnet.Release, schema 
 			fn.t.Errorf("agent %d has %s installed, want %s", id, ast.Installed.Version, rel.Version)
 		}
 		for _, m := range []devnet.Release{rel, fn.v1} {
-			if _, err := os.Stat(node.SealedKeysPath(h.DataDir, m.NodeMREnclave)); err != nil {
+			if _, err := os.Stat(layout.Node(h.DataDir).SealedKeys(m.NodeMREnclave)); err != nil {
 				fn.t.Errorf("node %d: no keys sealed for %s (%s): %v", id, m.Version, m.NodeMREnclave.Short(), err)
 			}
 		}
@@ -432,7 +432,7 @@ func (fn *flagdayNet) checkCompleted(ctx context.Context, rec *flagday.Record) {
 	fn.t.Helper()
 	fn.checkRuns(ctx, fn.v2, flagdaySchema)
 	for i := range fn.net.Hosts {
-		if st := fn.status(ctx, i+1); st.Ingress != "open" || st.Height <= rec.ActivationHeight {
+		if st := fn.status(ctx, i+1); st.Ingress != nodeapi.IngressOpen || st.Height <= rec.ActivationHeight {
 			fn.t.Errorf("node %d: ingress %s at height %d after the flag day (activation %d)", i+1, st.Ingress, st.Height, rec.ActivationHeight)
 		}
 		if up := fn.agentStatus(ctx, i+1).Upgrade; up == nil || up.Phase != agentapi.PhaseCompleted || up.To.Version != flagdayV2 {
@@ -440,7 +440,7 @@ func (fn *flagdayNet) checkCompleted(ctx context.Context, rec *flagday.Record) {
 		}
 	}
 	for _, s := range rec.Steps {
-		if s.Status != "done" {
+		if s.Status != flagday.StepDone {
 			fn.t.Errorf("step %s is %s in a completed flag day", s.Name, s.Status)
 		}
 	}
@@ -459,7 +459,7 @@ func (fn *flagdayNet) checkRolledBack(ctx context.Context, rec *flagday.Record) 
 	fn.checkRuns(ctx, fn.v1, 1)
 	fn.waitHeight(ctx, H+3)
 	for i := range fn.net.Hosts {
-		if st := fn.status(ctx, i+1); st.Ingress != "open" || st.Halted {
+		if st := fn.status(ctx, i+1); st.Ingress != nodeapi.IngressOpen || st.Halted {
 			fn.t.Errorf("node %d after the rollback: ingress %s, halted %t", i+1, st.Ingress, st.Halted)
 		}
 		if up := fn.agentStatus(ctx, i+1).Upgrade; up != nil && up.To.Version == flagdayV2 && up.Phase != agentapi.PhaseRolledBack {
@@ -521,7 +521,7 @@ func (fn *flagdayNet) clientPayment(ctx context.Context, h uint64) {
 // failedStep returns the step of rec that failed ("" if none).
 func failedStep(rec *flagday.Record) string {
 	for _, s := range rec.Steps {
-		if s.Status == "failed" {
+		if s.Status == flagday.StepFailed {
 			return s.Name
 		}
 	}
@@ -529,7 +529,7 @@ func failedStep(rec *flagday.Record) string {
 }
 
 // stepStatus returns the status of step name in rec.
-func stepStatus(rec *flagday.Record, name string) string {
+func stepStatus(rec *flagday.Record, name string) flagday.StepStatus {
 	for _, s := range rec.Steps {
 		if s.Name == name {
 			return s.Status

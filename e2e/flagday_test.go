@@ -20,6 +20,7 @@ import (
 	"github.com/teeup/teeup/devnet"
 	"github.com/teeup/teeup/flagday"
 	"github.com/teeup/teeup/internal/fault"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/ledger"
 	"github.com/teeup/teeup/loadgen"
 	"github.com/teeup/teeup/nodeapi"
@@ -42,7 +43,7 @@ type flagdayCase struct {
 	// drive runs the flag day (nil: flagday.Run in this process).
 	drive driveFunc
 	// want is the outcome: completed or rolled-back.
-	want string
+	want flagday.Outcome
 	// failedStep is the step that fails in a rolled-back case.
 	failedStep string
 	// evidence checks that the injected failure really happened (a case
@@ -83,8 +84,8 @@ func TestFlagDay(t *testing.T) {
 					t.Fatalf("test payments %+v, rollback %+v: want 2 test payments discarded on every host", rec.TestTxs, rec.Rollback)
 				}
 				for _, d := range rec.Rollback.Discarded {
-					if !strings.Contains(d, "discarded 2 transactions") {
-						t.Errorf("rollback discarded %q, want the 2 test payments", d)
+					if d.Loss.Transactions != 2 {
+						t.Errorf("host %d's rollback discarded %+v, want the 2 test payments", d.Host, d.Loss)
 					}
 				}
 				ctx := testCtx(t, time.Minute)
@@ -270,11 +271,11 @@ func crashCoordinatorAfter(step string) driveFunc {
 		if err != nil {
 			t.Fatalf("journal after the crash: %v", err)
 		}
-		if crashed.Outcome != flagday.OutcomeRunning || stepStatus(crashed, step) != "done" {
+		if crashed.Outcome != flagday.OutcomeRunning || stepStatus(crashed, step) != flagday.StepDone {
 			t.Fatalf("after the crash the journal says %s with %s %s, want running with %s done", crashed.Outcome, step, stepStatus(crashed, step), step)
 		}
 		for i, s := range crashed.Steps {
-			if s.Name == step && i+1 < len(crashed.Steps) && crashed.Steps[i+1].Status != "pending" {
+			if s.Name == step && i+1 < len(crashed.Steps) && crashed.Steps[i+1].Status != flagday.StepPending {
 				t.Fatalf("the step after %s is %s: the coordinator did not stop at the crash point", step, crashed.Steps[i+1].Status)
 			}
 		}
@@ -348,7 +349,7 @@ func killNodesDuringFlagDay(ctx context.Context, t *testing.T, fn *flagdayNet, o
 	done := runInBackground(ctx, opt)
 
 	sched := fn.awaitJournal(t, done, "the upgrade is scheduled", func(r *flagday.Record) bool {
-		return stepStatus(r, flagday.StepSchedule) == "done"
+		return stepStatus(r, flagday.StepSchedule) == flagday.StepDone
 	})
 	H := sched.ActivationHeight
 	if st := fn.status(ctx, 2); st.MREnclave != fn.v1.NodeMREnclave || st.Height >= H {
@@ -358,7 +359,7 @@ func killNodesDuringFlagDay(ctx context.Context, t *testing.T, fn *flagdayNet, o
 	t.Logf("killed node 2 (%s, pid %d) before the halt at %d; the agent restarted it as pid %d", flagdayV1, p.old, H, p.restarted)
 
 	fn.awaitJournal(t, done, "verify-chain runs", func(r *flagday.Record) bool {
-		return stepStatus(r, flagday.StepVerifyChain) == "running"
+		return stepStatus(r, flagday.StepVerifyChain) == flagday.StepRunning
 	})
 	st := fn.status(ctx, 3)
 	if st.MREnclave != fn.v2.NodeMREnclave {
@@ -377,7 +378,7 @@ func killNodesDuringFlagDay(ctx context.Context, t *testing.T, fn *flagdayNet, o
 // agentJournal reads host id's agent journal from disk (the agent may be
 // dead).
 func (fn *flagdayNet) agentJournal(id int) (*agent.Journal, error) {
-	raw, err := os.ReadFile(filepath.Join(fn.host(id).AgentDir, "journal.json"))
+	raw, err := os.ReadFile(layout.Agent(fn.host(id).AgentDir).Journal())
 	if err != nil {
 		return nil, err
 	}
@@ -495,7 +496,7 @@ func rollbackCompleted(ctx context.Context, t *testing.T, fn *flagdayNet, opt fl
 	want := len(rec.TestTxs) + len(above)
 
 	_, loss, err := flagday.RollbackCompleted(ctx, opt, false, "e2e: unforced rollback")
-	if err == nil || !strings.Contains(err.Error(), "would discard") {
+	if !errors.Is(err, agentapi.ErrWouldLoseTransactions) {
 		t.Fatalf("unforced rollback of a completed flag day: error %v, want a refusal saying what would be discarded", err)
 	}
 	if loss == nil || loss.Transactions != want || loss.FromHeight != H+1 || loss.TestTxs != len(rec.TestTxs) || len(rec.TestTxs) != 2 {

@@ -26,8 +26,8 @@ import (
 	"github.com/teeup/teeup/devnet"
 	"github.com/teeup/teeup/handover"
 	"github.com/teeup/teeup/keyfile"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/ledger"
-	"github.com/teeup/teeup/node"
 	"github.com/teeup/teeup/nodeapi"
 	"github.com/teeup/teeup/release"
 	"github.com/teeup/teeup/tee"
@@ -78,7 +78,7 @@ func buildHandoverBinaries(dir string) (handoverBuilds, error) {
 	}
 	out := handoverBuilds{releases: map[string]string{}, rogueAgent: filepath.Join(dir, "rogue", devnet.AgentBin)}
 	build := func(version, pkg, dst string) error {
-		args := []string{"build", "-trimpath", "-ldflags", "-X github.com/teeup/teeup/internal/buildinfo.Version=" + version, "-o", dst, pkg}
+		args := []string{"build", "-trimpath", "-tags", testBuildTags, "-ldflags", "-X github.com/teeup/teeup/internal/buildinfo.Version=" + version, "-o", dst, pkg}
 		cmd := exec.Command("go", args...)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -119,11 +119,20 @@ type handoverNet struct {
 	payee ledger.Address     // user-1
 }
 
-// startHandoverNet starts a one-node devnet with an agent; it is stopped
-// when the test ends, and on failure the logs' tails are printed.
+// startHandoverNet starts a one-node devnet with an agent, with the
+// handover tests' extra binaries; it is stopped when the test ends, and on
+// failure the logs' tails are printed.
 func startHandoverNet(t *testing.T) *handoverNet {
 	t.Helper()
 	b := handoverBinaries(t)
+	hn := startAgentNet(t)
+	hn.bins = b
+	return hn
+}
+
+// startAgentNet starts a one-node devnet whose node runs under its agent.
+func startAgentNet(t *testing.T) *handoverNet {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	n, err := devnet.Up(ctx, devnet.UpOptions{Dir: devnetDir(t), Nodes: 1, BinDir: bins.dir})
@@ -131,7 +140,7 @@ func startHandoverNet(t *testing.T) *handoverNet {
 		t.Fatalf("devnet up: %v", err)
 	}
 	h := &n.Hosts[0]
-	hn := &handoverNet{t: t, net: n, host: h, bins: b,
+	hn := &handoverNet{t: t, net: n, host: h,
 		admin: nodeapi.NewAdminClient(h.AdminSocket), agent: agentapi.NewClient(h.AgentSocket)}
 	t.Cleanup(hn.stop)
 	if err != nil {
@@ -292,7 +301,7 @@ func (hn *handoverNet) waitStaged(ctx context.Context, version string) {
 
 // journal reads the agent's journal from disk (the agent may be dead).
 func (hn *handoverNet) journal() (*agent.Journal, error) {
-	raw, err := os.ReadFile(filepath.Join(hn.host.AgentDir, "journal.json"))
+	raw, err := os.ReadFile(layout.Agent(hn.host.AgentDir).Journal())
 	if err != nil {
 		return nil, err
 	}
@@ -492,12 +501,12 @@ func (hn *handoverNet) checkOutcome(ctx context.Context, rec *agentapi.UpgradeRe
 		t.Fatalf("%s reads the payee's balance as %d; %d was written before the upgrade", inst.Version, acct.Balance, before.payeeBalance)
 	}
 
-	sealed := node.SealedKeysPath(hn.host.DataDir, inst.NodeMREnclave)
+	sealed := layout.Node(hn.host.DataDir).SealedKeys(inst.NodeMREnclave)
 	if _, err := os.Stat(sealed); err != nil {
 		t.Fatalf("no keys sealed for the running MRENCLAVE: %v", err)
 	}
 	if rec.Phase != agentapi.PhaseFinalized {
-		if _, err := os.Stat(node.SealedKeysPath(hn.host.DataDir, rec.From.NodeMREnclave)); err != nil {
+		if _, err := os.Stat(layout.Node(hn.host.DataDir).SealedKeys(rec.From.NodeMREnclave)); err != nil {
 			t.Fatalf("the old version's sealed keys are gone before finalization (no rollback possible): %v", err)
 		}
 	}

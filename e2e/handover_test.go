@@ -21,6 +21,7 @@ import (
 	"github.com/teeup/teeup/devnet"
 	"github.com/teeup/teeup/handover"
 	"github.com/teeup/teeup/internal/fault"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/node"
 	"github.com/teeup/teeup/release"
 	"github.com/teeup/teeup/tee/sim"
@@ -261,7 +262,7 @@ func TestHandoverAttacks(t *testing.T) {
 
 	t.Run("staged binary changed after staging", func(t *testing.T) {
 		hn := hn.with(t)
-		staged := filepath.Join(hn.host.AgentDir, "releases", rel.Version, devnet.NodeBin)
+		staged := layout.Agent(hn.host.AgentDir).Release(rel.Version).NodeBinary()
 		origBin, err := os.ReadFile(staged)
 		if err != nil {
 			t.Fatal(err)
@@ -412,7 +413,7 @@ func TestHandoverAttacks(t *testing.T) {
 					}
 				}
 				hn.refusedTeeup(ctx, tt.stage, "upgrade", "stage", file, "--devnet", hn.net.Dir)
-				ents, err := os.ReadDir(filepath.Join(hn.host.AgentDir, "releases"))
+				ents, err := os.ReadDir(layout.Agent(hn.host.AgentDir).Releases())
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -428,7 +429,7 @@ func TestHandoverAttacks(t *testing.T) {
 
 	t.Run("agent enclave no release signs refuses to start", func(t *testing.T) {
 		hn := hn.with(t)
-		journal := filepath.Join(hn.host.AgentDir, "journal.json")
+		journal := layout.Agent(hn.host.AgentDir).Journal()
 		before, err := os.ReadFile(journal)
 		if err != nil {
 			t.Fatal(err)
@@ -494,19 +495,19 @@ func TestHandoverAttacks(t *testing.T) {
 			}, "requester enclave id"},
 			{"the new release's node", func(hn *handoverNet) *handover.Requester {
 				return hn.requester(hn.onPlatform(filepath.Join(rel.Dir, devnet.NodeBin)), release.RoleNode, next.NodeID)
-			}, "only the upgrade agent may request the node's keys"},
+			}, handover.ErrWrongRole.Error()},
 			{"the agent on another platform", func(hn *handoverNet) *handover.Requester {
 				return hn.requester(agentElsewhere, release.RoleAgent, initial.AgentID)
 			}, "MAC does not verify"},
 			{"a debug enclave of the agent", func(hn *handoverNet) *handover.Requester {
 				return hn.requester(platform.NewEnclave(debugID), release.RoleAgent, initial.AgentID)
-			}, "debug enclave"},
+			}, handover.ErrDebugEnclave.Error()},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				hn := hn.with(t)
 				refusals := countOccurrences(nodeLog, `"msg":"key handover refused"`)
-				secret, err := fetchFrom(ctx, filepath.Join(hn.host.DataDir, "handover.sock"), tt.requester(hn))
+				secret, err := fetchFrom(ctx, layout.Node(hn.host.DataDir).HandoverSocket(), tt.requester(hn))
 				var re *handover.RefusalError
 				if !errors.As(err, &re) || re.By != "provider" || !strings.Contains(re.Reason, tt.want) {
 					t.Fatalf("fetch from the node: %v, want the node's refusal saying %q", err, tt.want)
@@ -526,7 +527,7 @@ func TestHandoverAttacks(t *testing.T) {
 
 	t.Run("replayed answer", func(t *testing.T) {
 		hn := hn.with(t)
-		sock := filepath.Join(hn.host.DataDir, "handover.sock")
+		sock := layout.Node(hn.host.DataDir).HandoverSocket()
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "unix", sock)
 		if err != nil {
@@ -601,13 +602,13 @@ func TestHandoverAttacks(t *testing.T) {
 		}{
 			{"a network-signed node of another MRENCLAVE", func() *handover.Requester {
 				return hn.requester(hn.onPlatform(impostor), release.RoleNode, hn.signedEnclaveID(release.RoleNode, impostorSS.UniqueID, "kmg-1", "kmg-2"))
-			}, "is not the release's signed node enclave"},
+			}, handover.ErrWrongEnclave.Error()},
 			{"the old release's node", func() *handover.Requester {
 				return hn.requester(oldNode, release.RoleNode, initial.NodeID)
-			}, "is not the release's signed node enclave"},
+			}, handover.ErrWrongEnclave.Error()},
 			{"an agent", func() *handover.Requester {
 				return hn.requester(genuineAgent, release.RoleAgent, initial.AgentID)
-			}, "keys are handed to a node"},
+			}, handover.ErrWrongRole.Error()},
 		}
 		// Each requester keeps dialing the agent's handover socket, which
 		// serves only while the agent hands the keys to the new node.
@@ -618,7 +619,7 @@ func TestHandoverAttacks(t *testing.T) {
 		results := make([]chan result, len(tests))
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
-		sock := filepath.Join(hn.host.AgentDir, "handover.sock")
+		sock := layout.Agent(hn.host.AgentDir).HandoverSocket()
 		for i, tt := range tests {
 			results[i] = make(chan result, 1)
 			r := tt.requester()
@@ -684,7 +685,7 @@ func TestHandoverDowngradeNeedsApprovedRollback(t *testing.T) {
 	}
 	hn.checkOutcome(ctx, up, before)
 	hn.mustTeeup(ctx, "upgrade", "finalize", "--devnet", hn.net.Dir)
-	if _, err := os.Stat(node.SealedKeysPath(hn.host.DataDir, from.NodeMREnclave)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(layout.Node(hn.host.DataDir).SealedKeys(from.NodeMREnclave)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("finalize left the old version's sealed keys (%v)", err)
 	}
 	installed := hn.status(ctx).Installed

@@ -18,6 +18,7 @@ import (
 
 	"github.com/teeup/teeup/devnet"
 	"github.com/teeup/teeup/keyfile"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/ledger"
 	"github.com/teeup/teeup/loadgen"
 	"github.com/teeup/teeup/nodeapi"
@@ -57,16 +58,20 @@ func runTests(m *testing.M) int {
 	return m.Run()
 }
 
+// testBuildTags are the build tags of every binary the tests run: fault
+// injection (TEEUP_FAULTS) is compiled in only under "faults".
+const testBuildTags = "faults"
+
 // buildBinaries builds every teeup program into dir, and an impostor
-// teeup-node into dir/impostor.
+// teeup-node into dir/impostor, with fault injection compiled in.
 func buildBinaries(dir string) error {
 	root, err := moduleRoot()
 	if err != nil {
 		return err
 	}
 	builds := [][]string{
-		{"build", "-trimpath", "-o", dir + string(filepath.Separator), "./cmd/..."},
-		{"build", "-trimpath", "-ldflags", "-X github.com/teeup/teeup/internal/buildinfo.Version=" + impostorVersion,
+		{"build", "-trimpath", "-tags", testBuildTags, "-o", dir + string(filepath.Separator), "./cmd/..."},
+		{"build", "-trimpath", "-tags", testBuildTags, "-ldflags", "-X github.com/teeup/teeup/internal/buildinfo.Version=" + impostorVersion,
 			"-o", filepath.Join(dir, "impostor", devnet.NodeBin), "./cmd/teeup-node"},
 	}
 	for _, args := range builds {
@@ -102,7 +107,7 @@ const maxSocketPath = 100
 func devnetDir(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	longest := filepath.Join(dir, "hosts", "node-7", "data", "handover.sock")
+	longest := layout.Node(filepath.Join(dir, "hosts", "node-7", "data")).HandoverSocket()
 	if len(longest) <= maxSocketPath {
 		return dir
 	}

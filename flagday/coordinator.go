@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/teeup/teeup/agentapi"
-	"github.com/teeup/teeup/internal/fault"
 	"github.com/teeup/teeup/keyfile"
 	"github.com/teeup/teeup/ledger"
 	"github.com/teeup/teeup/nodeapi"
@@ -45,9 +44,26 @@ type Options struct {
 	// Logger receives structured logs.
 	Logger *slog.Logger
 	// Faults injects failures (tests): "fail:flagday.<step>" and
-	// "crash:flagday.after-<step>".
-	Faults fault.Set
+	// "crash:flagday.after-<step>". nil means none.
+	Faults Faults
 }
+
+// Faults are the coordinator's failure-injection points, for tests.
+// internal/fault's Set implements them; the teeup CLI links it only in a
+// build with the "faults" tag.
+type Faults interface {
+	// Error returns an error when "fail:<name>" is enabled.
+	Error(name string) error
+	// CrashPoint ends the process as kill -9 would when "crash:<name>" is
+	// enabled.
+	CrashPoint(name string)
+}
+
+// noFaults is a coordinator without failure injection.
+type noFaults struct{}
+
+func (noFaults) Error(string) error { return nil }
+func (noFaults) CrashPoint(string)  {}
 
 // Coordinator runs one flag day.
 type Coordinator struct {
@@ -83,6 +99,9 @@ func (o *Options) defaults() {
 	}
 	if o.Mode == "" {
 		o.Mode = Scheduled
+	}
+	if o.Faults == nil {
+		o.Faults = noFaults{}
 	}
 }
 
@@ -175,7 +194,7 @@ func (c *Coordinator) drive(ctx context.Context) (*Record, error) {
 		return c.rollback(ctx, c.j.get().Rollback.Reason)
 	}
 	for _, st := range c.j.get().Steps {
-		if st.Status == "done" || st.Status == "skipped" {
+		if st.Status == StepDone || st.Status == StepSkipped {
 			continue
 		}
 		if err := c.runStep(ctx, st.Name); err != nil {
@@ -183,7 +202,7 @@ func (c *Coordinator) drive(ctx context.Context) (*Record, error) {
 				return ptr(c.j.get()), err
 			}
 			rec := c.j.get()
-			reopened := rec.step(StepReopen) != nil && rec.step(StepReopen).Status == "done"
+			reopened := rec.step(StepReopen) != nil && rec.step(StepReopen).Status == StepDone
 			if st.Name == StepPreflight {
 				// Preflight only reads: nothing to undo.
 				_ = c.j.update(func(r *Record) { r.Outcome, r.Error, r.FinishedAt = OutcomeFailed, err.Error(), time.Now().UTC() })
@@ -216,7 +235,7 @@ func (c *Coordinator) newRecord() Record {
 	rec := Record{ID: fmt.Sprintf("%s-%s", c.opt.Version, now.Format("20060102T150405Z")), Mode: c.opt.Mode, ChainID: c.opt.Topology.ChainID,
 		Version: c.opt.Version, StartedAt: now, Outcome: OutcomeRunning}
 	for _, s := range stepsFor(c.opt.Mode, c.opt.Finalize) {
-		rec.Steps = append(rec.Steps, StepState{Name: s, Status: "pending"})
+		rec.Steps = append(rec.Steps, StepState{Name: s, Status: StepPending})
 	}
 	return rec
 }
@@ -225,7 +244,7 @@ func (c *Coordinator) runStep(ctx context.Context, name string) error {
 	start := time.Now()
 	_ = c.j.update(func(r *Record) {
 		s := r.step(name)
-		s.Status, s.Started, s.Detail = "running", start.UTC(), ""
+		s.Status, s.Started, s.Detail = StepRunning, start.UTC(), ""
 	})
 	c.j.event(Event{Step: name, Kind: "step-start"})
 	fmt.Fprintf(c.out, "── %s\n", name)
@@ -239,7 +258,7 @@ func (c *Coordinator) runStep(ctx context.Context, name string) error {
 	if err != nil {
 		_ = c.j.update(func(r *Record) {
 			s := r.step(name)
-			s.Status, s.Finished, s.Duration, s.Detail = "failed", time.Now().UTC(), took, err.Error()
+			s.Status, s.Finished, s.Duration, s.Detail = StepFailed, time.Now().UTC(), took, err.Error()
 		})
 		c.j.event(Event{Step: name, Kind: "step-failed", Detail: err.Error()})
 		fmt.Fprintf(c.out, "   FAILED after %s: %v\n", took.Round(time.Millisecond), err)
@@ -247,7 +266,7 @@ func (c *Coordinator) runStep(ctx context.Context, name string) error {
 	}
 	_ = c.j.update(func(r *Record) {
 		s := r.step(name)
-		s.Status, s.Finished, s.Duration, s.Detail = "done", time.Now().UTC(), took, detail
+		s.Status, s.Finished, s.Duration, s.Detail = StepDone, time.Now().UTC(), took, detail
 	})
 	c.j.event(Event{Step: name, Kind: "step-done", Detail: detail})
 	fmt.Fprintf(c.out, "   done in %s: %s\n", took.Round(time.Millisecond), detail)
@@ -369,8 +388,14 @@ func (c *Coordinator) submitGovernance(ctx context.Context, a *nodeapi.AdminClie
 	if err != nil {
 		return nil, err
 	}
-	return a.Submit(ctx, tx.Encode())
+	// A vote whose wait for its block timed out may still be committed:
+	// the chain says, not the timeout.
+	return nodeapi.SubmitAndConfirm(ctx, a, tx.Encode(), tx.ID().String(), voteConfirmWait)
 }
+
+// voteConfirmWait is how long a vote whose submission ended without the
+// node's verdict is looked up.
+const voteConfirmWait = 30 * time.Second
 
 // releaseOf returns the approved signed release of version from the chain.
 func releaseOf(g *nodeapi.Governance, version string) (*release.SignedRelease, *nodeapi.ReleaseInfo, error) {
@@ -429,7 +454,7 @@ func RunStep(ctx context.Context, opt Options, name string) (*Record, error) {
 	}
 	all := true
 	for _, s := range c.j.get().Steps {
-		all = all && (s.Status == "done" || s.Status == "skipped")
+		all = all && (s.Status == StepDone || s.Status == StepSkipped)
 	}
 	if all {
 		_ = c.j.update(func(r *Record) { r.Outcome, r.FinishedAt = OutcomeCompleted, time.Now().UTC() })

@@ -3,6 +3,7 @@ package flagday
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,7 +81,7 @@ func TestTopologyValidate(t *testing.T) {
 func TestJournalPersistsAndResumes(t *testing.T) {
 	root := t.TempDir()
 	rec := Record{ID: "2.0.0-x", Version: "2.0.0", Mode: Manual, Outcome: OutcomeRunning,
-		Steps: []StepState{{Name: StepPreflight, Status: "pending"}}}
+		Steps: []StepState{{Name: StepPreflight, Status: StepPending}}}
 	j, err := createJournal(root, rec)
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +89,7 @@ func TestJournalPersistsAndResumes(t *testing.T) {
 	closed := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	if err := j.update(func(r *Record) {
 		r.IngressClosedAt, r.IngressReopenedAt = closed, closed.Add(4*time.Second)
-		r.step(StepPreflight).Status = "done"
+		r.step(StepPreflight).Status = StepDone
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +98,7 @@ func TestJournalPersistsAndResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.ID != rec.ID || got.step(StepPreflight).Status != "done" || got.Downtime() != 4*time.Second {
+	if got.ID != rec.ID || got.step(StepPreflight).Status != StepDone || got.Downtime() != 4*time.Second {
 		t.Fatalf("reloaded %+v", got)
 	}
 	if ev, err := os.ReadFile(filepath.Join(dir, "events.jsonl")); err != nil || !bytes.Contains(ev, []byte(`"kind":"check"`)) {
@@ -107,7 +108,7 @@ func TestJournalPersistsAndResumes(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "journal.json"), []byte("{"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := LoadCurrent(root); err == nil || !strings.Contains(err.Error(), "corrupt") {
+	if _, _, err := LoadCurrent(root); !errors.Is(err, ErrCorruptJournal) {
 		t.Fatalf("LoadCurrent(corrupt) = %v", err)
 	}
 	if _, err := Current(t.TempDir()); err == nil {
@@ -120,7 +121,7 @@ func TestSummarizeAndReport(t *testing.T) {
 	rec := &Record{ID: "2.0.0-x", Mode: Scheduled, Version: "2.0.0", FromVersion: "1.0.0", Outcome: OutcomeCompleted,
 		FromMREnclave: tee.Measurement{1}, ToMREnclave: tee.Measurement{2}, ActivationHeight: 35,
 		StartedAt: start, FinishedAt: start.Add(12 * time.Second), IngressClosedAt: start.Add(2 * time.Second), IngressReopenedAt: start.Add(7 * time.Second),
-		Steps: []StepState{{Name: StepHalt, Status: "done", Duration: 2 * time.Second, Detail: "all 4 nodes halted at height 35"}},
+		Steps: []StepState{{Name: StepHalt, Status: StepDone, Duration: 2 * time.Second, Detail: "all 4 nodes halted at height 35"}},
 		Hosts: []HostResult{{ID: 1, HeightAtHalt: 35, HashAtHalt: "abcdef0123456789abcdef", Snapshot: &SnapshotInfo{Name: "s1", Files: 7, Checksum: "0123456789abcdef0123"},
 			Upgrade: &agentapi.UpgradeRecord{Steps: []agentapi.StepTiming{{Phase: agentapi.PhaseOldStopped, Duration: 50 * time.Millisecond}, {Phase: agentapi.PhaseNewServing, Duration: 200 * time.Millisecond}, {Phase: agentapi.PhaseSnapshotTaken, Duration: time.Second}}}}},
 		TestTxs: []TestTx{{Kind: "self", TxID: "aa", Height: 37, Node: 1}},
@@ -150,7 +151,7 @@ func TestSummarizeAndReport(t *testing.T) {
 func TestProgressTablePrintsOnChange(t *testing.T) {
 	var b bytes.Buffer
 	p := newProgressTable(&b, []Host{{ID: 1}, {ID: 2}})
-	sts := map[uint64]*nodeapi.Status{1: {Height: 5, Ingress: "closed"}}
+	sts := map[uint64]*nodeapi.Status{1: {Height: 5, Ingress: nodeapi.IngressClosed}}
 	p.render(sts, nil, 10)
 	n := b.Len()
 	p.render(sts, nil, 10)

@@ -44,19 +44,34 @@ const (
 	StepFinalize     = "finalize"
 )
 
+// Outcome is how a flag day stands or ended.
+type Outcome string
+
 // Outcomes of a flag day.
 const (
-	OutcomeRunning     = "running"
-	OutcomeCompleted   = "completed"
-	OutcomeRollingBack = "rolling-back"
-	OutcomeRolledBack  = "rolled-back"
-	OutcomeFailed      = "failed"
+	OutcomeRunning     Outcome = "running"
+	OutcomeCompleted   Outcome = "completed"
+	OutcomeRollingBack Outcome = "rolling-back"
+	OutcomeRolledBack  Outcome = "rolled-back"
+	OutcomeFailed      Outcome = "failed"
+)
+
+// StepStatus is how far one step has come.
+type StepStatus string
+
+// Step statuses.
+const (
+	StepPending StepStatus = "pending"
+	StepRunning StepStatus = "running"
+	StepDone    StepStatus = "done"
+	StepFailed  StepStatus = "failed"
+	StepSkipped StepStatus = "skipped"
 )
 
 // StepState is one step's progress.
 type StepState struct {
 	Name     string        `json:"name"`
-	Status   string        `json:"status"` // pending, running, done, failed, skipped
+	Status   StepStatus    `json:"status"`
 	Started  time.Time     `json:"started,omitempty"`
 	Finished time.Time     `json:"finished,omitempty"`
 	Duration time.Duration `json:"duration_ns,omitempty"`
@@ -106,7 +121,7 @@ type Record struct {
 	ActivationHeight  uint64          `json:"activation_height"`
 	StartedAt         time.Time       `json:"started_at"`
 	FinishedAt        time.Time       `json:"finished_at,omitempty"`
-	Outcome           string          `json:"outcome"`
+	Outcome           Outcome         `json:"outcome"`
 	Error             string          `json:"error,omitempty"`
 	Steps             []StepState     `json:"steps"`
 	Hosts             []HostResult    `json:"hosts"`
@@ -122,7 +137,15 @@ type RollbackInfo struct {
 	StartedAt   time.Time `json:"started_at"`
 	FinishedAt  time.Time `json:"finished_at,omitempty"`
 	AbortHeight uint64    `json:"abort_height,omitempty"`
-	Discarded   []string  `json:"discarded,omitempty"`
+	// Discarded lists the hosts whose snapshot restore discarded
+	// transactions the new version had committed.
+	Discarded []HostLoss `json:"discarded_by_host,omitempty"`
+}
+
+// HostLoss is what one host's rollback discarded.
+type HostLoss struct {
+	Host uint64        `json:"host"`
+	Loss agentapi.Loss `json:"loss"`
 }
 
 // Downtime is how long client ingress was closed.
@@ -179,6 +202,10 @@ func LoadCurrent(root string) (*Record, string, error) {
 	return rec, dir, err
 }
 
+// ErrCorruptJournal means a flag-day journal does not parse: an error,
+// not a silent fresh start.
+var ErrCorruptJournal = errors.New("flag-day journal is corrupt")
+
 func readRecord(dir string) (*Record, error) {
 	raw, err := os.ReadFile(filepath.Join(dir, "journal.json"))
 	if err != nil {
@@ -186,7 +213,7 @@ func readRecord(dir string) (*Record, error) {
 	}
 	var r Record
 	if err := json.Unmarshal(raw, &r); err != nil {
-		return nil, fmt.Errorf("flag-day journal %s is corrupt: %w", dir, err)
+		return nil, fmt.Errorf("%s: %w: %w", dir, ErrCorruptJournal, err)
 	}
 	return &r, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/teeup/teeup/agentapi"
 	"github.com/teeup/teeup/internal/fsutil"
+	"github.com/teeup/teeup/nodeapi"
 )
 
 // WriteReport writes the record as report.json beside its journal and
@@ -86,7 +87,7 @@ func Summarize(w io.Writer, rec *Record) {
 		}
 		fmt.Fprintln(w)
 		for _, d := range rb.Discarded {
-			fmt.Fprintf(w, "    %s\n", d)
+			fmt.Fprintf(w, "    host %d discarded %d transactions in blocks %d..%d\n", d.Host, d.Loss.Transactions, d.Loss.FromHeight, d.Loss.ToHeight)
 		}
 	}
 }
@@ -133,7 +134,7 @@ type PlanNode struct {
 	Height    uint64
 	Version   string
 	MREnclave string
-	Ingress   string
+	Ingress   nodeapi.IngressState
 	Agent     string
 	Staged    []string
 }

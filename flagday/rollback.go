@@ -40,7 +40,7 @@ func (c *Coordinator) rollback(ctx context.Context, reason string) (*Record, err
 
 	// 1. Agents restore their snapshots and restart the old version.
 	var mu sync.Mutex
-	var discarded []string
+	var discarded []HostLoss
 	var errs []string
 	var wg sync.WaitGroup
 	for _, h := range c.opt.Topology.Hosts {
@@ -65,8 +65,8 @@ func (c *Coordinator) rollback(ctx context.Context, reason string) (*Record, err
 				errs = append(errs, fmt.Sprintf("host %d: %v", id, err))
 				return
 			}
-			if strings.Contains(r.Error, "discarded") {
-				discarded = append(discarded, fmt.Sprintf("host %d: %s", id, r.Error))
+			if r.Discarded != nil {
+				discarded = append(discarded, HostLoss{Host: id, Loss: *r.Discarded})
 			}
 		}(h.ID)
 	}
@@ -75,6 +75,7 @@ func (c *Coordinator) rollback(ctx context.Context, reason string) (*Record, err
 		sort.Strings(errs)
 		return ptr(c.j.get()), fmt.Errorf("rollback: %s", strings.Join(errs, "; "))
 	}
+	sort.Slice(discarded, func(i, j int) bool { return discarded[i].Host < discarded[j].Host })
 	_ = c.j.update(func(r *Record) { r.Rollback.Discarded = discarded })
 
 	// 2. Every node answers, on the old enclave.
@@ -221,7 +222,7 @@ func Abort(ctx context.Context, opt Options, reason string) (*Record, error) {
 	if rec.Outcome != OutcomeRunning && rec.Outcome != OutcomeRollingBack && rec.Outcome != OutcomeFailed {
 		return rec, fmt.Errorf("flag day %s is %s: nothing to abort", rec.ID, rec.Outcome)
 	}
-	if s := rec.step(StepReopen); s != nil && s.Status == "done" {
+	if s := rec.step(StepReopen); s != nil && s.Status == StepDone {
 		return rec, fmt.Errorf("flag day %s already reopened ingress: use 'teeup flagday rollback' (which says what would be lost)", rec.ID)
 	}
 	if c.j, err = openJournal(dir); err != nil {
@@ -273,8 +274,8 @@ func RollbackCompleted(ctx context.Context, opt Options, force bool, reason stri
 		return rec, nil, err
 	}
 	if loss.Transactions > 0 && !force {
-		return rec, loss, fmt.Errorf("rolling back would discard %d transactions committed in blocks %d..%d by %s (%d of them operator test payments); pass --force to roll back anyway",
-			loss.Transactions, loss.FromHeight, loss.ToHeight, rec.Version, loss.TestTxs)
+		return rec, loss, fmt.Errorf("%w: rolling back would discard %d transactions committed in blocks %d..%d by %s (%d of them operator test payments); pass --force to roll back anyway",
+			agentapi.ErrWouldLoseTransactions, loss.Transactions, loss.FromHeight, loss.ToHeight, rec.Version, loss.TestTxs)
 	}
 	// Close ingress first so nothing else is acknowledged and lost.
 	for _, h := range c.opt.Topology.Hosts {

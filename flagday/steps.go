@@ -8,12 +8,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/teeup/teeup/agentapi"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/ledger"
 	"github.com/teeup/teeup/nodeapi"
 	"github.com/teeup/teeup/snapshot"
@@ -101,7 +103,19 @@ func (c *Coordinator) schedule(ctx context.Context) (string, error) {
 	}
 	payload := ledger.EncodeUpgradeSchedule(ledger.UpgradeSchedule{Version: rec.Version, ActivationHeight: h})
 	for i := 0; i < g.Quorum; i++ {
-		if _, err := c.submitGovernance(ctx, a, c.nogKeys[i], ledger.TxScheduleUpgrade, payload); err != nil && !strings.Contains(err.Error(), "duplicate") {
+		member, err := memberAddress(c.nogKeys[i])
+		if err != nil {
+			return "", err
+		}
+		if votedForSchedule(g, member, rec.Version, h) {
+			continue // this member's vote is already on chain (an earlier, interrupted run)
+		}
+		if _, err := c.submitGovernance(ctx, a, c.nogKeys[i], ledger.TxScheduleUpgrade, payload); err != nil {
+			// The vote may have lost a race with an identical one, or the
+			// schedule may have come into force meanwhile: the chain says.
+			if now, gerr := c.governance(ctx); gerr == nil && (votedForSchedule(now, member, rec.Version, h) || (now.Schedule != nil && now.Schedule.Version == rec.Version)) {
+				continue
+			}
 			return "", fmt.Errorf("schedule vote %d: %w", i+1, err)
 		}
 	}
@@ -123,6 +137,29 @@ func (c *Coordinator) schedule(ctx context.Context) (string, error) {
 	return fmt.Sprintf("upgrade to %s scheduled on chain at height %d by %d votes (head %d)", rec.Version, g.Schedule.ActivationHeight, len(g.Schedule.Approvers), g.Height), nil
 }
 
+// memberAddress is the ledger address of a Node Operators Group key.
+func memberAddress(key ed25519.PrivateKey) (string, error) {
+	a, err := ledger.AddressOf(key.Public().(ed25519.PublicKey))
+	if err != nil {
+		return "", err
+	}
+	return a.String(), nil
+}
+
+// votedForSchedule reports whether member's vote to schedule version at
+// height h is pending on chain, or counted in the schedule in force.
+func votedForSchedule(g *nodeapi.Governance, member, version string, h uint64) bool {
+	for _, v := range g.PendingSchedules {
+		if v.Member == member && v.Version == version && v.ActivationHeight == h {
+			return true
+		}
+	}
+	if s := g.Schedule; s != nil && s.Version == version && s.ActivationHeight == h {
+		return slices.Contains(s.Approvers, member)
+	}
+	return false
+}
+
 // closeIngress verifies (scheduled) or makes (manual) every node refuse
 // new client requests, and records when ingress closed.
 func (c *Coordinator) closeIngress(ctx context.Context) (string, error) {
@@ -142,7 +179,7 @@ func (c *Coordinator) closeIngress(ctx context.Context) (string, error) {
 		}
 		var open []string
 		for id, st := range sts {
-			if st.Ingress != "closed" {
+			if st.Ingress != nodeapi.IngressClosed {
 				open = append(open, fmt.Sprintf("node %d at height %d", id, st.Height))
 			}
 		}
@@ -336,13 +373,13 @@ func (c *Coordinator) upgradeHost(ctx context.Context, id uint64, version string
 }
 
 // snapshotInfo summarises a host's snapshot from its manifest (the
-// snapshot lives in the agent's directory beside its socket).
+// snapshot lives in the agent's directory, which holds its socket).
 func (c *Coordinator) snapshotInfo(id uint64, name string) *SnapshotInfo {
 	for _, h := range c.opt.Topology.Hosts {
 		if h.ID != id {
 			continue
 		}
-		dir := filepath.Join(filepath.Dir(h.AgentSocket), "snapshots", name)
+		dir := layout.AgentOfSocket(h.AgentSocket).Snapshot(name)
 		m, err := snapshot.Open(dir)
 		if err != nil {
 			return &SnapshotInfo{Name: name, Dir: dir}
@@ -555,7 +592,7 @@ func (c *Coordinator) livePeriod(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("during the live period: %w", err)
 		}
 		for id, st := range sts {
-			if st.MREnclave != rec.ToMREnclave || st.Ingress != "open" {
+			if st.MREnclave != rec.ToMREnclave || st.Ingress != nodeapi.IngressOpen {
 				return "", fmt.Errorf("during the live period node %d runs %s with ingress %s", id, st.MREnclave.Short(), st.Ingress)
 			}
 		}

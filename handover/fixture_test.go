@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -121,49 +120,24 @@ func signedID(network string, role release.Role, m tee.Measurement, keys ...ed25
 	return id
 }
 
-// oldNodeAccepts is the old node's policy: only a non-debug agent.
+// The legs' acceptance rules are teeup's own (accept.go): the old node
+// hands its keys to a non-debug agent, the agent to the staged release's
+// node, the agent takes them from the node it supervises and the new node
+// from a network-signed agent.
 func oldNodeAccepts(role release.Role, id tee.Identity) error {
-	if role != release.RoleAgent {
-		return fmt.Errorf("role %q, only the agent may fetch the keys", role)
-	}
-	if id.Debug {
-		return errors.New("debug enclave")
-	}
-	return nil
+	return AgentPeer(false).AcceptRequester(role, id)
 }
 
-// agentAccepts returns the agent's policy: a node with the staged MRENCLAVE.
 func agentAccepts(staged tee.Measurement) func(release.Role, tee.Identity) error {
-	return func(role release.Role, id tee.Identity) error {
-		if role != release.RoleNode {
-			return fmt.Errorf("role %q, only a node may fetch the keys", role)
-		}
-		if id.UniqueID != staged {
-			return fmt.Errorf("MRENCLAVE %s is not the staged release's %s", id.UniqueID.Short(), staged.Short())
-		}
-		return nil
-	}
+	return NodePeer(staged, false).AcceptRequester
 }
 
-// supervisedIs returns the agent's provider policy: the node it supervises.
 func supervisedIs(m tee.Measurement) func(release.Role, tee.Identity, *release.EnclaveID) error {
-	return func(_ release.Role, id tee.Identity, _ *release.EnclaveID) error {
-		if id.UniqueID != m {
-			return fmt.Errorf("MRENCLAVE %s is not the supervised node's %s", id.UniqueID.Short(), m.Short())
-		}
-		return nil
-	}
+	return NodePeer(m, false).AcceptProvider
 }
 
-// newNodeAccepts is the new node's provider policy: a network-signed agent.
-func newNodeAccepts(role release.Role, _ tee.Identity, pid *release.EnclaveID) error {
-	if pid == nil {
-		return errors.New("provider presented no network-signed enclave id")
-	}
-	if role != release.RoleAgent || pid.Role != release.RoleAgent {
-		return fmt.Errorf("provider role %q, want the agent", role)
-	}
-	return nil
+func newNodeAccepts(role release.Role, id tee.Identity, pid *release.EnclaveID) error {
+	return AgentPeer(false).AcceptProvider(role, id, pid)
 }
 
 // oldNodeProvider is N1 handing its secret to the agent.

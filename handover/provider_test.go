@@ -365,11 +365,11 @@ func TestDeliverRejects(t *testing.T) {
 			r := f.agentRequester(t, func(c *RequesterConfig) { c.Enclave = f.platA.NewEnclave(debug) })
 			_, err := p.Deliver(answer(t, p, r))
 			return err
-		}, "not accepted: debug enclave", nil},
+		}, "not accepted", ErrDebugEnclave},
 		{"AcceptRequester refuses the new node asking the old node", oldToAgent, func(t *testing.T, f *fixture, p *Provider) error {
 			_, err := p.Deliver(answer(t, p, f.newNodeRequester(t)))
 			return err
-		}, `not accepted: role "node", only the agent may fetch the keys`, nil},
+		}, "not accepted", ErrWrongRole},
 		{"unusable requester target info", oldToAgent, func(t *testing.T, f *fixture, p *Provider) error {
 			ans := answer(t, p, f.agentRequester(t))
 			ans.RequesterTargetInfo = []byte("not target info")
@@ -380,11 +380,11 @@ func TestDeliverRejects(t *testing.T) {
 			r := f.newNodeRequester(t, func(c *RequesterConfig) { c.Enclave = f.otherNode; c.ID = f.n3ID })
 			_, err := p.Deliver(answer(t, p, r))
 			return err
-		}, "is not the staged release's", nil},
+		}, "not accepted", ErrWrongEnclave},
 		{"agent asks the agent", agentToNew, func(t *testing.T, f *fixture, p *Provider) error {
 			_, err := p.Deliver(answer(t, p, f.agentRequester(t)))
 			return err
-		}, `not accepted: role "agent", only a node may fetch the keys`, nil},
+		}, "not accepted", ErrWrongRole},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

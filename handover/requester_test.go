@@ -183,6 +183,8 @@ func TestReceiveRejects(t *testing.T) {
 		// delivery, if set, alters the delivery on its way.
 		delivery func(t *testing.T, f *fixture, ans Answer, d *Delivery)
 		want     string
+		// is, if set, is the sentinel the error must match.
+		is error
 		// genuineAfter: the unaltered delivery must then be received.
 		genuineAfter bool
 	}{
@@ -249,17 +251,17 @@ func TestReceiveRejects(t *testing.T) {
 			provider: func(t *testing.T, f *fixture) *Provider {
 				return f.oldNodeProvider(t, func(c *ProviderConfig) { c.Enclave = f.otherNode })
 			},
-			want: "not accepted: MRENCLAVE " + measure("teeup-node unreleased").Short() + " is not the supervised node's"},
+			want: "not accepted", is: ErrWrongEnclave},
 		{name: "provider without ProviderID when the requester requires one", leg: agentToNew,
 			provider: func(t *testing.T, f *fixture) *Provider {
 				return f.agentProvider(t, f.secret, func(c *ProviderConfig) { c.ID = nil })
 			},
-			want: "not accepted: provider presented no network-signed enclave id"},
+			want: "not accepted", is: ErrNoEnclaveID},
 		{name: "old node offering keys to the new node", leg: agentToNew,
 			provider: func(t *testing.T, f *fixture) *Provider {
 				return f.oldNodeProvider(t, func(c *ProviderConfig) { c.AcceptRequester = agentAccepts(f.n2.UniqueID) })
 			},
-			want: "not accepted: provider presented no network-signed enclave id"},
+			want: "not accepted", is: ErrWrongRole},
 		{name: "provider ID below threshold", leg: agentToNew,
 			challenge: func(f *fixture, ch *Challenge) {
 				id := signedID(testChain, release.RoleAgent, f.ag.UniqueID, f.kmgKeys[1])
@@ -316,7 +318,7 @@ func TestReceiveRejects(t *testing.T) {
 				tc.delivery(t, f, ans, &d)
 			}
 			got, err := r.Receive(d)
-			wantErr(t, err, tc.want, nil)
+			wantErr(t, err, tc.want, tc.is)
 			if got != nil {
 				t.Fatalf("secret %q returned with the error", got)
 			}

@@ -108,7 +108,9 @@ func TestTransportRefusals(t *testing.T) {
 		requester func(t *testing.T, f *fixture) *Requester
 		wantServe string // "" means Serve succeeds
 		wantFetch string
-		refusedBy string // who sent a Refusal: "provider", "requester" or ""
+		// serveIs and fetchIs, if set, are sentinels the errors must match.
+		serveIs, fetchIs error
+		refusedBy        string // who sent a Refusal: "provider", "requester" or ""
 		// thenCorrect: the same provider then serves a correct agent.
 		thenCorrect bool
 	}{
@@ -116,7 +118,8 @@ func TestTransportRefusals(t *testing.T) {
 			name:        "old node refuses the new node",
 			provider:    func(t *testing.T, f *fixture) *Provider { return f.oldNodeProvider(t) },
 			requester:   func(t *testing.T, f *fixture) *Requester { return f.newNodeRequester(t) },
-			wantServe:   "only the agent may fetch the keys",
+			wantServe:   "not accepted",
+			serveIs:     ErrWrongRole,
 			wantFetch:   `provider refused: deliver: requester node (`,
 			refusedBy:   "provider",
 			thenCorrect: true,
@@ -166,7 +169,8 @@ func TestTransportRefusals(t *testing.T) {
 				return f.oldNodeProvider(t, func(c *ProviderConfig) { c.Enclave = f.otherNode })
 			},
 			requester: func(t *testing.T, f *fixture) *Requester { return f.agentRequester(t) },
-			wantFetch: "is not the supervised node's",
+			wantFetch: "not accepted",
+			fetchIs:   ErrWrongEnclave,
 		},
 	}
 	for _, tc := range tests {
@@ -177,13 +181,13 @@ func TestTransportRefusals(t *testing.T) {
 			if secret != nil {
 				t.Fatalf("secret %q returned with the error", secret)
 			}
-			wantErr(t, fetchErr, tc.wantFetch, nil)
+			wantErr(t, fetchErr, tc.wantFetch, tc.fetchIs)
 			if tc.wantServe == "" {
 				if serveErr != nil {
 					t.Fatalf("serve: %v", serveErr)
 				}
 			} else {
-				wantErr(t, serveErr, tc.wantServe, nil)
+				wantErr(t, serveErr, tc.wantServe, tc.serveIs)
 			}
 			var ref *RefusalError
 			switch tc.refusedBy {
@@ -257,6 +261,7 @@ func TestTransportTamperedInTransit(t *testing.T) {
 		alter     func(t *testing.T, f *fixture, typ msgType, payload []byte) []byte
 		wantServe string
 		wantFetch string
+		fetchIs   error // if set, the sentinel the fetch error must match
 	}{
 		{
 			name: "ciphertext byte flipped",
@@ -299,7 +304,8 @@ func TestTransportTamperedInTransit(t *testing.T) {
 				}
 				return reencode(t, payload, func(c *Challenge) { c.ProviderID = nil })
 			},
-			wantFetch: "provider presented no network-signed enclave id",
+			wantFetch: "not accepted",
+			fetchIs:   ErrNoEnclaveID,
 		},
 		{
 			name:     "host replaces the agent's enclave id with another valid one",
@@ -334,7 +340,7 @@ func TestTransportTamperedInTransit(t *testing.T) {
 			if secret != nil {
 				t.Fatalf("secret %q returned with the error", secret)
 			}
-			wantErr(t, fetchErr, tc.wantFetch, nil)
+			wantErr(t, fetchErr, tc.wantFetch, tc.fetchIs)
 			if tc.wantServe == "" {
 				if serveErr != nil {
 					t.Fatalf("serve: %v", serveErr)

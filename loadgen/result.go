@@ -232,8 +232,8 @@ func (r *Result) checkAccounts(ctx context.Context, c Reader, committed []Paymen
 			problems = append(problems, fmt.Errorf("account %s: balance %d, want %d (start %d - debits %d + credits %d)", short(a), got.Balance, want, e.balance, e.debit, e.credit))
 		}
 		if got.Nonce != e.nonce {
-			problems = append(problems, fmt.Errorf("account %s: nonce %d, want %d (start %d + %d committed payments); was the account used by another client?",
-				short(a), got.Nonce, e.nonce, r.StartAccounts[a].Nonce, e.nonce-r.StartAccounts[a].Nonce))
+			problems = append(problems, fmt.Errorf("account %s: nonce %d, want %d (start %d + %d committed payments): %w; was the account used by another client?",
+				short(a), got.Nonce, e.nonce, r.StartAccounts[a].Nonce, e.nonce-r.StartAccounts[a].Nonce, ErrNonceMismatch))
 		}
 	}
 	return problems

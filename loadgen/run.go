@@ -104,7 +104,7 @@ func readStart(ctx context.Context, cfg Config) (uint64, map[ledger.Address]node
 		}
 		errs = append(errs, err)
 	}
-	return 0, nil, fmt.Errorf("read start state: no node answered: %w", errors.Join(errs...))
+	return 0, nil, fmt.Errorf("read start state: %w: %w", ErrNoNodeAnswered, errors.Join(errs...))
 }
 
 // readAccounts reads every account in addrs from n.
@@ -422,6 +422,14 @@ func (r *run) deliver(ctx context.Context, s *sender, raw []byte, p Payment) out
 
 // errBadReceipt marks a receipt that does not acknowledge the payment sent.
 var errBadReceipt = errors.New("bad receipt")
+
+// ErrNoNodeAnswered means no node of the configuration could be read
+// before the run.
+var ErrNoNodeAnswered = errors.New("no node answered")
+
+// ErrNonceMismatch is wrapped by Verify's error for an account whose
+// nonce on chain differs from the run's payments: another client used it.
+var ErrNonceMismatch = errors.New("nonce differs from the run's committed payments")
 
 // checkReceipt makes sure a receipt acknowledges p: the same transaction
 // id, committed, in a block after genesis.

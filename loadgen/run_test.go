@@ -189,7 +189,7 @@ func TestRunCountsRejectionsAndRereadsTheNonce(t *testing.T) {
 	}
 	// The other client's payment breaks the accounting, and Verify says so.
 	err = res.Verify(ctx, &fakeNode{l: l})
-	if err == nil || !strings.Contains(err.Error(), "used by another client") {
+	if !errors.Is(err, ErrNonceMismatch) {
 		t.Fatalf("Verify = %v, want a nonce mismatch naming another client", err)
 	}
 }
@@ -481,7 +481,7 @@ func TestRunWithAnUnreachableNodeOnly(t *testing.T) {
 	cfg := baseConfig(t, l)
 	cfg.Nodes = []Node{&fakeNode{l: l, down: true}}
 	_, err := Run(testContext(t), cfg)
-	if err == nil || !strings.Contains(err.Error(), "no node answered") {
+	if !errors.Is(err, ErrNoNodeAnswered) {
 		t.Fatalf("Run = %v, want 'no node answered'", err)
 	}
 }

@@ -28,34 +28,24 @@ import (
 
 const maxRequestBody = 64 << 10
 
-// clientHTTPLimits maps the configured client limits onto httplimit's
-// (zero fields keep httplimit's defaults).
-func (c Config) clientHTTPLimits() httplimit.Config {
-	l := c.ClientLimits
-	return httplimit.Config{
-		ReadHeaderTimeout: time.Duration(l.ReadHeaderTimeout),
-		ReadTimeout:       time.Duration(l.ReadTimeout),
-		WriteTimeout:      time.Duration(l.WriteTimeout),
-		IdleTimeout:       time.Duration(l.IdleTimeout),
-		MaxConns:          l.MaxConnections,
-		MaxConnsPerSource: l.MaxConnectionsPerSource,
-		Rate:              l.RateLimit,
-		Burst:             l.RateBurst,
-		MaxBody:           maxRequestBody,
-		Reject: func(w http.ResponseWriter, _ *http.Request, status int, reason httplimit.Reason, msg string) {
-			code := nodeapi.CodeRateLimited
-			if reason == httplimit.ReasonTooLarge {
-				code = nodeapi.CodeTooLarge
-			}
-			writeErr(w, status, code, msg, "")
-		},
+// clientHTTPLimits maps the configured client limits onto httplimit's,
+// refusals answered as API errors.
+func clientHTTPLimits(c Config) httplimit.Config {
+	l := c.ClientLimits.HTTPLimits(maxRequestBody)
+	l.Reject = func(w http.ResponseWriter, _ *http.Request, status int, reason httplimit.Reason, msg string) {
+		code := nodeapi.CodeRateLimited
+		if reason == httplimit.ReasonTooLarge {
+			code = nodeapi.CodeTooLarge
+		}
+		writeErr(w, status, code, msg, "")
 	}
+	return l
 }
 
 // clientServer returns the client API's server and wraps ln in its
 // connection limits and attested TLS.
 func (n *Node) clientServer(ln net.Listener) (*http.Server, net.Listener, error) {
-	lim, err := httplimit.New(n.cfg.clientHTTPLimits())
+	lim, err := httplimit.New(clientHTTPLimits(n.cfg))
 	if err != nil {
 		return nil, nil, fmt.Errorf("client API: %w", err)
 	}
@@ -426,7 +416,7 @@ func (n *Node) Status() nodeapi.Status {
 		MREnclave: n.identity.UniqueID, MRSigner: n.identity.SignerID, SVN: n.identity.SecurityVersion,
 		Debug: n.identity.Debug, Simulated: n.platform.Simulated,
 		Height: h, HeadHash: hash.String(), Pending: n.store.PoolSize(),
-		Ingress: n.ingress.String(), HaltHeight: n.store.HaltHeight(),
+		Ingress: n.ingress.state(), HaltHeight: n.store.HaltHeight(),
 		Leader: n.raft.Leader(), Term: n.raft.Term(), AppliedIndex: n.store.AppliedIndex(),
 		SchemaVersion: n.store.Schema(), ClientAddr: n.cfg.ClientListen, PeerAddr: n.cfg.PeerListen,
 		StartedAt: n.startedAt,

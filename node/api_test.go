@@ -26,7 +26,7 @@ func TestClientAPILimits(t *testing.T) {
 	n := testNode(t, l, self)
 	n.cfg.ClientLimits = ClientLimits{RateLimit: 1, RateBurst: 4}
 	n.cfg = n.cfg.WithDefaults()
-	if err := n.cfg.clientHTTPLimits().WithDefaults().Validate(); err != nil {
+	if err := clientHTTPLimits(n.cfg).WithDefaults().Validate(); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
@@ -113,7 +113,7 @@ func TestClientLimitsConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hl := loaded.WithDefaults().clientHTTPLimits()
+	hl := clientHTTPLimits(loaded.WithDefaults())
 	if hl.MaxConns != 100 || hl.MaxConnsPerSource != 10 || hl.Rate != 50 || hl.Burst != 60 || hl.ReadHeaderTimeout != 2*time.Second ||
 		hl.ReadTimeout != 3*time.Second || hl.WriteTimeout != 30*time.Second || hl.IdleTimeout != time.Minute || hl.MaxBody != maxRequestBody {
 		t.Fatalf("limits from the file: %+v", hl)

@@ -13,8 +13,10 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/teeup/teeup/internal/buildinfo"
-	"github.com/teeup/teeup/internal/fault"
+	"github.com/teeup/teeup/internal/fsutil"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/ledger"
+	"github.com/teeup/teeup/nodeconfig"
 	"github.com/teeup/teeup/tee"
 	"github.com/teeup/teeup/tee/boot"
 )
@@ -58,7 +60,7 @@ func NewCommand(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			faults, err := fault.FromEnv()
+			faults, err := faultsFromEnv(stderr)
 			if err != nil {
 				return err
 			}
@@ -125,7 +127,7 @@ func resolveConfig(path string, flags *Config, fs *pflag.FlagSet) (*Config, erro
 	c := &Config{}
 	if path != "" {
 		var err error
-		if c, err = LoadConfig(path); err != nil {
+		if c, err = nodeconfig.Load(path); err != nil {
 			return nil, err
 		}
 	}
@@ -178,6 +180,9 @@ func runMigrate(ctx context.Context, cfg Config, dryRun bool, stdout, stderr io.
 	if err != nil {
 		return fmt.Errorf("genesis: %w", err)
 	}
+	if err := fsutil.PrivateDir(cfg.DataDir); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
 	p, err := boot.Open(boot.Options{Program: "teeup-node", PlatformDir: cfg.Platform, Debug: cfg.EnclaveDebug, Warnings: stderr})
 	if err != nil {
 		return err
@@ -189,7 +194,7 @@ func runMigrate(ctx context.Context, cfg Config, dryRun bool, stdout, stderr io.
 		}
 		return err
 	}
-	from, to, steps, err := ledger.Migrate(ctx, LedgerDir(cfg.DataDir), ledger.MigrateOptions{Key: keys.LedgerKey, Target: TargetSchema(), DryRun: dryRun})
+	from, to, steps, err := ledger.Migrate(ctx, layout.Node(cfg.DataDir).Ledger(), ledger.MigrateOptions{Key: keys.LedgerKey, Target: TargetSchema(), DryRun: dryRun})
 	if err != nil {
 		return err
 	}

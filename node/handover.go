@@ -11,7 +11,6 @@ import (
 	"github.com/teeup/teeup/handover"
 	"github.com/teeup/teeup/internal/unixsock"
 	"github.com/teeup/teeup/release"
-	"github.com/teeup/teeup/tee"
 )
 
 // startHandoverServer serves this node's keys to the upgrade agent on the
@@ -29,15 +28,8 @@ func (n *Node) startHandoverServer(ctx context.Context) (net.Listener, error) {
 		Role:    release.RoleNode,
 		Secret:  k.Encode(),
 		Height:  func() uint64 { h, _ := n.store.Head(); return h },
-		AcceptRequester: func(role release.Role, id tee.Identity) error {
-			if role != release.RoleAgent {
-				return fmt.Errorf("only the upgrade agent may request the node's keys, not a %s", role)
-			}
-			if id.Debug && !n.identity.Debug && !n.cfg.AllowDebugPeers {
-				return fmt.Errorf("agent %s is a debug enclave", id.UniqueID.Short())
-			}
-			return nil
-		},
+		// Only the upgrade agent may request the node's keys.
+		AcceptRequester: n.agentPeer().AcceptRequester,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("handover provider: %w", err)
@@ -69,6 +61,13 @@ func (n *Node) startHandoverServer(ctx context.Context) (net.Listener, error) {
 	return ln, nil
 }
 
+// agentPeer is who the node exchanges keys with: the upgrade agent; a
+// debug agent only when this node is itself a debug enclave or allows
+// debug peers.
+func (n *Node) agentPeer() handover.Peer {
+	return handover.AgentPeer(n.identity.Debug || n.cfg.AllowDebugPeers)
+}
+
 // importKeys runs the second leg of the handover as the requester: this
 // new node asks the agent for the keys, proves its identity with a local
 // report for the agent plus its network-signed enclave ID, checks that the
@@ -88,15 +87,9 @@ func (n *Node) importKeys(ctx context.Context) (*Keys, error) {
 		KMG:     n.genesis.KMG,
 		Role:    release.RoleNode,
 		ID:      *id,
-		AcceptProvider: func(role release.Role, pid tee.Identity, providerID *release.EnclaveID) error {
-			if role != release.RoleAgent || providerID == nil {
-				return errors.New("keys may only come from an upgrade agent with a network-signed agent enclave ID")
-			}
-			if pid.Debug && !n.identity.Debug && !n.cfg.AllowDebugPeers {
-				return fmt.Errorf("agent %s is a debug enclave", pid.UniqueID.Short())
-			}
-			return nil
-		},
+		// Keys may only come from an upgrade agent with a network-signed
+		// agent enclave ID.
+		AcceptProvider: n.agentPeer().AcceptProvider,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("import keys: %w", err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/teeup/teeup/internal/fsutil"
+	"github.com/teeup/teeup/nodeapi"
 )
 
 // ingressState is whether client ingress is open. It is persisted so that
@@ -65,13 +66,15 @@ func (s *ingressState) set(open bool, reason string) error {
 	return nil
 }
 
-func (s *ingressState) String() string {
+func (s *ingressState) String() string { return string(s.state()) }
+
+func (s *ingressState) state() nodeapi.IngressState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.st.Open {
-		return "open"
+		return nodeapi.IngressOpen
 	}
-	return "closed"
+	return nodeapi.IngressClosed
 }
 
 func (s *ingressState) reason() string {

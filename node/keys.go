@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/teeup/teeup/internal/fsutil"
 	"github.com/teeup/teeup/internal/wire"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/ledger"
 	"github.com/teeup/teeup/tee"
 )
@@ -64,31 +64,23 @@ func DecodeKeys(b []byte) (*Keys, error) {
 	return k, nil
 }
 
-// KeysDir is where sealed key blobs live, one per node MRENCLAVE that
-// has held them: DATA/keys/<mrenclave>.sealed. Old versions' blobs stay
-// until the upgrade agent finalizes, so a rollback can restart them.
-func KeysDir(dataDir string) string { return filepath.Join(dataDir, "keys") }
-
-// SealedKeysPath returns the sealed key file for measurement m.
-func SealedKeysPath(dataDir string, m tee.Measurement) string {
-	return filepath.Join(KeysDir(dataDir), m.String()+".sealed")
-}
-
 func sealAD(chainID string, nodeID uint64) []byte {
 	return fmt.Appendf(nil, "teeup node keys v1|%s|%d", chainID, nodeID)
 }
 
 // SaveKeys seals keys under the enclave's MRENCLAVE and writes them
-// atomically.
+// atomically to the data dir's sealed key file for it (layout.Node.SealedKeys).
+// Old versions' files stay until the upgrade agent finalizes, so a rollback
+// can restart them.
 func SaveKeys(e tee.Enclave, dataDir string, k *Keys) error {
 	blob, err := tee.Seal(e, tee.SealUnique, k.Encode(), sealAD(k.ChainID, k.NodeID))
 	if err != nil {
 		return fmt.Errorf("seal keys: %w", err)
 	}
-	if err := os.MkdirAll(KeysDir(dataDir), 0o700); err != nil {
+	if err := os.MkdirAll(layout.Node(dataDir).Keys(), 0o700); err != nil {
 		return fmt.Errorf("seal keys: %w", err)
 	}
-	if err := fsutil.WriteFileAtomic(SealedKeysPath(dataDir, e.Identity().UniqueID), blob, 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(layout.Node(dataDir).SealedKeys(e.Identity().UniqueID), blob, 0o600); err != nil {
 		return fmt.Errorf("seal keys: %w", err)
 	}
 	// Read back: keys are only as safe as a blob that really unseals.
@@ -109,7 +101,7 @@ var ErrNoKeys = errors.New("no keys sealed for this enclave")
 // exist; the error also names measurements that do have sealed keys, which
 // only a handover can move to this enclave.
 func LoadKeys(e tee.Enclave, dataDir, chainID string, nodeID uint64) (*Keys, error) {
-	path := SealedKeysPath(dataDir, e.Identity().UniqueID)
+	path := layout.Node(dataDir).SealedKeys(e.Identity().UniqueID)
 	blob, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		others := OtherSealedKeys(dataDir, e.Identity().UniqueID)
@@ -139,20 +131,17 @@ func LoadKeys(e tee.Enclave, dataDir, chainID string, nodeID uint64) (*Keys, err
 // OtherSealedKeys lists the short measurements of key blobs sealed by
 // enclaves other than m.
 func OtherSealedKeys(dataDir string, m tee.Measurement) []string {
-	ents, err := os.ReadDir(KeysDir(dataDir))
+	ents, err := os.ReadDir(layout.Node(dataDir).Keys())
 	if err != nil {
 		return nil
 	}
 	var out []string
 	for _, e := range ents {
-		name, ok := strings.CutSuffix(e.Name(), ".sealed")
-		if !ok || name == m.String() {
+		sealedTo, ok := layout.SealedKeysMeasurement(e.Name())
+		if !ok || sealedTo == m {
 			continue
 		}
-		if len(name) > 12 {
-			name = name[:12]
-		}
-		out = append(out, name)
+		out = append(out, sealedTo.Short())
 	}
 	return out
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/ledger"
 	"github.com/teeup/teeup/tee"
 	"github.com/teeup/teeup/tee/sim"
@@ -66,11 +67,11 @@ func TestKeysSealedPerMeasurement(t *testing.T) {
 		t.Fatal("keys of node 3 loaded as node 4")
 	}
 	// A blob renamed to the other version's file does not unseal.
-	raw, err := os.ReadFile(SealedKeysPath(data, v1.Identity().UniqueID))
+	raw, err := os.ReadFile(layout.Node(data).SealedKeys(v1.Identity().UniqueID))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(SealedKeysPath(data, v2.Identity().UniqueID), raw, 0o600); err != nil {
+	if err := os.WriteFile(layout.Node(data).SealedKeys(v2.Identity().UniqueID), raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := LoadKeys(v2, data, "c1", 3); err == nil || !errors.Is(err, tee.ErrSealedForOtherEnclave) {

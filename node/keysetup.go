@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/ledger"
 )
 
@@ -32,7 +33,7 @@ func (n *Node) obtainKeys(ctx context.Context) (*Keys, error) {
 	if !errors.Is(err, ErrNoKeys) {
 		return nil, err
 	}
-	_, ledgerErr := os.Stat(LedgerDir(n.cfg.DataDir))
+	_, ledgerErr := os.Stat(layout.Node(n.cfg.DataDir).Ledger())
 	existing := ledgerErr == nil || len(OtherSealedKeys(n.cfg.DataDir, n.identity.UniqueID)) > 0
 	if n.cfg.ImportKeysFrom != "" && existing {
 		// A new version on an existing node: only the handover gives it the keys.

@@ -2,6 +2,8 @@ package node
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/teeup/teeup/nodeapi"
 )
 
 // nodeCollector exposes the node's state as Prometheus metrics, read at
@@ -52,5 +54,5 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(st.Pending))
 	ch <- prometheus.MustNewConstMetric(c.peers, prometheus.GaugeValue, float64(connected))
 	ch <- prometheus.MustNewConstMetric(c.leader, prometheus.GaugeValue, b(st.Leader == st.NodeID))
-	ch <- prometheus.MustNewConstMetric(c.ingressOpen, prometheus.GaugeValue, b(st.Ingress == "open"))
+	ch <- prometheus.MustNewConstMetric(c.ingressOpen, prometheus.GaugeValue, b(st.Ingress == nodeapi.IngressOpen))
 }

@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,7 +22,8 @@ import (
 	"github.com/teeup/teeup/attest"
 	"github.com/teeup/teeup/consensus"
 	"github.com/teeup/teeup/internal/buildinfo"
-	"github.com/teeup/teeup/internal/fault"
+	"github.com/teeup/teeup/internal/fsutil"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/ledger"
 	"github.com/teeup/teeup/tee"
 	"github.com/teeup/teeup/tee/boot"
@@ -33,7 +33,7 @@ import (
 type Node struct {
 	cfg      Config
 	log      *slog.Logger
-	faults   fault.Set
+	faults   Faults
 	genesis  *ledger.Genesis
 	self     ledger.GenesisNode
 	platform *boot.Platform
@@ -63,12 +63,9 @@ type Options struct {
 	Stderr io.Writer
 	// Logger receives logs (default: JSON to Stderr at cfg.LogLevel).
 	Logger *slog.Logger
-	// Faults enables fault injection points (tests only).
-	Faults fault.Set
+	// Faults are failure-injection points (tests only; nil means none).
+	Faults Faults
 }
-
-// LedgerDir is where the node's Pebble DB lives inside its data dir.
-func LedgerDir(dataDir string) string { return filepath.Join(dataDir, "ledger") }
 
 // TargetSchema returns the ledger schema this binary runs at: the build's
 // pinned schema, or the newest the registry knows.
@@ -92,6 +89,9 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 	}
 	if opts.Logger == nil {
 		opts.Logger = newLogger(opts.Stderr, cfg.LogLevel)
+	}
+	if opts.Faults == nil {
+		opts.Faults = noFaults{}
 	}
 	n := &Node{
 		cfg:       cfg,
@@ -139,7 +139,7 @@ func (n *Node) run(ctx context.Context, opts Options) error {
 	if n.cfg.ClientListen == "" {
 		n.cfg.ClientListen = self.ClientAddr
 	}
-	if err := os.MkdirAll(n.cfg.DataDir, 0o700); err != nil {
+	if err := fsutil.PrivateDir(n.cfg.DataDir); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
 
@@ -167,7 +167,7 @@ func (n *Node) run(ctx context.Context, opts Options) error {
 	if n.creds, err = attest.NewCredentials(plat.Enclave, [attest.ExtraSize]byte{}); err != nil {
 		return err
 	}
-	n.ingress, err = loadIngress(filepath.Join(n.cfg.DataDir, "ingress.json"))
+	n.ingress, err = loadIngress(layout.Node(n.cfg.DataDir).Ingress())
 	if err != nil {
 		return err
 	}
@@ -211,7 +211,7 @@ func (n *Node) run(ctx context.Context, opts Options) error {
 	if err := n.migrate(ctx, keys); err != nil {
 		return err
 	}
-	n.store, err = ledger.Open(LedgerDir(n.cfg.DataDir), ledger.Options{
+	n.store, err = ledger.Open(layout.Node(n.cfg.DataDir).Ledger(), ledger.Options{
 		Genesis: g, LedgerKey: keys.LedgerKey, SelfMeasurement: n.identity.UniqueID,
 		TargetSchema: TargetSchema(), Logger: n.log,
 	})
@@ -298,7 +298,7 @@ func (n *Node) ledgerKeyForPeer() ([]byte, bool) {
 // migrate runs the forward schema migrations this binary ships before the
 // ledger is opened (and before this node joins consensus).
 func (n *Node) migrate(ctx context.Context, keys *Keys) error {
-	dir := LedgerDir(n.cfg.DataDir)
+	dir := layout.Node(n.cfg.DataDir).Ledger()
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		return nil // a new ledger is created at the target schema
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/teeup/teeup/attest"
 	"github.com/teeup/teeup/tee"
-	"github.com/teeup/teeup/tee/sim"
+	"github.com/teeup/teeup/tee/boot"
 )
 
 // ParseMeasurements parses MRENCLAVE values given as hex, each entry
@@ -38,7 +38,8 @@ func ParseMeasurements(values []string) ([]tee.Measurement, error) {
 type DialConfig struct {
 	// Addr is the node's client API address (host:port).
 	Addr string
-	// RootPath is the simulated attestation root certificate to pin.
+	// RootPath is the simulated attestation root certificate to pin (an
+	// EGo build verifies SGX quotes against Intel's root instead).
 	RootPath string
 	// MREnclaves are the node measurements to accept (hex).
 	MREnclaves []string
@@ -63,7 +64,7 @@ func Dial(c DialConfig) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("attestation root: %w", err)
 	}
-	qv, err := sim.NewVerifierFromPEM(pemBytes)
+	qv, err := boot.NewQuoteVerifier(pemBytes)
 	if err != nil {
 		return nil, fmt.Errorf("attestation root %s: %w", c.RootPath, err)
 	}

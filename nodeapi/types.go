@@ -72,10 +72,17 @@ type Receipt struct {
 	Height uint64 `json:"height"`
 }
 
+// Transaction states, in TxStatus.Status and Receipt.Status.
+const (
+	TxPending   = "pending"
+	TxCommitted = "committed"
+	TxRejected  = "rejected"
+)
+
 // TxStatus reports a transaction's state.
 type TxStatus struct {
 	TxID   string `json:"tx_id"`
-	Status string `json:"status"` // pending, committed, rejected
+	Status string `json:"status"` // TxPending, TxCommitted or TxRejected
 	Height uint64 `json:"height,omitempty"`
 	Reason string `json:"reason,omitempty"`
 }
@@ -131,7 +138,7 @@ type Status struct {
 	Height        uint64          `json:"height"`
 	HeadHash      string          `json:"head_hash"`
 	Pending       int             `json:"pending"`
-	Ingress       string          `json:"ingress"` // open or closed
+	Ingress       IngressState    `json:"ingress"`
 	Halted        bool            `json:"halted"`
 	HaltHeight    uint64          `json:"halt_height,omitempty"`
 	Leader        uint64          `json:"leader"`
@@ -144,6 +151,18 @@ type Status struct {
 	StartedAt     time.Time       `json:"started_at"`
 	Upgrade       *UpgradeState   `json:"upgrade,omitempty"`
 }
+
+// IngressState says whether a node accepts client requests.
+type IngressState string
+
+// Ingress states.
+const (
+	// IngressOpen: payments and account queries are served.
+	IngressOpen IngressState = "open"
+	// IngressClosed: closed for an upgrade (or by an operator); payments
+	// and account queries are refused with CodeClosedForUpgrade.
+	IngressClosed IngressState = "closed"
+)
 
 // UpgradeState is what the node knows of a scheduled enclave upgrade.
 type UpgradeState struct {

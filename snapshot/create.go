@@ -180,10 +180,10 @@ func existing(ctx context.Context, dir string, opts CreateOptions) (*Manifest, e
 		return nil, fmt.Errorf("%s exists but its manifest names %q", dir, m.Name)
 	}
 	if !maps.Equal(m.Labels, opts.Labels) {
-		return nil, fmt.Errorf("%s exists with different labels %v (want %v); refusing to reuse it", dir, m.Labels, opts.Labels)
+		return nil, fmt.Errorf("%s exists with different labels %v (want %v): %w; refusing to reuse it", dir, m.Labels, opts.Labels, ErrConflict)
 	}
 	if opts.StateFile != "" && !opts.AllowMissingState && m.StateFile == "" {
-		return nil, fmt.Errorf("%s exists without a state file, but one is required", dir)
+		return nil, fmt.Errorf("%s exists without a state file, but one is required: %w", dir, ErrConflict)
 	}
 	return m, nil
 }

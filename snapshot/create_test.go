@@ -152,7 +152,7 @@ func TestCreateIdempotent(t *testing.T) {
 	// Different labels: the existing snapshot describes another state.
 	other := opts
 	other.Labels = map[string]string{"height": "101"}
-	if _, err := Create(context.Background(), other); err == nil || !strings.Contains(err.Error(), "different labels") {
+	if _, err := Create(context.Background(), other); !errors.Is(err, ErrConflict) {
 		t.Errorf("Create with other labels: err = %v, want different labels", err)
 	}
 	// Now required state, but the snapshot was taken without one.
@@ -164,7 +164,7 @@ func TestCreateIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 	noState.AllowMissingState = false
-	if _, err := Create(context.Background(), noState); err == nil || !strings.Contains(err.Error(), "without a state file") {
+	if _, err := Create(context.Background(), noState); !errors.Is(err, ErrConflict) {
 		t.Errorf("Create requiring state over a stateless snapshot: err = %v", err)
 	}
 	if calls != 2 {

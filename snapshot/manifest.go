@@ -40,6 +40,11 @@ const partialMarker = ".partial-"
 // match their manifest. Errors wrapping it name the offending file.
 var ErrCorrupt = errors.New("corrupt snapshot")
 
+// ErrConflict is wrapped by Create's error when a snapshot of that name
+// exists but describes another state (other labels, or no state file when
+// one is required): it is not reused.
+var ErrConflict = errors.New("an existing snapshot of that name does not match")
+
 // File is one file of a snapshot with its checksum.
 type File struct {
 	// Path is slash-separated and relative to the snapshot directory.

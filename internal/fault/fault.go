@@ -1,7 +1,8 @@
 // Package fault injects failures at named points of teeup's programs, for
-// crash and failure tests. Faults are enabled only through the TEEUP_FAULTS
-// environment variable (a comma-separated list of point names, each
-// optionally "name=value"); production runs leave it unset.
+// crash and failure tests. Programs link it only in a build with the
+// "faults" tag (their default builds have no-op hooks), and faults are
+// enabled only through the TEEUP_FAULTS environment variable (a
+// comma-separated list of point names, each optionally "name=value").
 //
 // A "crash" fault ends the process at once with exit status 137, as kill -9
 // would, without running deferred functions or flushing anything.
@@ -12,10 +13,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/teeup/teeup/internal/buildinfo"
 )
 
 // EnvVar names the environment variable holding the enabled faults.
-const EnvVar = "TEEUP_FAULTS"
+const EnvVar = buildinfo.FaultsEnvVar
 
 // OnceDirEnvVar names a directory that makes every fault one-shot across
 // processes: when a point fires it leaves a marker file there, and a point

@@ -10,13 +10,22 @@
 //
 // Open never exits the process; it returns an error for the program's main
 // to report.
+//
+// The platform chosen at build time also measures enclave binaries on disk
+// (VerifyBinary) and verifies other enclaves' quotes (NewQuoteVerifier), so
+// that releases, the agent and clients do not depend on tee/sim directly.
 package boot
 
 import (
+	"errors"
 	"io"
 
 	"github.com/teeup/teeup/tee"
 )
+
+// ErrUnsupported is wrapped by the errors of operations this build's
+// platform cannot perform.
+var ErrUnsupported = errors.New("not supported on this platform")
 
 // Options configures Open.
 type Options struct {

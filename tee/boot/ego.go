@@ -7,8 +7,24 @@ import (
 	"io"
 	"os"
 
+	"github.com/teeup/teeup/tee"
 	"github.com/teeup/teeup/tee/ego"
 )
+
+// VerifyBinary is not available under EGo: an SGX enclave's MRENCLAVE is
+// measured over the signed enclave image by the hardware ("ego uniqueid"
+// prints it), not computed from the file here, so releases are checked
+// against the values in their manifest by the platform that loads them.
+func VerifyBinary(path string) (tee.Identity, error) {
+	return tee.Identity{}, fmt.Errorf("measure enclave binary %s: %w (EGo measures enclaves in hardware; use 'ego uniqueid')", path, ErrUnsupported)
+}
+
+// NewQuoteVerifier returns EGo's verifier of SGX quotes, chained to
+// Intel's attestation root. rootPEM, the simulation's pinned root, is not
+// used: SGX quotes chain to Intel's root, which EGo holds.
+func NewQuoteVerifier(rootPEM []byte) (tee.QuoteVerifier, error) {
+	return ego.NewVerifier(ego.VerifierOptions{}), nil
+}
 
 // Open starts the program on real SGX through EGo. It refuses to start
 // unless the process runs inside an EGo enclave (outside one, EGo's seal

@@ -9,8 +9,25 @@ import (
 	"os"
 	"strings"
 
+	"github.com/teeup/teeup/tee"
 	"github.com/teeup/teeup/tee/sim"
 )
+
+// VerifyBinary measures the enclave binary at path as the simulated
+// platform does (MRENCLAVE is the SHA-256 of the file) and checks its
+// signature structure (path + ".sig"): it must verify and declare that
+// measurement. It returns the identity the binary runs with when loaded
+// as a production enclave.
+func VerifyBinary(path string) (tee.Identity, error) {
+	id, _, err := sim.VerifyBinary(path)
+	return id, err
+}
+
+// NewQuoteVerifier returns a verifier of simulated quotes chained to the
+// simulated root certificate rootPEM.
+func NewQuoteVerifier(rootPEM []byte) (tee.QuoteVerifier, error) {
+	return sim.NewVerifierFromPEM(rootPEM)
+}
 
 // Open starts the program on the simulated platform in opts.PlatformDir.
 // It prints the simulation warning first, then loads opts.Binary (or the

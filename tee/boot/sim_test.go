@@ -263,3 +263,59 @@ func TestOpenDefaultsToStderr(t *testing.T) {
 		t.Fatalf("stderr did not get the warning (with the default program name):\n%s", out)
 	}
 }
+
+// VerifyBinary and NewQuoteVerifier are the simulated platform's: a signed
+// binary measures as its SHA-256 with the signer, product and SVN of its
+// signature structure; an unsigned or changed one does not verify; quotes
+// verify against the pinned simulated root.
+func TestMeasureAndVerifyQuotesThroughBoot(t *testing.T) {
+	e := newEnv(t)
+	bin := e.binary(t, "signed", true)
+	id, err := boot.VerifyBinary(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.UniqueID != tee.Measurement(sha256.Sum256(raw)) || id.ProductID != 3 || id.SecurityVersion != 2 || id.Debug {
+		t.Fatalf("identity %+v", id)
+	}
+	if _, err := boot.VerifyBinary(e.binary(t, "unsigned", false)); err == nil {
+		t.Fatal("an unsigned binary verified")
+	}
+	if err := os.WriteFile(bin, append(raw, '!'), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := boot.VerifyBinary(bin); err == nil {
+		t.Fatal("a binary changed after signing verified")
+	}
+
+	p, err := boot.Open(boot.Options{Program: "teeup-test", PlatformDir: e.platformDir, Binary: e.binary(t, "quoted", true), Warnings: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.ReadFile(filepath.Join(e.platformDir, sim.RootCertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	qv, err := boot.NewQuoteVerifier(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := p.Enclave.Quote(tee.ReportData{7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := qv.VerifyQuote(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Identity.UniqueID != p.Enclave.Identity().UniqueID || rep.Data != (tee.ReportData{7}) {
+		t.Fatalf("verified quote %+v", rep)
+	}
+	if _, err := boot.NewQuoteVerifier([]byte("not a certificate")); err == nil {
+		t.Fatal("a malformed root was accepted")
+	}
+}

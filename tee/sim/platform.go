@@ -11,7 +11,7 @@
 //	attestation.crt  its certificate, issued by the simulated root CA
 //	root.crt         the simulated root CA certificate verifiers pin
 //
-// all with mode 0600. The root CA (root.key, root.crt) lives in its own
+// all with mode 0600, in a directory of mode 0700. The root CA (root.key, root.crt) lives in its own
 // directory so several platforms can share one root, as all SGX machines
 // share Intel's.
 //
@@ -39,6 +39,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/teeup/teeup/internal/fsutil"
 )
 
 // File names inside CA and platform directories.
@@ -62,11 +64,12 @@ type CA struct {
 // Certificate returns the root certificate verifiers pin.
 func (ca *CA) Certificate() *x509.Certificate { return ca.cert }
 
-// InitCA creates a new simulated root CA in dir. It refuses to overwrite an
-// existing CA: when dir holds root.key or root.crt it writes nothing and
-// returns an error wrapping os.ErrExist.
+// InitCA creates a new simulated root CA in dir (mode 0700; an existing
+// dir that grants its group or others access is refused). It refuses to
+// overwrite an existing CA: when dir holds root.key or root.crt it writes
+// nothing and returns an error wrapping os.ErrExist.
 func InitCA(dir string) (*CA, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := fsutil.PrivateDir(dir); err != nil {
 		return nil, fmt.Errorf("init CA %s: %w", dir, err)
 	}
 	// Check both files before writing either, so that a refused InitCA
@@ -158,8 +161,11 @@ type Platform struct {
 	id       [8]byte
 }
 
-// InitPlatform creates a platform in dir, certified by ca. It refuses to
-// overwrite an existing platform: losing the secret loses every sealed key.
+// InitPlatform creates a platform in dir (mode 0700), certified by ca. It
+// refuses to overwrite an existing platform: losing the secret loses every
+// sealed key. It refuses an existing dir that grants its group or others
+// access (fsutil.ErrNotPrivate): the platform secret is every enclave's
+// seal and report key.
 func InitPlatform(dir string, ca *CA) (*Platform, error) {
 	if err := prepareNewPlatform(dir); err != nil {
 		return nil, fmt.Errorf("init platform %s: %w", dir, err)
@@ -284,7 +290,7 @@ func (p *Platform) Verifier() *Verifier { return NewVerifier(p.rootCert) }
 // interrupted earlier attempt left behind (everything is written before the
 // secret) are removed.
 func prepareNewPlatform(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := fsutil.PrivateDir(dir); err != nil {
 		return err
 	}
 	if _, err := os.Lstat(filepath.Join(dir, SecretFile)); err == nil {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/teeup/teeup/internal/fsutil"
 	"github.com/teeup/teeup/tee/sim"
 )
 
@@ -110,6 +111,9 @@ func TestInitCARefusesOverwrite(t *testing.T) {
 	}
 	// A root.crt alone (a CA whose key was moved offline) is not overwritten either.
 	crtOnly := t.TempDir()
+	if err := os.Chmod(crtOnly, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	copyFile(t, filepath.Join(f.caDir, sim.RootCertFile), filepath.Join(crtOnly, sim.RootCertFile))
 	if _, err := sim.InitCA(crtOnly); !errors.Is(err, os.ErrExist) {
 		t.Fatalf("InitCA over an existing root.crt: %v, want os.ErrExist", err)
@@ -305,4 +309,41 @@ func equalFiles(a, b map[string][]byte) bool {
 		}
 	}
 	return true
+}
+
+// A platform or CA directory that already exists with group or other
+// access is refused, and nothing is written into it.
+func TestInitRefusesSharedDirectory(t *testing.T) {
+	f := newFixture(t)
+	for _, init := range []struct {
+		name string
+		run  func(dir string) error
+	}{
+		{"platform", func(dir string) error { _, err := sim.InitPlatform(dir, f.ca); return err }},
+		{"CA", func(dir string) error { _, err := sim.InitCA(dir); return err }},
+	} {
+		t.Run(init.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "shared")
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := init.run(dir); !errors.Is(err, fsutil.ErrNotPrivate) {
+				t.Fatalf("init in a 0755 directory: %v, want fsutil.ErrNotPrivate", err)
+			}
+			if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
+				t.Fatalf("the refused directory holds %d entries (%v)", len(ents), err)
+			}
+		})
+	}
+	// A new directory is created owner-only.
+	dir := filepath.Join(t.TempDir(), "new", "platform")
+	if _, err := sim.InitPlatform(dir, f.ca); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("new platform directory: %v %v, want mode 0700", fi.Mode(), err)
+	}
 }

@@ -1,4 +1,4 @@
-package node
+package nodeconfig
 
 import (
 	"os"
@@ -8,13 +8,13 @@ import (
 	"time"
 )
 
-func TestLoadConfig(t *testing.T) {
+func TestLoad(t *testing.T) {
 	dir := t.TempDir()
 	p := filepath.Join(dir, "node.json")
 	if err := os.WriteFile(p, []byte(`{"node_id": 2, "genesis": "g.json", "data_dir": "/abs/data", "submit_timeout": "3s"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := LoadConfig(p)
+	c, err := Load(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,12 +42,12 @@ func TestConfigRejections(t *testing.T) {
 			if err := os.WriteFile(p, []byte(tt.json), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := LoadConfig(p); err == nil || !strings.Contains(err.Error(), tt.want) {
+			if _, err := Load(p); err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("LoadConfig = %v, want %q", err, tt.want)
 			}
 		})
 	}
-	if _, err := LoadConfig(filepath.Join(t.TempDir(), "missing.json")); err == nil {
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.json")); err == nil {
 		t.Fatal("missing file accepted")
 	}
 }

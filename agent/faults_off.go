@@ -1,0 +1,16 @@
+//go:build !faults
+
+package agent
+
+import (
+	"io"
+
+	"github.com/teeup/teeup/internal/buildinfo"
+)
+
+// faultsFromEnv returns no failure injection: this build has none. A
+// TEEUP_FAULTS setting is reported and ignored.
+func faultsFromEnv(stderr io.Writer) (Faults, error) {
+	buildinfo.WarnFaultsIgnored(stderr, "teeup-agent")
+	return noFaults{}, nil
+}

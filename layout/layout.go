@@ -1,0 +1,163 @@
+// Package layout owns the on-disk layout of a teeup host. A node keeps
+// everything in its data directory, the upgrade agent in its own
+// directory:
+//
+//	DATA/                      node data directory (0700)
+//	  ledger/                  Pebble ledger
+//	  keys/<mrenclave>.sealed  application keys, sealed to one node MRENCLAVE
+//	  admin.sock               admin API (default; node.json may move it)
+//	  handover.sock            the node serves its keys to the agent (default)
+//	  ingress.json             client ingress state
+//	  incoming/                state received from peers before it is installed
+//
+//	AGENT/                     agent directory (0700)
+//	  journal.json             the agent's journal
+//	  agent-id.json            the agent's verified network-signed enclave ID
+//	  releases/<version>/      staged release: release.json, teeup-node(.sig), teeup-distribute
+//	  keys/<upgrade>.sealed    keys the agent holds during a handover
+//	  snapshots/<name>/        ledger snapshots
+//	  agent.sock               admin API
+//	  handover.sock            the agent serves held keys to the new node
+//	  node.pid, distribute.pid supervised processes
+//	  node.log                 the node's output (default)
+//
+// Every program that reads or writes these paths (node, agent, devnet,
+// snapshots, the CLI, tests) calls this package; none spells a name out.
+// It depends on nothing heavier than package tee, so the agent links it
+// without the node.
+package layout
+
+import (
+	"path/filepath"
+	"strings"
+
+	"github.com/teeup/teeup/tee"
+)
+
+// Program binary names, as releases and devnets lay them out.
+const (
+	NodeProgram       = "teeup-node"
+	AgentProgram      = "teeup-agent"
+	DistributeProgram = "teeup-distribute"
+)
+
+// SigStructSuffix is appended to an enclave binary's path to name its
+// signature structure (tee/sim's BINARY.sig; a release's URL + ".sig").
+const SigStructSuffix = ".sig"
+
+// SigStruct returns the signature structure path of an enclave binary.
+func SigStruct(binary string) string { return binary + SigStructSuffix }
+
+// sealedSuffix ends the name of every sealed key file.
+const sealedSuffix = ".sealed"
+
+// Node is a node's data directory.
+type Node string
+
+// Dir returns the directory itself.
+func (d Node) Dir() string { return string(d) }
+
+// Ledger is the Pebble ledger's directory.
+func (d Node) Ledger() string { return filepath.Join(string(d), "ledger") }
+
+// Keys holds the sealed key files, one per node MRENCLAVE that has held
+// the keys. Old versions' files stay until the agent finalizes an upgrade.
+func (d Node) Keys() string { return filepath.Join(string(d), "keys") }
+
+// SealedKeys is the key file sealed to MRENCLAVE m.
+func (d Node) SealedKeys(m tee.Measurement) string {
+	return filepath.Join(d.Keys(), m.String()+sealedSuffix)
+}
+
+// SealedKeysMeasurement parses the name of a file in Keys: the MRENCLAVE
+// its keys are sealed to, and whether the name is a sealed key file's.
+func SealedKeysMeasurement(name string) (tee.Measurement, bool) {
+	hexm, ok := strings.CutSuffix(name, sealedSuffix)
+	if !ok {
+		return tee.Measurement{}, false
+	}
+	m, err := tee.ParseMeasurement(hexm)
+	return m, err == nil
+}
+
+// AdminSocket is the admin API's default unix socket.
+func (d Node) AdminSocket() string { return filepath.Join(string(d), "admin.sock") }
+
+// HandoverSocket is where the node serves its keys to the agent by default.
+func (d Node) HandoverSocket() string { return filepath.Join(string(d), "handover.sock") }
+
+// Ingress is the persisted client ingress state.
+func (d Node) Ingress() string { return filepath.Join(string(d), "ingress.json") }
+
+// Incoming is where state received from peers is assembled before the
+// node installs it.
+func (d Node) Incoming() string { return filepath.Join(string(d), "incoming") }
+
+// Agent is an upgrade agent's directory.
+type Agent string
+
+// AgentOfSocket returns the agent directory whose admin socket is sock
+// (the agent's socket always lives in its directory).
+func AgentOfSocket(sock string) Agent { return Agent(filepath.Dir(sock)) }
+
+// Dir returns the directory itself.
+func (d Agent) Dir() string { return string(d) }
+
+// Journal is the agent's journal.
+func (d Agent) Journal() string { return filepath.Join(string(d), "journal.json") }
+
+// EnclaveIDCache holds the agent's verified network-signed enclave ID.
+func (d Agent) EnclaveIDCache() string { return filepath.Join(string(d), "agent-id.json") }
+
+// Releases holds the staged releases, one directory per version.
+func (d Agent) Releases() string { return filepath.Join(string(d), "releases") }
+
+// Release is the staged release of version v.
+func (d Agent) Release(v string) Release { return Release(filepath.Join(d.Releases(), v)) }
+
+// HeldKeysDir holds the keys the agent holds during handovers.
+func (d Agent) HeldKeysDir() string { return filepath.Join(string(d), "keys") }
+
+// HeldKeys is the key file the agent sealed for upgrade id.
+func (d Agent) HeldKeys(id string) string { return filepath.Join(d.HeldKeysDir(), id+sealedSuffix) }
+
+// Snapshots holds the agent's ledger snapshots.
+func (d Agent) Snapshots() string { return filepath.Join(string(d), "snapshots") }
+
+// Snapshot is the snapshot called name.
+func (d Agent) Snapshot(name string) string { return filepath.Join(d.Snapshots(), name) }
+
+// Socket is the agent's admin API socket.
+func (d Agent) Socket() string { return filepath.Join(string(d), "agent.sock") }
+
+// HandoverSocket is where the agent serves held keys to a new node.
+func (d Agent) HandoverSocket() string { return filepath.Join(string(d), "handover.sock") }
+
+// NodePID records the supervised node's pid.
+func (d Agent) NodePID() string { return filepath.Join(string(d), "node.pid") }
+
+// DistributePID records the supervised distribution process's pid.
+func (d Agent) DistributePID() string { return filepath.Join(string(d), "distribute.pid") }
+
+// NodeLog is where the node's output goes unless configured otherwise.
+func (d Agent) NodeLog() string { return filepath.Join(string(d), "node.log") }
+
+// Release is a release's directory of binaries: a staged release in an
+// agent directory, or a devnet's releases/<version>.
+type Release string
+
+// Dir returns the directory itself.
+func (r Release) Dir() string { return string(r) }
+
+// Manifest is the signed release manifest.
+func (r Release) Manifest() string { return filepath.Join(string(r), "release.json") }
+
+// NodeBinary is the release's teeup-node; its signature structure is
+// SigStruct(NodeBinary()).
+func (r Release) NodeBinary() string { return filepath.Join(string(r), NodeProgram) }
+
+// AgentBinary is the release's teeup-agent.
+func (r Release) AgentBinary() string { return filepath.Join(string(r), AgentProgram) }
+
+// DistributeBinary is the release's teeup-distribute, when it ships one.
+func (r Release) DistributeBinary() string { return filepath.Join(string(r), DistributeProgram) }
