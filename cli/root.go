@@ -30,6 +30,7 @@ func NewRoot() *cobra.Command {
 		newEnclaveCmd(),
 		newKeysCmd(),
 		newReleaseCmd(),
+		newMemberCmd(),
 		newDevnetCmd(),
 		newPayCmd(),
 		newBalanceCmd(),

@@ -52,6 +52,8 @@ type Network struct {
 	// Agents reports whether hosts run an upgrade agent that supervises
 	// the node; otherwise devnet runs the node directly.
 	Agents bool `json:"agents"`
+	// RaftCompactEvery is the nodes' raft_compact_every (0: default).
+	RaftCompactEvery uint64 `json:"raft_compact_every,omitempty"`
 }
 
 // Release is a set of binaries laid out under releases/<version>.

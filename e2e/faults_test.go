@@ -251,6 +251,7 @@ func TestKillNineLosesNoAcknowledgedPayment(t *testing.T) {
 	}
 	top := tn.minHeight(ctx, survivors...)
 	tn.waitHeight(ctx, top, int(victim.ID))
+	tn.waitCurrent(ctx, int(victim.ID))
 	tn.checkSameChain(ctx, top)
 	if err := res.Verify(ctx, tn.clients[victim.ID-1]); err != nil {
 		t.Fatalf("through the restarted node: %v", err)

@@ -64,6 +64,12 @@ type GenesisNode struct {
 	Name       string `json:"name"`
 	PeerAddr   string `json:"peer_addr"`
 	ClientAddr string `json:"client_addr"`
+	// Operator is the public key (hex) of the node's operator: it may
+	// re-key the node on chain and administer its host remotely.
+	Operator Address `json:"operator,omitzero"`
+	// NodeKey, if set, is the node identity key (hex) the node must
+	// register with; unset, the first key it registers is taken.
+	NodeKey Address `json:"node_key,omitzero"`
 }
 
 // GenesisAccount is an initial balance.
