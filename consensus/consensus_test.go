@@ -253,7 +253,9 @@ func (n *testNode) runOnce(ctx context.Context, started func(error)) error {
 	var r *Raft
 	var authorize Authorizer
 	if n.c.authorize != nil {
-		authorize = func(id uint64, key ed25519.PublicKey, purpose Purpose) error { return n.c.authorize(n.id, id, key, purpose) }
+		authorize = func(id uint64, key ed25519.PublicKey, purpose Purpose) error {
+			return n.c.authorize(n.id, id, key, purpose)
+		}
 	}
 	tr, err := NewTransport(TransportConfig{
 		ID: n.id, Listen: n.c.addrs[n.id], Peers: n.c.addrs, Creds: creds, NodeKey: n.key, Authorize: authorize,

@@ -38,9 +38,9 @@ func NewIncarnation() ([16]byte, error) {
 type hello struct {
 	Purpose Purpose
 	NodeID  uint64
-	Key    ed25519.PublicKey
-	Boot   BootInfo
-	Sig    []byte
+	Key     ed25519.PublicKey
+	Boot    BootInfo
+	Sig     []byte
 }
 
 const (

@@ -254,12 +254,12 @@ type Transport struct {
 	wg      sync.WaitGroup
 	started bool
 
-	mu       sync.Mutex
-	peers    map[uint64]*peer
-	inbound  map[net.Conn]uint64 // connection → peer id (0 before its hello)
-	boot     BootInfo
-	raftUp   bool
-	hooks    RaftHooks
+	mu      sync.Mutex
+	peers   map[uint64]*peer
+	inbound map[net.Conn]uint64 // connection → peer id (0 before its hello)
+	boot    BootInfo
+	raftUp  bool
+	hooks   RaftHooks
 }
 
 // RaftHooks connect the transport to raft.

@@ -161,9 +161,9 @@ const (
 	membershipVersion  = 1
 )
 
-func memberKey(id uint64) []byte       { return heightKey(prefixMember, id) }
-func memberChangeKey(n uint64) []byte  { return heightKey(prefixMemberChange, n) }
-func payloadHash(payload []byte) Hash  { return sha256.Sum256(payload) }
+func memberKey(id uint64) []byte      { return heightKey(prefixMember, id) }
+func memberChangeKey(n uint64) []byte { return heightKey(prefixMemberChange, n) }
+func payloadHash(payload []byte) Hash { return sha256.Sum256(payload) }
 func (g *storedGroup) group() release.Group {
 	keys := make([]string, len(g.Keys))
 	for i, k := range g.Keys {

@@ -63,7 +63,7 @@ func decodeNodeKeyHistory(k, v []byte) (uint64, Address, error) {
 	copy(key[:], rest[8:])
 	return binary.BigEndian.Uint64(rest[:8]), key, nil
 }
-func statusKey(h Hash) []byte     { return append([]byte(prefixStatus), h[:]...) }
+func statusKey(h Hash) []byte { return append([]byte(prefixStatus), h[:]...) }
 
 // historyKey is x/ + address + height + index within the block.
 func historyKey(a Address, height uint64, index uint32) []byte {

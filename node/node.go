@@ -54,10 +54,10 @@ type Node struct {
 	// transport's authorizer, the early admin status).
 	storeRef atomic.Pointer[ledger.Store]
 	raftRef  atomic.Pointer[consensus.Raft]
-	tr    *consensus.Transport
-	raft  *consensus.Raft
-	snaps *consensus.Snapshots
-	sync  *syncTracker
+	tr       *consensus.Transport
+	raft     *consensus.Raft
+	snaps    *consensus.Snapshots
+	sync     *syncTracker
 
 	applied  *notifier
 	waiters  *waiters

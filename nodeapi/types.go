@@ -45,7 +45,7 @@ const (
 	CodeCatchingUp = "catching_up"
 	// CodeDiverged: the node's chain differs from the network's.
 	CodeDiverged = "diverged"
-	CodeInternal         = "internal"
+	CodeInternal = "internal"
 	// CodeNotLeader: the request needs the leader.
 	CodeNotLeader = "not_leader"
 )
