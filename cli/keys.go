@@ -33,6 +33,22 @@ func newKeysCmd() *cobra.Command {
 		},
 	}
 	gen.Flags().StringVar(&out, "out", "", "path of the private key file to create (its public key goes to FILE.pub)")
-	cmd.AddCommand(gen)
+	show := &cobra.Command{
+		Use:   "show FILE",
+		Short: "Print the public key (hex) of a key file: private or public PEM, or 64 hex digits",
+		Long: `Print the ed25519 public key held in FILE as 64 hex digits: the form genesis files, bundles
+and --key arguments use. FILE may be a private key (PEM PKCS #8, as 'teeup keys gen' writes it),
+a public key (PEM PKIX, FILE.pub) or a file of 64 hex digits. Only the public key is printed.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pub, err := keyfile.ReadPublic(args[0])
+			if err != nil {
+				return fmt.Errorf("keys show: %w", err)
+			}
+			fmt.Fprintf(stdoutOf(cmd), "%s\n", hex.EncodeToString(pub))
+			return nil
+		},
+	}
+	cmd.AddCommand(gen, show)
 	return cmd
 }

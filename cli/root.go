@@ -29,6 +29,8 @@ func NewRoot() *cobra.Command {
 		newPlatformCmd(),
 		newEnclaveCmd(),
 		newKeysCmd(),
+		newHostCmd(),
+		newGenesisCmd(),
 		newReleaseCmd(),
 		newMemberCmd(),
 		newDevnetCmd(),

@@ -110,9 +110,10 @@ type Raft struct {
 	confMu sync.Mutex
 	conf   *pb.ConfState
 
-	// seenBoot is, per peer, the incarnation already checked for amnesia
-	// (raft goroutine only).
-	seenBoot map[uint64][16]byte
+	// amnesiaTerm is, per follower, the term in which this leader last
+	// handed leadership away because the follower lost state.
+	amnesiaMu   sync.Mutex
+	amnesiaTerm map[uint64]uint64
 }
 
 // Start opens raft storage and starts the node.
@@ -156,7 +157,7 @@ func Start(cfg Config) (*Raft, error) {
 		return nil, err
 	}
 	r := &Raft{cfg: cfg, log: cfg.Logger.With("component", "consensus"), storage: st, stopped: make(chan struct{}),
-		seenBoot: make(map[uint64][16]byte), conf: cfg.ConfState}
+		amnesiaTerm: make(map[uint64]uint64), conf: cfg.ConfState}
 	isGenesisMember := false
 	for _, id := range cfg.Members {
 		isGenesisMember = isGenesisMember || id == cfg.ID
@@ -234,6 +235,10 @@ func (r *Raft) Step(m *pb.Message) {
 		return
 	case pb.MessageType_MsgHeartbeat:
 		m = r.clampHeartbeat(m)
+	case pb.MessageType_MsgAppResp:
+		if m.GetReject() {
+			r.checkRejection(m)
+		}
 	}
 	r.step(m)
 }
@@ -390,9 +395,6 @@ func (r *Raft) Run(ctx context.Context) error {
 			return nil
 		case <-ticker.C:
 			r.node.Tick()
-			if r.IsLeader() {
-				r.checkAmnesia()
-			}
 		case rd := <-r.node.Ready():
 			if err := r.handleReady(rd); err != nil {
 				if errors.Is(err, ErrInstallSnapshot) {
@@ -645,38 +647,42 @@ func (r *Raft) TransferLeadershipTo(ctx context.Context, to uint64, reason strin
 	r.node.TransferLeadership(ctx, r.cfg.ID, to)
 }
 
-// checkAmnesia, on the leader, looks for peers that restarted with less
-// log than they had acknowledged (a wiped disk, a restore from an older
-// copy). Raft never lowers its memory of a peer's match index, so it
-// would keep crediting that peer with entries it lost: replication to it
-// would stall and commit quorums would count entries it no longer has. A
-// new term resets every peer's progress, so the leader hands leadership
-// to another up-to-date voter.
-func (r *Raft) checkAmnesia() {
-	var fresh []PeerInfo
-	for _, p := range r.cfg.Transport.Peers() {
-		if !p.BootSeen.IsZero() && p.Boot.Incarnation != r.seenBoot[p.ID] {
-			fresh = append(fresh, p)
-		}
-	}
-	if len(fresh) == 0 {
+// checkRejection, on the leader, looks at a follower's rejection of an
+// append before raft sees it. A follower rejects an append at an index at
+// or below what it acknowledged before only if it lost entries it had
+// stored: its disk was wiped, or restored from an older copy. Raft never
+// lowers its memory of a follower's match index (it ignores such a
+// rejection as stale), so it would keep crediting the follower with
+// entries it no longer has: replication to it would stall, and commit
+// quorums would count entries it does not hold. A new term resets every
+// follower's progress, so the leader hands leadership to another
+// up-to-date voter (and that leader probes the follower from scratch).
+func (r *Raft) checkRejection(m *pb.Message) {
+	if !r.IsLeader() || m.GetTerm() != r.Term() {
 		return
 	}
-	match := map[uint64]uint64{}
+	from := m.GetFrom()
+	var match uint64
 	for _, pr := range r.Progresses() {
-		match[pr.ID] = pr.Match
-	}
-	for _, p := range fresh {
-		r.seenBoot[p.ID] = p.Boot.Incarnation
-		if m := match[p.ID]; m > p.Boot.LastIndex {
-			r.log.Warn("peer restarted with less log than it had acknowledged (lost or restored state)",
-				"peer", p.ID, "acknowledged", m, "log_at_start", p.Boot.LastIndex)
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			if _, err := r.TransferLeadership(ctx, fmt.Sprintf("peer %d lost state", p.ID), p.ID); err != nil {
-				r.log.Error("cannot reset replication to a peer that lost state", "peer", p.ID, "err", err)
-			}
-			cancel()
-			return
+		if pr.ID == from {
+			match = pr.Match
 		}
+	}
+	if m.GetIndex() > match || match == 0 {
+		return
+	}
+	r.amnesiaMu.Lock()
+	if r.amnesiaTerm[from] == m.GetTerm() {
+		r.amnesiaMu.Unlock()
+		return // already handled in this term
+	}
+	r.amnesiaTerm[from] = m.GetTerm()
+	r.amnesiaMu.Unlock()
+	r.log.Warn("follower lost entries it had acknowledged (its state was wiped or restored from an older copy)",
+		"peer", from, "acknowledged", match, "rejected_at", m.GetIndex())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := r.TransferLeadership(ctx, fmt.Sprintf("peer %d lost state", from), from); err != nil {
+		r.log.Error("cannot reset replication to a peer that lost state", "peer", from, "err", err)
 	}
 }

@@ -146,7 +146,7 @@ func Up(ctx context.Context, opts UpOptions) (*Network, error) {
 		if err != nil {
 			return nil, err
 		}
-		g.Nodes = append(g.Nodes, ledger.GenesisNode{ID: h.ID, Name: h.Name, PeerAddr: h.PeerAddr, ClientAddr: h.ClientAddr, Operator: op})
+		g.Nodes = append(g.Nodes, ledger.GenesisNode{ID: h.ID, Name: h.Name, PeerAddr: h.PeerAddr, ClientAddr: h.ClientAddr, Operator: op.String()})
 	}
 	for _, role := range []string{"operator", "user"} {
 		for i, k := range keys[role] {

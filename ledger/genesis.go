@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/teeup/teeup/keyfile"
 	"github.com/teeup/teeup/release"
 )
 
@@ -64,12 +65,45 @@ type GenesisNode struct {
 	Name       string `json:"name"`
 	PeerAddr   string `json:"peer_addr"`
 	ClientAddr string `json:"client_addr"`
-	// Operator is the public key (hex) of the node's operator: it may
-	// re-key the node on chain and administer its host remotely.
-	Operator Address `json:"operator,omitzero"`
-	// NodeKey, if set, is the node identity key (hex) the node must
+	// Operator is the hex ed25519 public key (64 lower-case hex digits) of
+	// the node's operator, optional: it authorises re-keying this node and
+	// remote admin writes on its host. Omitted when empty, so a genesis
+	// without operators hashes as it did before the field existed.
+	Operator string `json:"operator,omitempty"`
+	// NodeKey, if set, is the hex ed25519 node identity key the node must
 	// register with; unset, the first key it registers is taken.
-	NodeKey Address `json:"node_key,omitzero"`
+	NodeKey string `json:"node_key,omitempty"`
+}
+
+// Validate checks one node entry on its own: id ≥ 1, a name of at most 128
+// bytes, host:port addresses, and an operator key, when present, of 64
+// lower-case hex digits. Genesis.Validate also checks the entries against
+// each other.
+func (n GenesisNode) Validate() error {
+	if n.ID == 0 {
+		return errors.New("id must be at least 1")
+	}
+	if len(n.Name) > maxLabelLen {
+		return fmt.Errorf("name longer than %d bytes", maxLabelLen)
+	}
+	for _, a := range []struct{ field, addr string }{{"peer_addr", n.PeerAddr}, {"client_addr", n.ClientAddr}} {
+		host, port, err := net.SplitHostPort(a.addr)
+		if err != nil || host == "" || port == "" {
+			return fmt.Errorf("%s %q is not host:port", a.field, a.addr)
+		}
+	}
+	for _, k := range []struct{ field, key string }{{"operator", n.Operator}, {"node_key", n.NodeKey}} {
+		if k.key == "" {
+			continue
+		}
+		if _, err := keyfile.ParsePublicHex(k.key); err != nil {
+			return fmt.Errorf("%s: %w", k.field, err)
+		}
+		if k.key != strings.ToLower(k.key) {
+			return fmt.Errorf("%s %q is not lower-case hex", k.field, k.key)
+		}
+	}
+	return nil
 }
 
 // GenesisAccount is an initial balance.
@@ -148,14 +182,14 @@ func ParseGenesis(b []byte) (*Genesis, error) {
 }
 
 // Validate checks the genesis: chain id of 1 to 64 characters [a-z0-9-];
-// a time; 1 to 7 nodes with distinct ids ≥ 1 and distinct host:port
-// addresses; distinct accounts whose balances sum without overflow; valid
+// a time; 1 to 7 nodes with distinct ids ≥ 1, distinct host:port
+// addresses and valid operator keys where given (GenesisNode.Validate); distinct accounts whose balances sum without overflow; valid
 // KMG and NOG groups with lower-case hex keys; parameters in range.
 func (g *Genesis) Validate() error {
-	if err := validateChainID(g.ChainID); err != nil {
+	if err := ValidateChainID(g.ChainID); err != nil {
 		return fmt.Errorf("invalid genesis: %w", err)
 	}
-	if err := validateGenesisTime(g.Time); err != nil {
+	if err := ValidateGenesisTime(g.Time); err != nil {
 		return fmt.Errorf("invalid genesis: %w", err)
 	}
 	if err := validateNodes(g.Nodes); err != nil {
@@ -179,13 +213,14 @@ func (g *Genesis) Validate() error {
 			}
 		}
 	}
-	if err := g.Params.validate(); err != nil {
+	if err := g.Params.Validate(); err != nil {
 		return fmt.Errorf("invalid genesis: params: %w", err)
 	}
 	return nil
 }
 
-func validateChainID(id string) error {
+// ValidateChainID checks a chain id: 1 to 64 characters of a-z, 0-9 and '-'.
+func ValidateChainID(id string) error {
 	if len(id) == 0 || len(id) > MaxChainIDLen {
 		return fmt.Errorf("chain id %q must have 1 to %d characters", id, MaxChainIDLen)
 	}
@@ -197,7 +232,9 @@ func validateChainID(id string) error {
 	return nil
 }
 
-func validateGenesisTime(t time.Time) error {
+// ValidateGenesisTime checks a genesis time: set, and representable as
+// Unix nanoseconds in an int64 (how block times are kept).
+func ValidateGenesisTime(t time.Time) error {
 	if t.IsZero() {
 		return errors.New("time is missing")
 	}
@@ -215,21 +252,17 @@ func validateNodes(nodes []GenesisNode) error {
 	ids := make(map[uint64]bool, len(nodes))
 	addrs := make(map[string]string, 2*len(nodes))
 	for i, n := range nodes {
-		if n.ID == 0 {
-			return fmt.Errorf("node %d: id must be at least 1", i)
+		if err := n.Validate(); err != nil {
+			if n.ID == 0 {
+				return fmt.Errorf("node %d: %w", i, err) // no id to name it by: its index
+			}
+			return fmt.Errorf("node %d: %w", n.ID, err)
 		}
 		if ids[n.ID] {
 			return fmt.Errorf("node %d: id %d appears twice", i, n.ID)
 		}
 		ids[n.ID] = true
-		if len(n.Name) > maxLabelLen {
-			return fmt.Errorf("node %d: name longer than %d bytes", n.ID, maxLabelLen)
-		}
 		for _, a := range []struct{ field, addr string }{{"peer_addr", n.PeerAddr}, {"client_addr", n.ClientAddr}} {
-			host, port, err := net.SplitHostPort(a.addr)
-			if err != nil || host == "" || port == "" {
-				return fmt.Errorf("node %d: %s %q is not host:port", n.ID, a.field, a.addr)
-			}
 			if other, dup := addrs[a.addr]; dup {
 				return fmt.Errorf("node %d: %s %q is already used as %s", n.ID, a.field, a.addr, other)
 			}
@@ -262,7 +295,9 @@ func validateAccounts(accounts []GenesisAccount) error {
 	return nil
 }
 
-func (p Params) validate() error {
+// Validate checks the parameters' ranges; zero values stand for the
+// defaults.
+func (p Params) Validate() error {
 	// Zero values mean the defaults.
 	if iv := time.Duration(p.BlockInterval); iv != 0 && (iv < time.Millisecond || iv > time.Hour) {
 		return fmt.Errorf("block_interval %s is not between 1ms and 1h", iv)
@@ -293,6 +328,19 @@ func (g *Genesis) Hash() (Hash, error) {
 		return Hash{}, fmt.Errorf("hash genesis: %w", err)
 	}
 	return sha256.Sum256(b), nil
+}
+
+// OperatorAddress returns the node's operator key (zero if none).
+func (n GenesisNode) OperatorAddress() Address {
+	a, _ := ParseAddress(n.Operator) // Validate checked it
+	return a
+}
+
+// NodeKeyAddress returns the key the node must register with (zero if
+// the genesis names none).
+func (n GenesisNode) NodeKeyAddress() Address {
+	a, _ := ParseAddress(n.NodeKey)
+	return a
 }
 
 // Node returns the genesis node with the id.

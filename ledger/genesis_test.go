@@ -96,6 +96,7 @@ func TestGenesisHashIsCanonical(t *testing.T) {
 		"kmg":          func(g *Genesis) { g.KMG.Threshold = 1 },
 		"nog":          func(g *Genesis) { g.NOG.Keys = append(g.NOG.Keys, pubHex(testKey(61))) },
 		"params":       func(g *Genesis) { g.Params.MaxPool = 5 },
+		"operator":     func(g *Genesis) { g.Nodes[1].Operator = pubHex(testKey(70)) },
 	}
 	for name, change := range changes {
 		g := testGenesis(3)
@@ -130,6 +131,9 @@ func TestGenesisRejections(t *testing.T) {
 		{"duplicate peer address", func(g *Genesis) { g.Nodes[1].PeerAddr = g.Nodes[0].PeerAddr }, "is already used as node 1 peer_addr"},
 		{"client address equals a peer address", func(g *Genesis) { g.Nodes[1].ClientAddr = g.Nodes[0].PeerAddr }, "already used"},
 		{"long node name", func(g *Genesis) { g.Nodes[0].Name = strings.Repeat("n", 200) }, "name longer than"},
+		{"operator not hex", func(g *Genesis) { g.Nodes[0].Operator = strings.Repeat("x", 64) }, "node 1: operator: public key"},
+		{"operator too short", func(g *Genesis) { g.Nodes[1].Operator = "beef" }, "node 2: operator: public key \"beef\": 2 bytes"},
+		{"operator upper-case", func(g *Genesis) { g.Nodes[0].Operator = upper }, "operator \"" + upper + "\" is not lower-case hex"},
 		{"duplicate account", func(g *Genesis) { g.Accounts[1].Address = g.Accounts[0].Address }, "appears twice"},
 		{"zero account address", func(g *Genesis) { g.Accounts[0].Address = Address{} }, "zero address"},
 		{"long label", func(g *Genesis) { g.Accounts[0].Label = strings.Repeat("l", 200) }, "label longer than"},
@@ -173,6 +177,40 @@ func TestGenesisRejections(t *testing.T) {
 	}
 }
 
+// TestGenesisOperator checks the optional node field "operator": accepted
+// and hashed when present, absent from the canonical encoding when not, so
+// genesis files written before it existed keep their hash.
+func TestGenesisOperator(t *testing.T) {
+	// The hash of testGenesis(3) before GenesisNode had an operator field.
+	const before = "41cd550d6d613bfc225677e49681342ce8971949b1abdba2c03041a9eb314a83"
+	plain := testGenesis(3)
+	if h, err := plain.Hash(); err != nil || h.String() != before {
+		t.Fatalf("hash of a genesis without operators %s, want it unchanged %s (%v)", h, before, err)
+	}
+	if raw := genesisJSON(t, plain); strings.Contains(string(raw), "operator\"") {
+		t.Fatalf("a node without an operator encodes one:\n%s", raw)
+	}
+	g := testGenesis(3)
+	op := pubHex(testKey(70))
+	g.Nodes[2].Operator = op
+	parsed, err := ParseGenesis(genesisJSON(t, g))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := parsed.Node(3); n.Operator != op {
+		t.Fatalf("node 3 operator %q, want %q", n.Operator, op)
+	}
+	if n, _ := parsed.Node(1); n.Operator != "" {
+		t.Fatalf("node 1 operator %q, want none", n.Operator)
+	}
+	if err := (GenesisNode{ID: 1, PeerAddr: "a:1", ClientAddr: "a:2", Operator: op}).Validate(); err != nil {
+		t.Fatalf("valid node refused: %v", err)
+	}
+	if err := (GenesisNode{ID: 1, PeerAddr: "a:1", ClientAddr: "a:2", Operator: op[:62]}).Validate(); err == nil {
+		t.Fatal("a short operator key was accepted")
+	}
+}
+
 func TestParseGenesisRejections(t *testing.T) {
 	valid := string(genesisJSON(t, testGenesis(1)))
 	cases := []struct {
@@ -182,6 +220,8 @@ func TestParseGenesisRejections(t *testing.T) {
 		{"not JSON", "chain", "invalid character"},
 		{"unknown field", strings.Replace(valid, `"chain_id"`, `"extra": 1, "chain_id"`, 1), "unknown field \"extra\""},
 		{"unknown nested field", strings.Replace(valid, `"threshold": 2`, `"threshold": 2, "x": 0`, 1), "unknown field \"x\""},
+		{"unknown node field", strings.Replace(valid, `"name": "node-1"`, `"name": "node-1", "operators": "x"`, 1), "unknown field \"operators\""},
+		{"operator not a string", strings.Replace(valid, `"name": "node-1"`, `"name": "node-1", "operator": 7`, 1), "cannot unmarshal"},
 		{"trailing data", valid + " {}", "data after the JSON object"},
 		{"two objects", valid + valid, "data after the JSON object"},
 		{"bad duration", strings.Replace(valid, `"block_interval": "0s"`, `"block_interval": "soon"`, 1), "want a Go duration"},

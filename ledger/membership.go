@@ -464,7 +464,7 @@ func genesisMembers(g *Genesis) []Member {
 	for _, n := range g.Nodes {
 		out = append(out, Member{MemberSpec: MemberSpec{
 			ID: n.ID, Name: n.Name, PeerAddr: n.PeerAddr, ClientAddr: n.ClientAddr,
-			Operator: n.Operator, NodeKey: n.NodeKey,
+			Operator: n.OperatorAddress(), NodeKey: n.NodeKeyAddress(),
 		}})
 	}
 	return out

@@ -19,7 +19,7 @@ var (
 // memberGenesis is govGenesis with node 1 operated by operator1.
 func memberGenesis() *Genesis {
 	g := govGenesis()
-	g.Nodes[0].Operator = addrOf(operator1)
+	g.Nodes[0].Operator = addrOf(operator1).String()
 	return g
 }
 

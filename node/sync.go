@@ -39,6 +39,8 @@ type syncTracker struct {
 	divergedBy uint64
 	removedAt  uint64
 	checked    map[uint64]time.Time // peer → status time already checked for a fork
+	at         time.Time            // when view was computed
+	updating   sync.Mutex           // one update at a time
 }
 
 func newSyncTracker(n *Node) *syncTracker {
@@ -47,11 +49,24 @@ func newSyncTracker(n *Node) *syncTracker {
 	return t
 }
 
+// current returns the node's view, recomputed if it is older than
+// freshView: a decision to serve is never taken on a stale view.
 func (t *syncTracker) current() syncView {
+	t.mu.Lock()
+	fresh := time.Since(t.at) < freshView
+	v := t.view
+	t.mu.Unlock()
+	if fresh {
+		return v
+	}
+	t.update()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.view
 }
+
+// freshView is how long a computed view is reused.
+const freshView = 25 * time.Millisecond
 
 func (t *syncTracker) run(ctx context.Context) {
 	tick := time.NewTicker(syncInterval)
@@ -68,6 +83,8 @@ func (t *syncTracker) run(ctx context.Context) {
 
 // update recomputes the view and logs changes of state.
 func (t *syncTracker) update() {
+	t.updating.Lock()
+	defer t.updating.Unlock()
 	n := t.n
 	st, r := n.store, n.raft
 	height, _ := st.Head()
@@ -130,7 +147,7 @@ func (t *syncTracker) update() {
 			n.log.Info("node is current", "height", height)
 		}
 	}
-	t.view = syncView{v}
+	t.view, t.at = syncView{v}, time.Now()
 }
 
 // checkForks compares this node's blocks with the heights and hashes its

@@ -19,12 +19,20 @@ func writeFileAtomic(path string, data []byte) error {
 
 // createExclusive refuses to overwrite path, then writes it atomically.
 func createExclusive(path string, data []byte) error {
+	if err := refuseExisting(path); err != nil {
+		return err
+	}
+	return writeFileAtomic(path, data)
+}
+
+// refuseExisting returns an error wrapping os.ErrExist when path exists.
+func refuseExisting(path string) error {
 	if _, err := os.Lstat(path); err == nil {
 		return fmt.Errorf("write %s: %w", path, os.ErrExist)
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return writeFileAtomic(path, data)
+	return nil
 }
 
 func encodeECKey(key *ecdsa.PrivateKey) ([]byte, error) {

@@ -2,6 +2,10 @@ package sim_test
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"encoding/pem"
+	"errors"
 	"testing"
 
 	"github.com/teeup/teeup/tee"
@@ -173,6 +177,83 @@ func FuzzDecodeTargetInfo(f *testing.F) {
 		other := fx.p1.NewEnclave(tee.Identity{UniqueID: m.MREnclave, Debug: !m.Debug})
 		if _, err := other.VerifyLocalReport(rep); err == nil {
 			t.Fatalf("report for %+v verifies in the enclave with the other DEBUG attribute", m)
+		}
+	})
+}
+
+// FuzzParseRequest checks that ParseRequest never panics, that whatever it
+// accepts names a P-256 key and a well-formed platform id, and that the
+// certificate the CA issues for it is accepted for exactly that key.
+func FuzzParseRequest(f *testing.F) {
+	fx := newRequestFixture(f)
+	f.Add(fx.csr)
+	f.Add(flipAt(fx.csr, len(fx.csr)/2))
+	f.Add(fx.csr[:len(fx.csr)-30])
+	f.Add(append(bytes.Clone(fx.csr), fx.csr...))
+	if blk, _ := pem.Decode(fx.csr); blk != nil {
+		f.Add(blk.Bytes)
+	}
+	f.Add([]byte("-----BEGIN CERTIFICATE REQUEST-----\n-----END CERTIFICATE REQUEST-----\n"))
+	f.Add([]byte{})
+	root := fx.ca.Certificate()
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		req, err := sim.ParseRequest(raw)
+		if err != nil {
+			if req != nil {
+				t.Fatal("failed parse returned a request")
+			}
+			if !errors.Is(err, sim.ErrMalformedRequest) && !errors.Is(err, sim.ErrRequestSignature) {
+				t.Fatalf("error %v is neither ErrMalformedRequest nor ErrRequestSignature", err)
+			}
+			return
+		}
+		if len(req.PlatformID) != 16 || req.PublicKey.Curve != elliptic.P256() {
+			t.Fatalf("accepted request with platform id %q curve %v", req.PlatformID, req.PublicKey.Curve.Params().Name)
+		}
+		certPEM, again, err := fx.ca.CertifyRequest(raw)
+		if err != nil || again.PlatformID != req.PlatformID {
+			t.Fatalf("CertifyRequest of an accepted request: %v", err)
+		}
+		if _, err := sim.CheckAttestationCertificate(certPEM, root, req.PublicKey); err != nil {
+			t.Fatalf("issued certificate rejected: %v", err)
+		}
+	})
+}
+
+// FuzzCheckAttestationCertificate checks that CheckAttestationCertificate
+// never panics and accepts only a certificate of the pinned root for the
+// platform's own key.
+func FuzzCheckAttestationCertificate(f *testing.F) {
+	fx := newRequestFixture(f)
+	good, _, err := fx.ca.CertifyRequest(fx.csr)
+	if err != nil {
+		f.Fatal(err)
+	}
+	foreign, _, err := fx.otherCA.CertifyRequest(fx.csr)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add(foreign)
+	f.Add(flipAt(good, len(good)/2))
+	f.Add(good[:len(good)-30])
+	f.Add([]byte("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n"))
+	f.Add([]byte{})
+	req, err := sim.ParseRequest(fx.csr)
+	if err != nil {
+		f.Fatal(err)
+	}
+	root := fx.ca.Certificate()
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		c, err := sim.CheckAttestationCertificate(raw, root, req.PublicKey)
+		if err != nil {
+			if c != nil {
+				t.Fatal("failed check returned a certificate")
+			}
+			return
+		}
+		if c.IsCA || c.CheckSignatureFrom(root) != nil || !c.PublicKey.(*ecdsa.PublicKey).Equal(req.PublicKey) {
+			t.Fatalf("accepted a certificate that is not the root's for the platform key: %q", c.Subject.CommonName)
 		}
 	})
 }

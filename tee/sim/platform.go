@@ -14,6 +14,15 @@
 // all with mode 0600. The root CA (root.key, root.crt) lives in its own
 // directory so several platforms can share one root, as all SGX machines
 // share Intel's.
+//
+// A platform is certified either at once by a CA at hand (InitPlatform) or
+// by request, so that the platform secret and the attestation key never
+// leave the host: RequestPlatform creates the secret and the key, pins
+// root.crt and writes attestation.csr (a PKCS #10 request signed by the
+// attestation key) in place of attestation.crt; the CA holder issues the
+// certificate (CA.CertifyRequest) and the host installs it
+// (InstallCertificate). Until then OpenPlatform refuses the platform with
+// ErrPlatformPending.
 package sim
 
 import (
@@ -54,10 +63,18 @@ type CA struct {
 func (ca *CA) Certificate() *x509.Certificate { return ca.cert }
 
 // InitCA creates a new simulated root CA in dir. It refuses to overwrite an
-// existing CA.
+// existing CA: when dir holds root.key or root.crt it writes nothing and
+// returns an error wrapping os.ErrExist.
 func InitCA(dir string) (*CA, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("init CA %s: %w", dir, err)
+	}
+	// Check both files before writing either, so that a refused InitCA
+	// never leaves a root.key beside a root.crt it does not belong to.
+	for _, name := range []string{CAKeyFile, RootCertFile} {
+		if err := refuseExisting(filepath.Join(dir, name)); err != nil {
+			return nil, fmt.Errorf("init CA %s: %w", dir, err)
+		}
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -114,10 +131,19 @@ func OpenCA(dir string) (*CA, error) {
 	return &CA{key: key, cert: cert}, nil
 }
 
-// OpenOrInitCA opens the CA in dir, creating it when dir holds none.
+// OpenOrInitCA opens the CA in dir, creating it when dir holds neither
+// root.key nor root.crt. A dir holding only root.crt (the root verifiers
+// pin, its key kept elsewhere) is left untouched: the error wraps
+// ErrNoCAKey, and such a root can still pin a platform that requests its
+// certificate (RequestPlatform).
 func OpenOrInitCA(dir string) (*CA, error) {
-	if _, err := os.Stat(filepath.Join(dir, CAKeyFile)); errors.Is(err, os.ErrNotExist) {
+	_, keyErr := os.Stat(filepath.Join(dir, CAKeyFile))
+	_, crtErr := os.Stat(filepath.Join(dir, RootCertFile))
+	switch {
+	case errors.Is(keyErr, os.ErrNotExist) && errors.Is(crtErr, os.ErrNotExist):
 		return InitCA(dir)
+	case errors.Is(keyErr, os.ErrNotExist) && crtErr == nil:
+		return nil, fmt.Errorf("open CA %s: %w: it holds %s but not %s, so it can pin a root but not certify", dir, ErrNoCAKey, RootCertFile, CAKeyFile)
 	}
 	return OpenCA(dir)
 }
@@ -135,11 +161,8 @@ type Platform struct {
 // InitPlatform creates a platform in dir, certified by ca. It refuses to
 // overwrite an existing platform: losing the secret loses every sealed key.
 func InitPlatform(dir string, ca *CA) (*Platform, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := prepareNewPlatform(dir); err != nil {
 		return nil, fmt.Errorf("init platform %s: %w", dir, err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, SecretFile)); err == nil {
-		return nil, fmt.Errorf("init platform %s: a platform already exists there (its secret protects sealed data; remove the directory by hand if you mean it)", dir)
 	}
 	secret := make([]byte, secretSize)
 	if _, err := rand.Read(secret); err != nil {
@@ -149,22 +172,9 @@ func InitPlatform(dir string, ca *CA) (*Platform, error) {
 	if err != nil {
 		return nil, fmt.Errorf("init platform %s: attestation key: %w", dir, err)
 	}
-	serial, err := randomSerial()
+	der, err := ca.issue(&key.PublicKey, platformID(secret))
 	if err != nil {
 		return nil, fmt.Errorf("init platform %s: %w", dir, err)
-	}
-	pid := platformID(secret)
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: fmt.Sprintf("teeup simulated platform %x", pid)},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().AddDate(30, 0, 0),
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		return nil, fmt.Errorf("init platform %s: certify attestation key: %w", dir, err)
 	}
 	keyPEM, err := encodeECKey(key)
 	if err != nil {
@@ -187,9 +197,41 @@ func InitPlatform(dir string, ca *CA) (*Platform, error) {
 	return OpenPlatform(dir)
 }
 
+// issue certifies an attestation key for the platform with the id: the
+// certificate every platform of the CA carries, whether certified at once
+// or by request.
+func (ca *CA) issue(pub *ecdsa.PublicKey, pid [8]byte) ([]byte, error) {
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: platformCommonName(pid)},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().AddDate(30, 0, 0),
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, pub, ca.key)
+	if err != nil {
+		return nil, fmt.Errorf("certify attestation key: %w", err)
+	}
+	return der, nil
+}
+
+// platformCommonName is the subject common name of a platform's
+// attestation certificate and certificate request.
+func platformCommonName(pid [8]byte) string {
+	return fmt.Sprintf("%s%x", platformCNPrefix, pid)
+}
+
+const platformCNPrefix = "teeup simulated platform "
+
 // OpenPlatform loads the platform in dir and checks that its files are
 // consistent: the attestation certificate chains to root.crt and matches
-// the attestation key.
+// the attestation key. A platform still waiting for its certificate is
+// refused with an error wrapping ErrPlatformPending.
 func OpenPlatform(dir string) (*Platform, error) {
 	secret, err := os.ReadFile(filepath.Join(dir, SecretFile))
 	if err != nil {
@@ -197,6 +239,10 @@ func OpenPlatform(dir string) (*Platform, error) {
 	}
 	if len(secret) != secretSize {
 		return nil, fmt.Errorf("open platform %s: secret is %d bytes, want %d", dir, len(secret), secretSize)
+	}
+	if pendingCertificate(dir) {
+		return nil, fmt.Errorf("open platform %s: %w: send %s to the CA holder ('teeup platform certify'), then run 'teeup platform install-cert %s CERT'",
+			dir, ErrPlatformPending, filepath.Join(dir, AttestationCSRFile), dir)
 	}
 	attKey, err := readECKey(filepath.Join(dir, AttestationKeyFile))
 	if err != nil {
@@ -231,6 +277,28 @@ func (p *Platform) RootCertificate() *x509.Certificate { return p.rootCert }
 
 // Verifier returns a quote verifier pinned to this platform's root.
 func (p *Platform) Verifier() *Verifier { return NewVerifier(p.rootCert) }
+
+// prepareNewPlatform creates dir (0700) for a new platform. It refuses a
+// dir that already holds a platform secret (complete or awaiting its
+// certificate): losing the secret loses every sealed key. Files an
+// interrupted earlier attempt left behind (everything is written before the
+// secret) are removed.
+func prepareNewPlatform(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if _, err := os.Lstat(filepath.Join(dir, SecretFile)); err == nil {
+		return fmt.Errorf("%w: a platform already exists there (its secret protects sealed data; remove the directory by hand if you mean it)", os.ErrExist)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	for _, name := range []string{AttestationCrtFile, AttestationCSRFile} {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
 
 func platformID(secret []byte) [8]byte {
 	k, _ := hkdf.Key(sha256.New, secret, []byte("teeup-sim platform id v1"), "", 8)

@@ -1,0 +1,53 @@
+package hostinit
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite docs/examples from what host init writes")
+
+// exampleDir is the host directory the checked-in examples describe.
+const exampleDir = "/srv/teeup"
+
+// TestExampleConfigs checks that docs/examples/node.json and agent.json are
+// exactly what 'teeup host init /srv/teeup --node-id 1 ...' writes, and that
+// the programs' own loaders accept them (go test ./hostinit -run
+// TestExampleConfigs -update rewrites them).
+func TestExampleConfigs(t *testing.T) {
+	l := Layout{Dir: exampleDir}
+	o := ConfigOptions{NodeID: 1, Bootstrap: true}
+	nc, err := EncodeNodeConfig(NodeConfig(l, o))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, err := EncodeAgentConfig(AgentConfig(l, o))
+	if err != nil {
+		t.Fatal(err)
+	}
+	examples := filepath.Join("..", "docs", "examples")
+	for _, f := range []struct {
+		name string
+		want []byte
+	}{{NodeConfigFile, nc}, {AgentConfigFile, ac}} {
+		path := filepath.Join(examples, f.name)
+		if *update {
+			if err := os.WriteFile(path, f.want, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, f.want) {
+			t.Errorf("%s differs from what host init writes (run go test ./hostinit -run TestExampleConfigs -update):\n%s\nwant:\n%s", path, got, f.want)
+		}
+	}
+	if err := CheckConfigs(filepath.Join(examples, NodeConfigFile), filepath.Join(examples, AgentConfigFile)); err != nil {
+		t.Fatalf("the examples do not load: %v", err)
+	}
+}
