@@ -1,6 +1,7 @@
 package attest
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -12,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"sync"
 	"time"
 
 	"github.com/teeup/teeup/tee"
@@ -39,6 +41,10 @@ type Credentials struct {
 	Identity tee.Identity
 	// Extra is the caller data bound next to the key hash.
 	Extra [ExtraSize]byte
+
+	// ticketSecret keys the session tickets of this identity's servers; it
+	// lives as long as the credentials (one process).
+	ticketSecret [32]byte
 }
 
 // keyBinding returns the first half of the report data: a hash of the
@@ -100,11 +106,15 @@ func NewCredentials(e tee.Enclave, extra [ExtraSize]byte) (*Credentials, error) 
 	if err != nil {
 		return nil, fmt.Errorf("attested credentials: %w", err)
 	}
-	return &Credentials{
+	c := &Credentials{
 		Certificate: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf},
 		Identity:    id,
 		Extra:       extra,
-	}, nil
+	}
+	if _, err := rand.Read(c.ticketSecret[:]); err != nil {
+		return nil, fmt.Errorf("attested credentials: ticket secret: %w", err)
+	}
+	return c, nil
 }
 
 // Peer is an attested TLS peer as verified.
@@ -119,6 +129,17 @@ type Peer struct {
 
 // Verifier checks attested certificates: the quote against a pinned root,
 // its binding to the certificate key, and the identity against a policy.
+//
+// A full verification (three ECDSA signatures: the certificate's own, the
+// attestation certificate's chain to the root, the quote's) is reused for
+// the same certificate — the same exact DER — for ReuseTTL: a bounded cache
+// keeps what the quote proved, and TLS 1.3 session resumption lets a peer
+// that completed a full handshake reconnect without presenting its
+// certificate again. Every reuse still checks the certificate's validity
+// period against the current time and its identity against the current
+// policy; the cache and the client's sessions are emptied whenever Policy
+// or Quotes changes. Set the fields before first use; change the policy or
+// root of a Verifier in use only through SetPolicy and SetQuotes.
 type Verifier struct {
 	// Quotes verifies quotes against the pinned root of trust.
 	Quotes tee.QuoteVerifier
@@ -126,6 +147,121 @@ type Verifier struct {
 	Policy Policy
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// CacheSize bounds the number of verified certificates (and, as a
+	// client, of TLS sessions) kept; 0 means DefaultCacheSize.
+	CacheSize int
+	// ReuseTTL is how long a full verification is reused; 0 means
+	// DefaultReuseTTL, a negative value turns reuse off (every handshake is
+	// a full one and verifies the quote).
+	ReuseTTL time.Duration
+
+	mu       sync.Mutex
+	certs    *certCache
+	sessions *sessionStore
+}
+
+// SetPolicy replaces the policy; verifications cached under the previous
+// one are dropped, and so are client sessions.
+func (v *Verifier) SetPolicy(p Policy) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.Policy = p
+	v.flushLocked()
+}
+
+// SetQuotes replaces the quote verifier (the pinned root); cached
+// verifications and client sessions are dropped.
+func (v *Verifier) SetQuotes(q tee.QuoteVerifier) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.Quotes = q
+	v.flushLocked()
+}
+
+// Flush drops every cached verification and client session: the next
+// handshake with any peer is a full one.
+func (v *Verifier) Flush() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.flushLocked()
+}
+
+func (v *Verifier) flushLocked() {
+	if v.certs != nil {
+		v.certs.flush()
+	}
+	if v.sessions != nil {
+		clear(v.sessions.entries)
+		v.sessions.lru.Init()
+	}
+}
+
+// Cached returns the number of verified certificates currently cached.
+func (v *Verifier) Cached() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.certs == nil {
+		return 0
+	}
+	return v.certs.len()
+}
+
+// current returns the quote verifier and the policy.
+func (v *Verifier) current() (tee.QuoteVerifier, Policy) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.Quotes, v.Policy
+}
+
+func (v *Verifier) now() time.Time {
+	if v.Now != nil {
+		return v.Now()
+	}
+	return time.Now()
+}
+
+func (v *Verifier) reuse() bool { return v.ReuseTTL >= 0 }
+
+func (v *Verifier) reuseTTL() time.Duration {
+	if v.ReuseTTL == 0 {
+		return DefaultReuseTTL
+	}
+	return v.ReuseTTL
+}
+
+func (v *Verifier) cacheSize() int {
+	if v.CacheSize <= 0 {
+		return DefaultCacheSize
+	}
+	return v.CacheSize
+}
+
+// cached returns the cached verification of der, if any.
+func (v *Verifier) cached(der []byte, quotes tee.QuoteVerifier, policy Policy, now time.Time) *verified {
+	if !v.reuse() {
+		return nil
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.certs == nil {
+		return nil
+	}
+	v.certs.sync(quotes, policy)
+	return v.certs.get(der, now, v.reuseTTL())
+}
+
+// remember caches a full verification made under quotes and policy.
+func (v *Verifier) remember(e *verified, quotes tee.QuoteVerifier, policy Policy) {
+	if !v.reuse() {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.certs == nil {
+		v.certs = newCertCache(v.cacheSize())
+	}
+	v.certs.sync(quotes, policy)
+	v.certs.put(e)
 }
 
 // ErrNotAttested means a certificate carries no attestation extension.
@@ -153,18 +289,43 @@ func ExtractQuote(cert *x509.Certificate) ([]byte, error) {
 	return nil, ErrNotAttested
 }
 
-// VerifyCertificate verifies an attested certificate in DER form.
+// VerifyCertificate verifies an attested certificate in DER form. A
+// certificate with exactly this DER that was verified in full within
+// ReuseTTL (under the same quote verifier) is not verified again; its
+// validity period and the policy are checked on every call.
 func (v *Verifier) VerifyCertificate(der []byte) (*Peer, error) {
-	if v.Quotes == nil || v.Policy == nil {
+	quotes, policy := v.current()
+	if quotes == nil || policy == nil {
 		return nil, errors.New("attested TLS: verifier has no quote verifier or no policy")
 	}
+	now := v.now()
+	e := v.cached(der, quotes, policy, now)
+	if e == nil {
+		var err error
+		if e, err = verifyFull(der, quotes, now); err != nil {
+			return nil, err
+		}
+	}
+	cert := e.cert
+	if now.Before(cert.NotBefore) || now.After(cert.NotAfter) {
+		return nil, fmt.Errorf("attested TLS: peer certificate valid %s to %s, not now", cert.NotBefore.Format(time.RFC3339), cert.NotAfter.Format(time.RFC3339))
+	}
+	if err := policy.Check(e.report.Identity); err != nil {
+		return nil, fmt.Errorf("attested TLS: %w", err)
+	}
+	v.remember(e, quotes, policy)
+	p := &Peer{Identity: e.report.Identity, Certificate: cert}
+	copy(p.Extra[:], e.report.Data[32:])
+	return p, nil
+}
+
+// verifyFull parses der and checks everything that does not depend on the
+// policy: validity at now, the self-signature, the quote against the root
+// and the quote's binding to the certificate's key.
+func verifyFull(der []byte, quotes tee.QuoteVerifier, now time.Time) (*verified, error) {
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
 		return nil, fmt.Errorf("attested TLS: parse peer certificate: %w", err)
-	}
-	now := time.Now()
-	if v.Now != nil {
-		now = v.Now()
 	}
 	if now.Before(cert.NotBefore) || now.After(cert.NotAfter) {
 		return nil, fmt.Errorf("attested TLS: peer certificate valid %s to %s, not now", cert.NotBefore.Format(time.RFC3339), cert.NotAfter.Format(time.RFC3339))
@@ -176,7 +337,7 @@ func (v *Verifier) VerifyCertificate(der []byte) (*Peer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("attested TLS: peer is not an attested teeup enclave: %w", err)
 	}
-	report, err := v.Quotes.VerifyQuote(quote)
+	report, err := quotes.VerifyQuote(quote)
 	if err != nil {
 		return nil, fmt.Errorf("attested TLS: %w", err)
 	}
@@ -184,12 +345,7 @@ func (v *Verifier) VerifyCertificate(der []byte) (*Peer, error) {
 	if [32]byte(report.Data[:32]) != kb {
 		return nil, fmt.Errorf("attested TLS: quote of MRENCLAVE %s does not bind the certificate's public key (report data differs)", report.Identity.UniqueID.Short())
 	}
-	if err := v.Policy.Check(report.Identity); err != nil {
-		return nil, fmt.Errorf("attested TLS: %w", err)
-	}
-	p := &Peer{Identity: report.Identity, Certificate: cert}
-	copy(p.Extra[:], report.Data[32:])
-	return p, nil
+	return &verified{der: bytes.Clone(der), cert: cert, report: report, at: now}, nil
 }
 
 func (v *Verifier) verifyPeerCertificate(rawCerts [][]byte, _ [][]*x509.Certificate) error {
@@ -200,8 +356,24 @@ func (v *Verifier) verifyPeerCertificate(rawCerts [][]byte, _ [][]*x509.Certific
 	return err
 }
 
-// PeerFromState returns the verified peer of a completed handshake. The
-// handshake already verified the certificate; this re-reads its identity.
+// verifyConnection runs on every connection, full or resumed. A resumed
+// connection carries the certificate its peer presented in the full
+// handshake it descends from; it must still pass the current policy,
+// validity period and root (Go skips VerifyPeerCertificate on resumption).
+// On a full connection VerifyPeerCertificate just verified the same
+// certificate, so this costs a cache lookup.
+func (v *Verifier) verifyConnection(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("attested TLS: connection has no peer certificate")
+	}
+	_, err := v.VerifyCertificate(cs.PeerCertificates[0].Raw)
+	return err
+}
+
+// PeerFromState returns the verified peer of a completed handshake, full
+// or resumed. The handshake verified the certificate and cached that
+// verification, so this normally costs a cache lookup, a validity and a
+// policy check, not a second verification of the quote.
 func (v *Verifier) PeerFromState(cs tls.ConnectionState) (*Peer, error) {
 	if len(cs.PeerCertificates) == 0 {
 		return nil, errors.New("attested TLS: connection has no peer certificate")
@@ -212,28 +384,48 @@ func (v *Verifier) PeerFromState(cs tls.ConnectionState) (*Peer, error) {
 // ServerConfig returns a TLS 1.3 server configuration presenting creds.
 // With clients == nil it serves any client (the client API: clients check
 // the server); otherwise it requires an attested client certificate that
-// clients accepts (mutual attested TLS, for peering).
+// clients accepts (mutual attested TLS, for peering). Both issue session
+// tickets (see the package documentation on resumption); a mutual server
+// re-checks a resuming client with clients.
 func ServerConfig(creds *Credentials, clients *Verifier) *tls.Config {
 	cfg := &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{creds.Certificate},
 	}
+	mode, now, ttl := "server-only", time.Now, DefaultReuseTTL
+	reuse := creds.ticketSecret != [32]byte{}
 	if clients != nil {
 		cfg.ClientAuth = tls.RequireAnyClientCert
 		cfg.VerifyPeerCertificate = clients.verifyPeerCertificate
+		cfg.VerifyConnection = clients.verifyConnection
+		cfg.Time = clients.Now
+		mode, now, ttl = "mutual", clients.now, clients.reuseTTL()
+		reuse = reuse && clients.reuse()
 	}
+	if !reuse {
+		cfg.SessionTicketsDisabled = true
+		return cfg
+	}
+	enableResumption(cfg, ticketKey(creds.ticketSecret, mode), now, ttl)
 	return cfg
 }
 
 // ClientConfig returns a TLS 1.3 client configuration that accepts only a
 // server passing server. With creds != nil it presents them (mutual
 // attested TLS). Host name verification is replaced by attestation: the
-// peer is identified by its measurement, not by a name.
+// peer is identified by its measurement, not by a name. Sessions are
+// cached in server for resumption; every connection, resumed or not, is
+// checked against server's current policy.
 func ClientConfig(creds *Credentials, server *Verifier) *tls.Config {
 	cfg := &tls.Config{
 		MinVersion:            tls.VersionTLS13,
-		InsecureSkipVerify:    true, // replaced by VerifyPeerCertificate: attestation, not a CA, authenticates the server
+		InsecureSkipVerify:    true, // replaced by VerifyPeerCertificate and VerifyConnection: attestation, not a CA, authenticates the server
 		VerifyPeerCertificate: server.verifyPeerCertificate,
+		VerifyConnection:      server.verifyConnection,
+		Time:                  server.Now,
+	}
+	if server.reuse() {
+		cfg.ClientSessionCache = sessionCache{v: server}
 	}
 	if creds != nil {
 		cfg.Certificates = []tls.Certificate{creds.Certificate}

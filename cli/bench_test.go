@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
 	"os"
@@ -46,6 +47,9 @@ func TestBenchPaymentsRejectsBadFlags(t *testing.T) {
 		{"negative duration", []string{"--devnet", notDevnet, "--duration", "-1s"}, "--duration -1s"},
 		{"unparsable duration", []string{"--devnet", notDevnet, "--duration", "fast"}, "invalid argument"},
 		{"zero concurrency", []string{"--devnet", notDevnet, "--concurrency", "0"}, "--concurrency 0"},
+		{"zero in flight", []string{"--devnet", notDevnet, "--in-flight", "0"}, "--in-flight 0"},
+		{"negative conns", []string{"--devnet", notDevnet, "--conns", "-1"}, "--conns -1"},
+		{"negative verifies", []string{"--devnet", notDevnet, "--verifies-per-payment", "-1"}, "--verifies-per-payment -1"},
 		{"negative rate", []string{"--devnet", notDevnet, "--rate", "-5"}, "--rate -5"},
 		{"zero amount", []string{"--devnet", notDevnet, "--amount", "0"}, "--amount must be positive"},
 		{"zero crypto time", []string{"--devnet", notDevnet, "--crypto-time", "0s"}, "--crypto-time 0s"},
@@ -95,8 +99,10 @@ func TestBenchReportArithmetic(t *testing.T) {
 	for i := 1; i <= 100; i++ {
 		res.Latencies = append(res.Latencies, time.Duration(i)*time.Millisecond)
 	}
-	rep := newBenchReport(res, 4, benchOptions{concurrency: 8, duration: 4 * time.Second})
+	rep := newBenchReport(res, 4, benchOptions{concurrency: 8, inFlight: 2, conns: 16, duration: 4 * time.Second})
 	rep.setCrypto(97, 50_000)
+	rep.setClientCPU(500 * time.Millisecond)
+	rep.ConnectionsOpened, rep.ConnectionsResumed = 20, 12
 	cpus := float64(runtime.NumCPU())
 	checks := []struct {
 		name      string
@@ -110,6 +116,8 @@ func TestBenchReportArithmetic(t *testing.T) {
 		{"ratio", rep.PaymentsPerVerify, 25.0 / 50_000},
 		{"verifies per payment", float64(rep.VerifiesPerPayment), 5},
 		{"crypto bound", rep.CryptoBoundPerSecond, cpus * 50_000 / 5},
+		{"bound ratio", rep.BoundRatio, 25 / (cpus * 50_000 / 5)},
+		{"client cpu per payment", rep.ClientCPUPerPaymentMs, 5},
 	}
 	for _, c := range checks {
 		if math.Abs(c.got-c.want) > 1e-9 {
@@ -123,8 +131,9 @@ func TestBenchReportArithmetic(t *testing.T) {
 	}
 	for _, want := range []string{
 		"4 nodes", "sent 101, acknowledged 100, rejected 1", "25.0 payments/s", "p50 50.0ms", "p99 99.0ms",
-		"50000/s on one core (97-byte", "= 0.000500", "(4 nodes) plus once by the node receiving it: 5 verifications",
-		"5 × transport: reset", "not checked",
+		"50000/s on one core (97-byte", "= 0.000500", "verified 5 times (once by the node receiving it plus once per node (4 nodes) at admission)",
+		"5 × transport: reset", "not checked", "8 workers × 2 in flight", "20 connections opened (12 resumed) with 16 kept per node; 0.50s of CPU (5.000ms per payment)",
+		"ratio to the bound", fmt.Sprintf("%.4f", 25/(cpus*50_000/5)),
 	} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("text report lacks %q:\n%s", want, text.String())
@@ -139,8 +148,22 @@ func TestBenchReportArithmetic(t *testing.T) {
 	if err := json.Unmarshal(js.Bytes(), &back); err != nil {
 		t.Fatal(err)
 	}
-	if back.PaymentsPerSecond != 25 || back.VerifyPerSecond != 50_000 || back.Acknowledged != 100 || back.Errors["transport: reset"] != 5 {
+	if back.PaymentsPerSecond != 25 || back.VerifyPerSecond != 50_000 || back.Acknowledged != 100 || back.Errors["transport: reset"] != 5 ||
+		back.BoundRatio != rep.BoundRatio || back.InFlight != 2 || back.ConnsPerNode != 16 || back.ConnectionsOpened != 20 {
 		t.Errorf("JSON report %+v", back)
+	}
+	// An explicit number of verifications per payment replaces nodes + 1.
+	over := newBenchReport(res, 4, benchOptions{concurrency: 8, verifies: 2})
+	over.setCrypto(97, 50_000)
+	if over.VerifiesPerPayment != 2 || math.Abs(over.CryptoBoundPerSecond-cpus*25_000) > 1e-9 {
+		t.Errorf("--verifies-per-payment 2: %d verifications, bound %v", over.VerifiesPerPayment, over.CryptoBoundPerSecond)
+	}
+	text.Reset()
+	if err := writeBenchReport(&text, over, false); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text.String(), "verified 2 times (as --verifies-per-payment says)") {
+		t.Errorf("text report:\n%s", text.String())
 	}
 }
 
@@ -187,7 +210,7 @@ func TestBenchPaymentsOnADevnet(t *testing.T) {
 		t.Fatalf("devnet up: %v", err)
 	}
 	workers := devnet.UserCount + 2
-	out, err := runBench(t, "payments", "--devnet", dir, "--duration", "2s", "--concurrency", "10", "--crypto-time", "200ms", "--json")
+	out, err := runBench(t, "payments", "--devnet", dir, "--duration", "2s", "--concurrency", "10", "--in-flight", "2", "--crypto-time", "200ms", "--json")
 	if err != nil {
 		t.Fatalf("bench payments: %v\n%s", err, out)
 	}
@@ -204,7 +227,13 @@ func TestBenchPaymentsOnADevnet(t *testing.T) {
 	if !rep.Verified || rep.VerifyError != "" {
 		t.Errorf("not verified: %q", rep.VerifyError)
 	}
-	if rep.PaymentsPerSecond <= 0 || rep.VerifyPerSecond <= 0 || rep.Latency.P50 <= 0 || rep.Latency.Max < rep.Latency.P99 {
+	if rep.PaymentsPerSecond <= 0 || rep.VerifyPerSecond <= 0 || rep.Latency.P50 <= 0 || rep.Latency.Max < rep.Latency.P99 || rep.BoundRatio <= 0 {
 		t.Errorf("report %+v", rep)
+	}
+	// 10 workers × 2 in flight on one node: a pool of 20 persistent
+	// connections, so the load opens about that many, not one per payment.
+	if rep.InFlight != 2 || rep.ConnsPerNode != 20 || rep.ConnectionsOpened > 40 || rep.ClientCPUSeconds <= 0 {
+		t.Errorf("in flight %d, connections kept %d, opened %d for %d payments, client CPU %.2fs",
+			rep.InFlight, rep.ConnsPerNode, rep.ConnectionsOpened, rep.Acknowledged, rep.ClientCPUSeconds)
 	}
 }

@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 
@@ -39,9 +41,11 @@ func (t *target) bind(cmd *cobra.Command, withAdmin bool) {
 	}
 }
 
-// client returns an attested client API connection.
+// client returns an attested client API connection. For an isolated
+// devnet its connections are made from the devnet's observer namespace.
 func (t *target) client() (*nodeapi.Client, error) {
 	addr, root, ms := t.addr, t.rootPath, t.mrenclaves
+	var dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	if t.devnetDir != "" {
 		net, err := devnet.Load(t.devnetDir)
 		if err != nil {
@@ -60,11 +64,14 @@ func (t *target) client() (*nodeapi.Client, error) {
 		if len(ms) == 0 {
 			ms = net.AcceptedMeasurements()
 		}
+		if dial, err = net.DialContext(context.Background()); err != nil {
+			return nil, err
+		}
 	}
 	if addr == "" || root == "" || len(ms) == 0 {
 		return nil, errors.New("say which node to talk to: --devnet DIR [--node-id N], or --node ADDR --root ROOT.crt --mrenclave HEX")
 	}
-	return nodeapi.Dial(nodeapi.DialConfig{Addr: addr, RootPath: root, MREnclaves: ms, AllowDebug: t.allowDebug})
+	return nodeapi.Dial(nodeapi.DialConfig{Addr: addr, RootPath: root, MREnclaves: ms, AllowDebug: t.allowDebug, DialContext: dial})
 }
 
 // admin returns an admin API client.

@@ -1,8 +1,11 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
+	"net/netip"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -25,7 +28,8 @@ func newDevnetCmd() *cobra.Command {
 	}
 	var dir, binDir, chainID string
 	var nodes int
-	var noAgents, noDist bool
+	var noAgents, noDist, isolate bool
+	var subnet string
 	var interval time.Duration
 	up := &cobra.Command{
 		Use:   "up [--nodes N] [--dir DIR]",
@@ -35,15 +39,38 @@ platform per node, keys (enclave signer, Key Management Group, Node Operators Gr
 test accounts, users), a genesis, the release binaries (signed), and node configurations; then
 start every host's processes in the background and wait until every node commits blocks.
 Binaries are taken from the directory of this teeup executable (make build puts them in ./bin)
-or from --bin.`,
+or from --bin.
+
+--isolate (root only) starts every host in its own network namespace with its own address on
+a private subnet (--subnet, default 10.77.0.0/24) that exists only inside the namespaces the
+devnet creates: a bridge in a namespace of its own, one namespace per host, and an observer
+namespace from which teeup commands given --devnet DIR dial the hosts' client APIs (admin and
+agent unix sockets stay reachable as files). Each host's processes are configured with only
+its own directory (its own copy of the genesis and the release); the operator keys stay in
+DIR/keys. 'teeup devnet partition N' / 'heal N' cut and restore a host's link; 'teeup devnet
+down' removes every namespace.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := stdoutOf(cmd)
-			n, err := devnet.Up(cmd.Context(), devnet.UpOptions{
+			opts := devnet.UpOptions{
 				Dir: dir, Nodes: nodes, BinDir: binDir, ChainID: chainID, BlockInterval: interval,
-				NoAgents: noAgents, NoDistribute: noDist, Progress: out,
-			})
+				NoAgents: noAgents, NoDistribute: noDist, Progress: out, Isolate: isolate,
+			}
+			if subnet != "" {
+				if !isolate {
+					return errors.New("devnet up: --subnet needs --isolate")
+				}
+				p, err := netip.ParsePrefix(subnet)
+				if err != nil {
+					return fmt.Errorf("devnet up: --subnet: %w", err)
+				}
+				opts.Subnet = p
+			}
+			n, err := devnet.Up(cmd.Context(), opts)
 			if err != nil {
+				if n != nil {
+					return fmt.Errorf("%w\n(what started is still running: 'teeup devnet down --dir %s' stops it)", err, n.Dir)
+				}
 				return err
 			}
 			fmt.Fprintf(out, "\ndevnet %q is up in %s\n", n.ChainID, n.Dir)
@@ -54,6 +81,9 @@ or from --bin.`,
 				fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\n", h.ID, h.ClientAddr, h.PeerAddr, h.AdminSocket)
 			}
 			tw.Flush()
+			if iso := n.Isolation; iso != nil {
+				fmt.Fprintf(out, "  isolated: namespaces %s{sw,obs,h1..h%d}, subnet %s, observer %s\n", iso.Prefix, len(n.Hosts), iso.Subnet, iso.ObserverAddr)
+			}
 			fmt.Fprintf(out, "\ntry:  teeup pay --devnet %s --from operator-1 --to user-1 --amount 10\n      teeup devnet status --dir %s\n", n.Dir, n.Dir)
 			return nil
 		},
@@ -65,6 +95,8 @@ or from --bin.`,
 	up.Flags().DurationVar(&interval, "block-interval", 200*time.Millisecond, "consensus block interval")
 	up.Flags().BoolVar(&noAgents, "no-agents", false, "run nodes directly instead of under teeup-agent")
 	up.Flags().BoolVar(&noDist, "no-distribute", false, "do not start ledger distribution")
+	up.Flags().BoolVar(&isolate, "isolate", false, "every host in its own network namespace on a private subnet (root only)")
+	up.Flags().StringVar(&subnet, "subnet", "", "with --isolate: the private IPv4 subnet (default "+devnet.DefaultSubnet.String()+")")
 
 	var asJSON bool
 	status := &cobra.Command{
@@ -82,16 +114,24 @@ or from --bin.`,
 				return printJSON(out, rows)
 			}
 			tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NODE\tPID\tHEIGHT\tHEAD\tLEADER\tPEERS\tPENDING\tINGRESS\tMRENCLAVE\tVERSION")
+			header := "NODE\tPID\tHEIGHT\tHEAD\tLEADER\tPEERS\tPENDING\tINGRESS\tMRENCLAVE\tVERSION"
+			if n.Isolation != nil {
+				header = strings.Replace(header, "NODE\t", "NODE\tLINK\t", 1)
+			}
+			fmt.Fprintln(tw, header)
 			down := 0
 			for _, r := range rows {
+				node := fmt.Sprint(r.ID)
+				if n.Isolation != nil {
+					node += "\t" + r.Link
+				}
 				pid := "-"
 				if r.NodePID != 0 {
 					pid = fmt.Sprint(r.NodePID)
 				}
 				if r.Status == nil {
 					down++
-					fmt.Fprintf(tw, "%d\t%s\t-\t-\t-\t-\t-\t-\t-\tunreachable: %s\n", r.ID, pid, r.Error)
+					fmt.Fprintf(tw, "%s\t%s\t-\t-\t-\t-\t-\t-\t-\tunreachable: %s\n", node, pid, r.Error)
 					continue
 				}
 				s := r.Status
@@ -105,7 +145,7 @@ or from --bin.`,
 				if s.Halted {
 					ingress += " (halted)"
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%d\t%d/%d\t%d\t%s\t%s\t%s\n", r.ID, pid, s.Height, shortHex(s.HeadHash), s.Leader, conn, len(s.Peers), s.Pending, ingress, s.MREnclave.Short(), s.Version)
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%d/%d\t%d\t%s\t%s\t%s\n", node, pid, s.Height, shortHex(s.HeadHash), s.Leader, conn, len(s.Peers), s.Pending, ingress, s.MREnclave.Short(), s.Version)
 			}
 			tw.Flush()
 			if down > 0 {
@@ -119,17 +159,30 @@ or from --bin.`,
 
 	downCmd := &cobra.Command{
 		Use:   "down [--dir DIR]",
-		Short: "Stop every process of the devnet (the directory and its data are kept)",
+		Short: "Stop every process of the devnet and remove its network namespaces (the directory and its data are kept)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			n, err := devnet.Load(dir)
 			if err != nil {
-				return err
+				// No devnet.json (a crash while laying out): namespaces are
+				// named after the directory, so they can still be found.
+				removed, rerr := devnet.RemoveNetwork(cmd.Context(), dir)
+				if rerr != nil {
+					return errors.Join(err, rerr)
+				}
+				if len(removed) == 0 {
+					return err
+				}
+				fmt.Fprintf(stdoutOf(cmd), "no devnet in %s; removed its network namespaces %v\n", dir, removed)
+				return nil
 			}
 			if err := devnet.Down(cmd.Context(), n); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdoutOf(cmd), "devnet in %s stopped\n", n.Dir)
+			if n.Isolation != nil {
+				fmt.Fprintf(stdoutOf(cmd), "network namespaces %s* removed\n", n.Isolation.Prefix)
+			}
 			return nil
 		},
 	}
@@ -164,7 +217,7 @@ and 'teeup release approve' (NOG keys nog-1..3), then upgrade.`,
 	rel.Flags().StringVar(&dir, "dir", defaultDevnetDir(), "devnet directory")
 	rel.Flags().StringVar(&relBin, "bin", "", "directory holding the new teeup-node, teeup-agent, teeup-distribute")
 	rel.Flags().StringVar(&relVersion, "version", "", "release version (default: the node binary's)")
-	cmd.AddCommand(up, status, downCmd, rel)
+	cmd.AddCommand(up, status, downCmd, rel, newDevnetHostCmd(), newDevnetLinkCmd("partition"), newDevnetLinkCmd("heal"))
 	return cmd
 }
 

@@ -16,6 +16,17 @@
 //	hosts/node-N/agent/       agent data: staging, journal, agent.sock
 //	hosts/node-N/dist/        distribution output; dist.state is its state file
 //	hosts/node-N/logs/        process logs
+//	hosts/node-N/node.json    node configuration; agent.json the agent's
+//
+// An isolated devnet (UpOptions.Isolate) also gives every host its own
+// copy of what its processes read, so that their configuration names
+// nothing outside hosts/node-N/:
+//
+//	hosts/node-N/genesis.json      the public genesis
+//	hosts/node-N/release/<version> the initial release (hard links)
+//
+// and runs the host in its own network namespace (see Isolation). The
+// operator keys in keys/ stay with the CLI.
 package devnet
 
 import (
@@ -54,6 +65,11 @@ type Network struct {
 	Agents bool `json:"agents"`
 	// RaftCompactEvery is the nodes' raft_compact_every (0: default).
 	RaftCompactEvery uint64 `json:"raft_compact_every,omitempty"`
+	// NoDistribute reports that hosts run no ledger distribution.
+	NoDistribute bool `json:"no_distribute,omitempty"`
+	// Isolation, when set, puts every host in its own network namespace on
+	// a private subnet; nil for a devnet on loopback.
+	Isolation *Isolation `json:"isolation,omitempty"`
 }
 
 // Release is a set of binaries laid out under releases/<version>.
@@ -84,6 +100,14 @@ type Host struct {
 	// AgentManaged means teeup-agent supervises this host's node and
 	// distribution (and records their pids in AgentDir).
 	AgentManaged bool `json:"agent_managed"`
+	// ReleaseDir, when set, is the host's own copy of the release its
+	// programs start from (isolated devnets); otherwise they start from
+	// the network's Release.Dir.
+	ReleaseDir string `json:"release_dir,omitempty"`
+	// Namespace is the host's network namespace and SwitchPort its link on
+	// the devnet's switch (isolated devnets only).
+	Namespace  string `json:"namespace,omitempty"`
+	SwitchPort string `json:"switch_port,omitempty"`
 }
 
 // Load reads DIR/devnet.json.
@@ -131,6 +155,23 @@ func (n *Network) RootCert() string { return filepath.Join(n.Dir, "ca", "root.cr
 
 // GenesisPath returns the path of the genesis file.
 func (n *Network) GenesisPath() string { return filepath.Join(n.Dir, "genesis.json") }
+
+// hostGenesis is the genesis file host h's processes read: its own copy on
+// an isolated devnet.
+func (n *Network) hostGenesis(h *Host) string {
+	if n.Isolation != nil {
+		return filepath.Join(h.Dir, "genesis.json")
+	}
+	return n.GenesisPath()
+}
+
+// programPath is where host h starts prog from.
+func (n *Network) programPath(h *Host, prog string) string {
+	if h.ReleaseDir != "" {
+		return filepath.Join(h.ReleaseDir, prog)
+	}
+	return filepath.Join(n.Release.Dir, prog)
+}
 
 // KeyPath returns the path of a devnet key file by name ("operator-1").
 func (n *Network) KeyPath(name string) string { return filepath.Join(n.Dir, "keys", name+".key") }

@@ -2,6 +2,7 @@ package devnet
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/teeup/teeup/nodeapi"
@@ -9,15 +10,19 @@ import (
 
 // HostStatus is one row of 'teeup devnet status'.
 type HostStatus struct {
-	ID         uint64          `json:"id"`
-	Name       string          `json:"name"`
-	NodePID    int             `json:"node_pid,omitempty"`
-	AgentPID   int             `json:"agent_pid,omitempty"`
-	DistPID    int             `json:"distribute_pid,omitempty"`
-	ClientAddr string          `json:"client_addr"`
-	Admin      string          `json:"admin_socket"`
-	Status     *nodeapi.Status `json:"status,omitempty"`
-	Error      string          `json:"error,omitempty"`
+	ID         uint64 `json:"id"`
+	Name       string `json:"name"`
+	NodePID    int    `json:"node_pid,omitempty"`
+	AgentPID   int    `json:"agent_pid,omitempty"`
+	DistPID    int    `json:"distribute_pid,omitempty"`
+	ClientAddr string `json:"client_addr"`
+	Admin      string `json:"admin_socket"`
+	// Namespace and Link describe an isolated host's network: its
+	// namespace, and "up", "partitioned" or "unknown".
+	Namespace string          `json:"namespace,omitempty"`
+	Link      string          `json:"link,omitempty"`
+	Status    *nodeapi.Status `json:"status,omitempty"`
+	Error     string          `json:"error,omitempty"`
 }
 
 // Statuses queries every host: its processes and its node's admin status.
@@ -25,7 +30,17 @@ func Statuses(ctx context.Context, n *Network) []HostStatus {
 	out := make([]HostStatus, 0, len(n.Hosts))
 	for i := range n.Hosts {
 		h := &n.Hosts[i]
-		hs := HostStatus{ID: h.ID, Name: h.Name, ClientAddr: h.ClientAddr, Admin: h.AdminSocket}
+		hs := HostStatus{ID: h.ID, Name: h.Name, ClientAddr: h.ClientAddr, Admin: h.AdminSocket, Namespace: h.Namespace}
+		if n.Isolation != nil {
+			switch up, err := LinkUp(ctx, n, h); {
+			case err != nil:
+				hs.Link = "unknown" // no root, or the namespaces are gone (down)
+			case up:
+				hs.Link = "up"
+			default:
+				hs.Link = "partitioned"
+			}
+		}
 		if pid, ok := ProcessAlive(h, NodeBin); ok {
 			hs.NodePID = pid
 		}
@@ -50,18 +65,21 @@ func Statuses(ctx context.Context, n *Network) []HostStatus {
 	return out
 }
 
-// Down stops every process of the devnet: distribution, agents, nodes.
-// The directory is kept (its data survives a later 'up --resume').
+// Down stops every process of the devnet: agents, distribution, nodes;
+// on an isolated devnet it then removes every namespace of the devnet
+// (RemoveNetwork). The directory and its data are kept: StartHost (after
+// ConnectHost) starts a host again.
 func Down(ctx context.Context, n *Network) error {
-	var firstErr error
+	var errs []error
 	for i := range n.Hosts {
-		h := &n.Hosts[i]
-		// Agents first: a running agent would restart what we stop.
-		for _, prog := range []string{AgentBin, DistributeBin, NodeBin} {
-			if err := StopProcess(ctx, h, prog, 10*time.Second); err != nil && firstErr == nil {
-				firstErr = err
-			}
+		if err := StopHost(ctx, &n.Hosts[i]); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	return firstErr
+	if n.Isolation != nil {
+		if _, err := RemoveNetwork(ctx, n.Dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -7,19 +7,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/teeup/teeup/agent"
 	"github.com/teeup/teeup/internal/fsutil"
-	"github.com/teeup/teeup/internal/proc"
 	"github.com/teeup/teeup/keyfile"
 	"github.com/teeup/teeup/ledger"
-	"github.com/teeup/teeup/node"
 	"github.com/teeup/teeup/nodeapi"
 	"github.com/teeup/teeup/release"
 	"github.com/teeup/teeup/tee/sim"
@@ -62,13 +59,21 @@ type UpOptions struct {
 	// RaftCompactEvery sets the nodes' raft_compact_every (0: the node's
 	// default); tests set it low to exercise state transfer.
 	RaftCompactEvery uint64
+	// Isolate starts every host in its own network namespace with its own
+	// address on a private subnet (see Isolation). Needs root.
+	Isolate bool
+	// Subnet is the isolated devnet's private IPv4 subnet (default
+	// DefaultSubnet); it must not overlap a network of this machine.
+	Subnet netip.Prefix
 	// Progress receives one line per step.
 	Progress io.Writer
 	Logger   *slog.Logger
 }
 
 // Up lays out a new devnet in opts.Dir and starts it. It refuses a
-// directory that already holds a devnet.
+// directory that already holds a devnet. Once the devnet is saved, a
+// failure returns the network with the error, so that the caller can Down
+// what was started.
 func Up(ctx context.Context, opts UpOptions) (*Network, error) {
 	if opts.Nodes < 1 || opts.Nodes > 7 {
 		return nil, fmt.Errorf("devnet up: --nodes %d: want 1 to 7", opts.Nodes)
@@ -98,7 +103,12 @@ func Up(ctx context.Context, opts UpOptions) (*Network, error) {
 		return nil, err
 	}
 
-	n := &Network{Dir: dir, ChainID: opts.ChainID, CreatedAt: time.Now().UTC(), Agents: !opts.NoAgents}
+	n := &Network{Dir: dir, ChainID: opts.ChainID, CreatedAt: time.Now().UTC(), Agents: !opts.NoAgents, NoDistribute: opts.NoDistribute}
+	if opts.Isolate {
+		if n.Isolation, err = newIsolation(ctx, dir, opts.Subnet, opts.Nodes); err != nil {
+			return nil, err
+		}
+	}
 	progress("creating simulated root CA and %d platforms", opts.Nodes)
 	ca, err := sim.InitCA(filepath.Join(dir, "ca"))
 	if err != nil {
@@ -107,11 +117,12 @@ func Up(ctx context.Context, opts UpOptions) (*Network, error) {
 	ports := &portReserver{}
 	defer ports.release()
 	for i := 1; i <= opts.Nodes; i++ {
-		h, err := newHost(dir, uint64(i), ports)
+		addrs, err := n.hostAddrs(uint64(i), ports)
 		if err != nil {
 			return nil, err
 		}
-		if _, err := sim.InitPlatform(h.PlatformDir, ca); err != nil {
+		h, err := LayoutHost(n, ca, uint64(i), addrs)
+		if err != nil {
 			return nil, err
 		}
 		n.Hosts = append(n.Hosts, h)
@@ -169,22 +180,26 @@ func Up(ctx context.Context, opts UpOptions) (*Network, error) {
 	}
 	n.RaftCompactEvery = opts.RaftCompactEvery
 	for i := range n.Hosts {
-		if err := writeNodeConfig(n, &n.Hosts[i]); err != nil {
-			return nil, err
-		}
-		n.Hosts[i].AgentManaged = n.Agents
-		if err := writeAgentConfig(n, &n.Hosts[i], !opts.NoDistribute); err != nil {
+		if err := ConfigureHost(n, &n.Hosts[i]); err != nil {
 			return nil, err
 		}
 	}
 	if err := n.Save(); err != nil {
 		return nil, err
 	}
+	if iso := n.Isolation; iso != nil {
+		progress("creating network namespaces %s* on private subnet %s (observer %s)", iso.Prefix, iso.Subnet, iso.ObserverAddr)
+		for i := range n.Hosts {
+			if err := ConnectHost(ctx, n, &n.Hosts[i]); err != nil {
+				return n, err
+			}
+		}
+	}
 	progress("starting %d hosts", len(n.Hosts))
 	ports.release() // the nodes bind them now
 	for i := range n.Hosts {
 		if err := StartHost(n, &n.Hosts[i], !opts.NoDistribute); err != nil {
-			return nil, err
+			return n, err
 		}
 	}
 	progress("waiting for every node to register and commit blocks")
@@ -192,60 +207,6 @@ func Up(ctx context.Context, opts UpOptions) (*Network, error) {
 		return n, err
 	}
 	return n, nil
-}
-
-func newHost(dir string, id uint64, ports *portReserver) (Host, error) {
-	hd := filepath.Join(dir, "hosts", fmt.Sprintf("node-%d", id))
-	peer, err := ports.next()
-	if err != nil {
-		return Host{}, err
-	}
-	client, err := ports.next()
-	if err != nil {
-		return Host{}, err
-	}
-	h := Host{
-		ID: id, Name: fmt.Sprintf("node-%d", id), Dir: hd,
-		PlatformDir: filepath.Join(hd, "platform"),
-		DataDir:     filepath.Join(hd, "data"),
-		AgentDir:    filepath.Join(hd, "agent"),
-		NodeConfig:  filepath.Join(hd, "node.json"),
-		AgentConfig: filepath.Join(hd, "agent.json"),
-		DistDir:     filepath.Join(hd, "dist"),
-		DistState:   filepath.Join(hd, "dist.state"),
-		LogDir:      filepath.Join(hd, "logs"),
-		PeerAddr:    peer, ClientAddr: client,
-	}
-	h.AdminSocket = filepath.Join(h.DataDir, "admin.sock")
-	h.AgentSocket = filepath.Join(h.AgentDir, "agent.sock")
-	for _, d := range []string{h.DataDir, h.AgentDir, h.DistDir, h.LogDir} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return Host{}, fmt.Errorf("devnet host %d: %w", id, err)
-		}
-	}
-	return h, nil
-}
-
-// portReserver hands out distinct free loopback addresses. Each port stays
-// bound until release, so the kernel cannot give the same port twice while
-// a devnet is being laid out (binding and closing at once could).
-type portReserver struct{ held []net.Listener }
-
-func (r *portReserver) next() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	r.held = append(r.held, ln)
-	return ln.Addr().String(), nil
-}
-
-// release frees every reserved port for the processes that will use them.
-func (r *portReserver) release() {
-	for _, ln := range r.held {
-		ln.Close()
-	}
-	r.held = nil
 }
 
 func generateKeys(n *Network) (map[string][]string, error) {
@@ -420,126 +381,6 @@ func binaryVersion(bin string) (string, error) {
 		return "", fmt.Errorf("%s --version printed nothing", bin)
 	}
 	return f[len(f)-1], nil
-}
-
-func writeNodeConfig(n *Network, h *Host) error {
-	cfg := node.Config{
-		NodeID:    h.ID,
-		Genesis:   n.GenesisPath(),
-		DataDir:   h.DataDir,
-		Platform:  h.PlatformDir,
-		Bootstrap: h.ID == 1,
-
-		RaftCompactEvery: n.RaftCompactEvery,
-	}
-	raw, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		return err
-	}
-	return fsutil.WriteFileAtomic(h.NodeConfig, append(raw, '\n'), 0o644)
-}
-
-// writeAgentConfig writes the host's teeup-agent configuration: the agent
-// supervises the node and the distribution process of the initial release.
-func writeAgentConfig(n *Network, h *Host, distribute bool) error {
-	rel := n.Release
-	cfg := agent.Config{
-		NodeID: h.ID, Genesis: n.GenesisPath(), Platform: h.PlatformDir, Dir: h.AgentDir,
-		NodeConfig: h.NodeConfig, NodeDataDir: h.DataDir, NodeLog: filepath.Join(h.LogDir, "node.log"),
-		InitialRelease: rel.ReleaseFile(), InitialNodeBinary: filepath.Join(rel.Dir, NodeBin),
-		Distribute: &agent.ProcessConfig{
-			Binary: filepath.Join(rel.Dir, DistributeBin),
-			Args:   distributeArgs(h),
-			Log:    filepath.Join(h.LogDir, "distribute.log"),
-		},
-		DistributeState: h.DistState,
-		PollInterval:    agent.Duration(500 * time.Millisecond),
-	}
-	if !distribute {
-		cfg.Distribute = nil
-	}
-	raw, err := json.MarshalIndent(cfg, "", "  ")
-	if err != nil {
-		return err
-	}
-	return fsutil.WriteFileAtomic(h.AgentConfig, append(raw, '\n'), 0o644)
-}
-
-func distributeArgs(h *Host) []string {
-	return []string{"run", "--admin-socket", h.AdminSocket, "--dest", h.DistDir, "--state", h.DistState}
-}
-
-// pidFile is where a host's program's pid is recorded: by the agent in its
-// directory when agents supervise the host, by devnet otherwise.
-func pidFile(h *Host, prog string) string {
-	if h.AgentManaged && prog != AgentBin {
-		name := map[string]string{NodeBin: "node.pid", DistributeBin: "distribute.pid"}[prog]
-		return filepath.Join(h.AgentDir, name)
-	}
-	return filepath.Join(h.Dir, prog+".pid")
-}
-
-// StartHost starts a host's processes: the agent (which starts the node)
-// or the node itself, and the distribution process.
-func StartHost(n *Network, h *Host, distribute bool) error {
-	if n.Agents {
-		return StartAgent(n, h) // the agent starts the node and distribution
-	}
-	if err := StartNode(n, h); err != nil {
-		return err
-	}
-	if distribute {
-		return StartDistribute(n, h)
-	}
-	return nil
-}
-
-// StartNode starts the host's node from the current release.
-func StartNode(n *Network, h *Host) error {
-	pid, err := startProgram(n, h, NodeBin, []string{"run", "--config", h.NodeConfig}, "node.log")
-	if err != nil || pid == 0 {
-		return err
-	}
-	return fmt.Errorf("node %d already runs (pid %d)", h.ID, pid)
-}
-
-// StartAgent starts the host's upgrade agent, which supervises its node.
-func StartAgent(n *Network, h *Host) error {
-	pid, err := startProgram(n, h, AgentBin, []string{"run", "--config", h.AgentConfig}, "agent.log")
-	if err != nil || pid == 0 {
-		return err
-	}
-	return fmt.Errorf("agent %d already runs (pid %d)", h.ID, pid)
-}
-
-// StartDistribute starts the host's distribution process; one that
-// already runs is left as it is.
-func StartDistribute(n *Network, h *Host) error {
-	_, err := startProgram(n, h, DistributeBin, distributeArgs(h), "distribute.log")
-	return err
-}
-
-// startProgram starts prog of the current release on h with args, logging
-// to log in the host's log directory. When prog already runs there it
-// starts nothing and returns its pid.
-func startProgram(n *Network, h *Host, prog string, args []string, log string) (running int, err error) {
-	bin := filepath.Join(n.Release.Dir, prog)
-	if pid, ok := proc.ReadPID(pidFile(h, prog), bin); ok {
-		return pid, nil
-	}
-	_, err = proc.StartDetached(bin, args, nil, filepath.Join(h.LogDir, log), pidFile(h, prog))
-	return 0, err
-}
-
-// StopProcess stops a host's program (teeup-node, teeup-agent or
-// teeup-distribute) gracefully, then forcibly after grace.
-func StopProcess(ctx context.Context, h *Host, prog string, grace time.Duration) error {
-	return proc.StopFromFile(ctx, pidFile(h, prog), prog, grace)
-}
-
-// ProcessAlive reports whether a host's program runs, and its pid.
-func ProcessAlive(h *Host, prog string) (int, bool) {
-	return proc.ReadPID(pidFile(h, prog), prog)
 }
 
 // WaitHealthy waits until every node answers on its admin socket, is

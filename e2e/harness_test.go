@@ -126,9 +126,21 @@ type testNet struct {
 // the test ends; on failure the nodes' last log lines are printed.
 func startNet(t *testing.T, nodes int) *testNet {
 	t.Helper()
+	return startNetWith(t, devnet.UpOptions{Nodes: nodes, NoAgents: true})
+}
+
+// startNetWith starts a devnet laid out by opts (its directory and binaries
+// chosen here) that is stopped when the test ends — with opts.Isolate its
+// namespaces removed too; on failure the nodes' last log lines are printed.
+func startNetWith(t *testing.T, opts devnet.UpOptions) *testNet {
+	t.Helper()
+	if opts.Isolate {
+		needNetns(t)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	n, err := devnet.Up(ctx, devnet.UpOptions{Dir: devnetDir(t), Nodes: nodes, BinDir: bins.dir, NoAgents: true})
+	opts.Dir, opts.BinDir = devnetDir(t), bins.dir
+	n, err := devnet.Up(ctx, opts)
 	if n != nil {
 		tn := &testNet{t: t, net: n}
 		t.Cleanup(tn.stop)
@@ -142,11 +154,13 @@ func startNet(t *testing.T, nodes int) *testNet {
 	return nil
 }
 
-// dial makes a client and an admin client for every node.
+// dial makes a client and an admin client for every node (the clients
+// dial from the observer namespace on an isolated devnet).
 func (tn *testNet) dial() {
 	tn.t.Helper()
-	for _, h := range tn.net.Hosts {
-		c, err := nodeapi.Dial(nodeapi.DialConfig{Addr: h.ClientAddr, RootPath: tn.net.RootCert(), MREnclaves: tn.net.AcceptedMeasurements()})
+	for i := range tn.net.Hosts {
+		h := &tn.net.Hosts[i]
+		c, err := tn.net.DialNode(context.Background(), h)
 		if err != nil {
 			tn.t.Fatalf("dial node %d: %v", h.ID, err)
 		}

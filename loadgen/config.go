@@ -2,7 +2,8 @@
 // exact accounting of what the network acknowledged, so that a caller can
 // verify afterwards that no acknowledged payment was lost.
 //
-// Each worker owns one sender account and tracks its nonce locally. A
+// Each worker owns one sender account and tracks its nonce locally; it
+// keeps Config.InFlight payments in flight (consecutive nonces). A
 // payment is acknowledged only when a node returns its receipt (committed,
 // with a height). When a node answers "closed for upgrade", times out or
 // cannot be reached, the worker resubmits the SAME signed transaction (same
@@ -79,6 +80,14 @@ type Config struct {
 	// Concurrency is the number of workers (default: one per account; at
 	// most len(Accounts)).
 	Concurrency int
+	// InFlight is how many payments each worker keeps in flight at once
+	// (default 1). They are signed with consecutive nonces and submitted
+	// concurrently; one refused while an earlier one of the same account
+	// is still in flight is resubmitted unchanged (a node may have seen it
+	// first). After a rejection that no earlier payment explains, the
+	// worker waits for its payments in flight, re-reads the account's
+	// nonce and goes on from there.
+	InFlight int
 	// Rate is the total number of new payments started per second across
 	// all workers; 0 starts them as fast as the workers go. Retries are not
 	// paced.
@@ -115,6 +124,9 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.Concurrency == 0 {
 		c.Concurrency = len(c.Accounts)
+	}
+	if c.InFlight == 0 {
+		c.InFlight = 1
 	}
 	if c.SubmitTimeout == 0 {
 		c.SubmitTimeout = DefaultSubmitTimeout
@@ -176,6 +188,9 @@ func (c Config) validate() error {
 		errs = append(errs, fmt.Errorf("concurrency %d is negative", c.Concurrency))
 	} else if c.Concurrency > len(c.Accounts) && len(c.Accounts) > 0 {
 		errs = append(errs, fmt.Errorf("concurrency %d exceeds the %d sender accounts (each worker owns one account)", c.Concurrency, len(c.Accounts)))
+	}
+	if c.InFlight < 0 {
+		errs = append(errs, fmt.Errorf("in flight %d is negative", c.InFlight))
 	}
 	if c.Rate < 0 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) {
 		errs = append(errs, fmt.Errorf("rate %v: want a finite number ≥ 0 (0 = unpaced)", c.Rate))

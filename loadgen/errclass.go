@@ -29,10 +29,10 @@ func judge(err error) (verdict, string) {
 	case errors.As(err, &apiErr):
 		key := apiErr.Code + ": " + normalize(strings.TrimPrefix(apiErr.Message, "rejected: "))
 		switch apiErr.Code {
-		case nodeapi.CodeRejected, nodeapi.CodeBadRequest:
+		case nodeapi.CodeRejected, nodeapi.CodeBadRequest, nodeapi.CodeTooLarge:
 			return rejected, key
-		case nodeapi.CodeClosedForUpgrade:
-			return retrySame, nodeapi.CodeClosedForUpgrade
+		case nodeapi.CodeClosedForUpgrade, nodeapi.CodeRateLimited:
+			return retrySame, apiErr.Code
 		}
 		return retrySame, key
 	case errors.Is(err, errBadReceipt):

@@ -30,6 +30,10 @@ type fakeLedger struct {
 	idsByKey map[string]map[ledger.Hash]bool     // distinct tx ids per (sender, nonce)
 	before   func(call int, tx *ledger.Tx) error // failure before admission
 	after    func(ctx context.Context, call int, tx *ledger.Tx) error
+
+	// blocks, when set (pipelined), holds admitted payments until the next
+	// cutBlock, as a real network holds them until their block.
+	*blocks
 }
 
 // transportErr is what a dropped connection looks like to a client.
@@ -99,7 +103,12 @@ func (l *fakeLedger) submit(ctx context.Context, raw []byte) (*nodeapi.Receipt, 
 			return nil, err
 		}
 	}
-	rec, err := l.admitAndCommit(tx)
+	var rec *nodeapi.Receipt
+	if l.blocks != nil {
+		rec, err = l.admitAndWait(ctx, tx)
+	} else {
+		rec, err = l.admitAndCommit(tx)
+	}
 	if err != nil {
 		return nil, err
 	}

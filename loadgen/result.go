@@ -63,6 +63,10 @@ type Result struct {
 	ClosedForUpgrade int
 	// Retries counts resubmissions of an already sent payment.
 	Retries int
+	// Reordered counts the retries of a payment refused while an earlier
+	// payment of its account was still in flight (with InFlight > 1 a node
+	// may see a nonce before its predecessor); included in Retries.
+	Reordered int
 
 	// Latencies of the acknowledged payments, in the order of Acked.
 	Latencies []time.Duration
@@ -122,6 +126,7 @@ const verifyPoll = 100 * time.Millisecond
 // It assumes that no other client used these accounts since Run began.
 // Verify waits as long as ctx allows; give it a deadline.
 func (r *Result) Verify(ctx context.Context, c Reader) error {
+	c = patient{c}
 	var maxHeight uint64
 	for _, a := range r.Acked {
 		maxHeight = max(maxHeight, a.Height)
@@ -150,7 +155,18 @@ func (r *Result) Verify(ctx context.Context, c Reader) error {
 		others = append(others, x.Payment)
 	}
 	others = append(others, r.Unresolved...)
+	// A payment rejected once may have been signed again identically (same
+	// nonce, recipient and amount) after the nonce was re-read: one
+	// transaction, counted once.
+	counted := make(map[ledger.Hash]bool, len(r.Acked)+len(others))
+	for _, a := range r.Acked {
+		counted[a.TxID] = true
+	}
 	for _, p := range others {
+		if counted[p.TxID] {
+			continue
+		}
+		counted[p.TxID] = true
 		st, err := waitResolved(ctx, c, p.TxID)
 		if err != nil {
 			return fmt.Errorf("verify: unacknowledged tx %s (nonce %d from %s): %w", p.TxID, p.Nonce, short(p.From), err)
@@ -261,6 +277,45 @@ func waitResolved(ctx context.Context, c Reader, id ledger.Hash) (*nodeapi.TxSta
 		case <-time.After(verifyPoll):
 		}
 	}
+}
+
+// patient is a Reader that waits out a node's rate limit: Verify reads
+// every transaction it sent, faster than a node may let one address read.
+type patient struct{ Reader }
+
+// rateLimitBackoff bounds the wait between reads refused as rate limited.
+const (
+	rateLimitMinBackoff = 50 * time.Millisecond
+	rateLimitMaxBackoff = time.Second
+)
+
+// retry calls f until it is not refused as rate limited or ctx ends.
+func retry[T any](ctx context.Context, f func() (T, error)) (T, error) {
+	backoff := rateLimitMinBackoff
+	for {
+		v, err := f()
+		if !nodeapi.IsCode(err, nodeapi.CodeRateLimited) {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, rateLimitMaxBackoff)
+	}
+}
+
+func (p patient) TxStatus(ctx context.Context, id string) (*nodeapi.TxStatus, error) {
+	return retry(ctx, func() (*nodeapi.TxStatus, error) { return p.Reader.TxStatus(ctx, id) })
+}
+
+func (p patient) Account(ctx context.Context, address string) (*nodeapi.Account, error) {
+	return retry(ctx, func() (*nodeapi.Account, error) { return p.Reader.Account(ctx, address) })
+}
+
+func (p patient) Head(ctx context.Context) (*nodeapi.Head, error) {
+	return retry(ctx, func() (*nodeapi.Head, error) { return p.Reader.Head(ctx) })
 }
 
 // short abbreviates an address for messages.

@@ -136,13 +136,37 @@ type run struct {
 }
 
 // workerStats is what one worker saw; merged into the Result at the end.
+// A worker's payments in flight update it concurrently, under mu.
 type workerStats struct {
+	mu         sync.Mutex
 	acked      []Ack
 	rejected   []Rejection
 	unresolved []Payment
 	closed     int
 	retries    int
+	reordered  int
 	errors     map[string]int
+}
+
+// failed counts one failed attempt under key.
+func (st *workerStats) failed(key string, closed bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	countError(st.errors, key)
+	if closed {
+		st.closed++
+	}
+}
+
+// retried counts one resubmission; reordered when it followed a refusal
+// explained by a predecessor still in flight.
+func (st *workerStats) retried(reordered bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.retries++
+	if reordered {
+		st.reordered++
+	}
 }
 
 // outcome is how the delivery of one payment ended.
@@ -213,16 +237,56 @@ func (r *run) recipient(idx int64, from ledger.Address) ledger.Address {
 	return to
 }
 
-// worker sends payments from account w until no more may be started, then
-// returns. ctx is the run's context; drainCtx also ends DrainTimeout after
-// Duration, and bounds the delivery of the payment in flight.
+// sender is one account's payments in flight. Payments are signed in
+// nonce order; up to Config.InFlight of them are delivered at once.
+type sender struct {
+	r    *run
+	st   *workerStats
+	key  []byte
+	from ledger.Address
+
+	mu       sync.Mutex
+	cond     *sync.Cond
+	next     uint64          // next nonce to sign
+	inflight map[uint64]bool // nonces being delivered
+	broken   bool            // a payment was rejected: sign nothing until the ones in flight end, then re-read the nonce
+	stop     bool            // a payment is unresolved: sign nothing more
+	node     int             // node of the next attempt (see moveOn)
+}
+
+// worker sends payments from account w until no more may be started and
+// its payments in flight are resolved. ctx is the run's context; drainCtx
+// also ends DrainTimeout after Duration, and bounds the delivery of the
+// payments in flight.
 func (r *run) worker(ctx, drainCtx context.Context, w int, st *workerStats) {
 	st.errors = map[string]int{}
 	key := r.cfg.Accounts[w]
-	from := addressOf(key)
-	nonce := r.accounts[from].Nonce + 1
-	next := w // round-robin position over the nodes
+	s := &sender{r: r, st: st, key: key, from: addressOf(key), inflight: map[uint64]bool{}, node: w}
+	s.cond = sync.NewCond(&s.mu)
+	s.next = r.accounts[s.from].Nonce + 1
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for {
+		s.mu.Lock()
+		for len(s.inflight) >= r.cfg.InFlight || (s.broken && len(s.inflight) > 0) {
+			s.cond.Wait()
+		}
+		stop, broken := s.stop, s.broken
+		s.mu.Unlock()
+		if stop {
+			return
+		}
+		if broken {
+			next := s.nodeCursor()
+			last, ok := r.readNonce(drainCtx, st, &next, s.from)
+			if !ok {
+				return
+			}
+			s.mu.Lock()
+			s.next, s.broken, s.node = last+1, false, next
+			s.mu.Unlock()
+			continue
+		}
 		if !r.mayStart(ctx) || !r.pace.wait(ctx) || !r.mayStart(ctx) {
 			return
 		}
@@ -230,45 +294,108 @@ func (r *run) worker(ctx, drainCtx context.Context, w int, st *workerStats) {
 		if !ok {
 			return
 		}
-		to := r.recipient(idx, from)
+		to := r.recipient(idx, s.from)
+		s.mu.Lock()
+		nonce := s.next
+		s.next++
+		s.inflight[nonce] = true
+		s.mu.Unlock()
 		tx := ledger.NewPayment(r.cfg.ChainID, key, to, r.cfg.Amount, nonce)
-		p := Payment{TxID: tx.ID(), From: from, To: to, Amount: r.cfg.Amount, Nonce: nonce}
-		out := r.deliver(drainCtx, st, &next, tx.Encode(), p)
-		switch out.kind {
-		case outcomeAcked:
-			a := Ack{Payment: p, Height: out.height, Latency: out.latency}
-			st.acked = append(st.acked, a)
-			if r.cfg.OnAck != nil {
-				r.cfg.OnAck(a)
-			}
-			nonce++
-		case outcomeRejected:
-			st.rejected = append(st.rejected, Rejection{Payment: p, Reason: out.reason})
-			r.cfg.Logger.Warn("payment rejected", "tx", p.TxID.String(), "from", short(from), "nonce", nonce, "reason", out.reason)
-			last, ok := r.readNonce(drainCtx, st, &next, from)
-			if !ok {
-				return
-			}
-			nonce = last + 1
-		case outcomeUnresolved:
-			st.unresolved = append(st.unresolved, p)
-			return
+		p := Payment{TxID: tx.ID(), From: s.from, To: to, Amount: r.cfg.Amount, Nonce: nonce}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.resolve(p, r.deliver(drainCtx, s, tx.Encode(), p))
+		}()
+	}
+}
+
+// nodeCursor returns the node of the next attempt.
+func (s *sender) nodeCursor() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.node
+}
+
+// moveOn advances the node cursor past i after an attempt there, unless a
+// concurrent attempt already did: payments started together go to the
+// same node (which sees them in nonce order), and every attempt still
+// moves the account on, round-robin and away from a failing node.
+func (s *sender) moveOn(i int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.node == i {
+		s.node++
+	}
+}
+
+// mayBeReordered reports whether a refusal of payment nonce may be due to
+// an earlier payment of this account still in flight (the node saw nonce
+// before its predecessor): then the same transaction is resubmitted.
+func (s *sender) mayBeReordered(nonce uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.broken {
+		return false
+	}
+	for n := range s.inflight {
+		if n < nonce {
+			return true
 		}
 	}
+	return false
+}
+
+// resolve records how the delivery of p ended.
+func (s *sender) resolve(p Payment, out outcome) {
+	var ack *Ack
+	s.st.mu.Lock()
+	switch out.kind {
+	case outcomeAcked:
+		ack = &Ack{Payment: p, Height: out.height, Latency: out.latency}
+		s.st.acked = append(s.st.acked, *ack)
+	case outcomeRejected:
+		s.st.rejected = append(s.st.rejected, Rejection{Payment: p, Reason: out.reason})
+	case outcomeUnresolved:
+		s.st.unresolved = append(s.st.unresolved, p)
+	}
+	s.st.mu.Unlock()
+	if out.kind == outcomeRejected {
+		s.r.cfg.Logger.Warn("payment rejected", "tx", p.TxID.String(), "from", short(p.From), "nonce", p.Nonce, "reason", out.reason)
+	}
+	if ack != nil && s.r.cfg.OnAck != nil {
+		s.r.cfg.OnAck(*ack)
+	}
+	s.mu.Lock()
+	delete(s.inflight, p.Nonce)
+	switch out.kind {
+	case outcomeRejected:
+		s.broken = true
+	case outcomeUnresolved:
+		s.stop = true
+	}
+	s.cond.Broadcast()
+	s.mu.Unlock()
 }
 
 // deliver submits raw until a node acknowledges or rejects it, retrying the
 // same transaction on the next node after any other failure, with backoff.
-// It gives up (unresolved) when ctx ends.
-func (r *run) deliver(ctx context.Context, st *workerStats, next *int, raw []byte, p Payment) outcome {
+// A refusal while an earlier payment of the account is in flight is also
+// retried (it may have arrived first). It gives up (unresolved) when ctx
+// ends.
+func (r *run) deliver(ctx context.Context, s *sender, raw []byte, p Payment) outcome {
 	first := time.Now()
 	backoff := r.cfg.MinBackoff
 	for {
-		n := r.cfg.Nodes[*next%len(r.cfg.Nodes)]
-		*next++
+		i := s.nodeCursor()
+		// An earlier payment in flight when this attempt is sent may reach
+		// the ledger after it, even if it is resolved by the time the answer
+		// comes back.
+		predecessor := s.mayBeReordered(p.Nonce)
 		actx, cancel := context.WithTimeout(ctx, r.cfg.SubmitTimeout)
-		rec, err := n.Submit(actx, raw)
+		rec, err := r.cfg.Nodes[i%len(r.cfg.Nodes)].Submit(actx, raw)
 		cancel()
+		s.moveOn(i)
 		if err == nil {
 			err = checkReceipt(rec, p)
 			if err == nil {
@@ -279,15 +406,13 @@ func (r *run) deliver(ctx context.Context, st *workerStats, next *int, raw []byt
 			return outcome{kind: outcomeUnresolved}
 		}
 		v, key := judge(err)
-		countError(st.errors, key)
-		if v == rejected {
+		s.st.failed(key, nodeapi.IsCode(err, nodeapi.CodeClosedForUpgrade))
+		reordered := v == rejected && (predecessor || s.mayBeReordered(p.Nonce))
+		if v == rejected && !reordered {
 			return outcome{kind: outcomeRejected, reason: err.Error()}
 		}
-		if nodeapi.IsCode(err, nodeapi.CodeClosedForUpgrade) {
-			st.closed++
-		}
-		st.retries++
-		r.cfg.Logger.Debug("retrying payment", "tx", p.TxID.String(), "nonce", p.Nonce, "err", err, "backoff", backoff)
+		s.st.retried(reordered)
+		r.cfg.Logger.Debug("retrying payment", "tx", p.TxID.String(), "nonce", p.Nonce, "err", err, "backoff", backoff, "reordered", reordered)
 		if !sleep(ctx, backoff) {
 			return outcome{kind: outcomeUnresolved}
 		}
@@ -331,7 +456,7 @@ func (r *run) readNonce(ctx context.Context, st *workerStats, next *int, from le
 			return 0, false
 		}
 		_, key := judge(err)
-		countError(st.errors, "read account: "+key)
+		st.failed("read account: "+key, false)
 		if !sleep(ctx, backoff) {
 			return 0, false
 		}
@@ -364,6 +489,7 @@ func (r *run) result(height uint64, stats []workerStats) *Result {
 		res.Unresolved = append(res.Unresolved, st.unresolved...)
 		res.ClosedForUpgrade += st.closed
 		res.Retries += st.retries
+		res.Reordered += st.reordered
 		for k, v := range st.errors {
 			if _, ok := res.Errors[k]; !ok && len(res.Errors) >= maxErrorKeys {
 				k = otherErrors

@@ -504,6 +504,7 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{"zero recipient", func(c *Config) { c.Recipients = []ledger.Address{{}} }, "zero address"},
 		{"negative concurrency", func(c *Config) { c.Concurrency = -1 }, "negative"},
 		{"too much concurrency", func(c *Config) { c.Concurrency = 5 }, "exceeds the 4 sender accounts"},
+		{"negative in flight", func(c *Config) { c.InFlight = -2 }, "in flight -2"},
 		{"negative rate", func(c *Config) { c.Rate = -1 }, "rate"},
 		{"NaN rate", func(c *Config) { c.Rate = math.NaN() }, "rate"},
 		{"infinite rate", func(c *Config) { c.Rate = math.Inf(1) }, "rate"},

@@ -8,7 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -21,12 +21,49 @@ import (
 
 	"github.com/teeup/teeup/attest"
 	"github.com/teeup/teeup/internal/buildinfo"
+	"github.com/teeup/teeup/internal/httplimit"
 	"github.com/teeup/teeup/internal/unixsock"
 	"github.com/teeup/teeup/ledger"
 	"github.com/teeup/teeup/nodeapi"
 )
 
 const maxRequestBody = 64 << 10
+
+// clientHTTPLimits maps the configured client limits onto httplimit's
+// (zero fields keep httplimit's defaults).
+func (c Config) clientHTTPLimits() httplimit.Config {
+	l := c.ClientLimits
+	return httplimit.Config{
+		ReadHeaderTimeout: time.Duration(l.ReadHeaderTimeout),
+		ReadTimeout:       time.Duration(l.ReadTimeout),
+		WriteTimeout:      time.Duration(l.WriteTimeout),
+		IdleTimeout:       time.Duration(l.IdleTimeout),
+		MaxConns:          l.MaxConnections,
+		MaxConnsPerSource: l.MaxConnectionsPerSource,
+		Rate:              l.RateLimit,
+		Burst:             l.RateBurst,
+		MaxBody:           maxRequestBody,
+		Reject: func(w http.ResponseWriter, _ *http.Request, status int, reason httplimit.Reason, msg string) {
+			code := nodeapi.CodeRateLimited
+			if reason == httplimit.ReasonTooLarge {
+				code = nodeapi.CodeTooLarge
+			}
+			writeErr(w, status, code, msg, "")
+		},
+	}
+}
+
+// clientServer returns the client API's server and wraps ln in its
+// connection limits and attested TLS.
+func (n *Node) clientServer(ln net.Listener) (*http.Server, net.Listener, error) {
+	lim, err := httplimit.New(n.cfg.clientHTTPLimits())
+	if err != nil {
+		return nil, nil, fmt.Errorf("client API: %w", err)
+	}
+	srv := lim.Server(n.clientMux())
+	srv.ErrorLog = slog.NewLogLogger(n.log.Handler(), slog.LevelDebug)
+	return srv, tls.NewListener(lim.Listener(ln), attest.ServerConfig(n.creds, nil)), nil
+}
 
 // startAdmin starts the admin API on its unix socket, at first with only
 // the status and stop endpoints (the node is starting, perhaps waiting for
@@ -81,13 +118,13 @@ func (n *Node) startServers(ctx context.Context) ([]func(), error) {
 	if err != nil {
 		return fail(fmt.Errorf("client API: listen %s: %w", n.cfg.ClientListen, err))
 	}
-	client := &http.Server{
-		Handler:           n.clientMux(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ErrorLog:          nil,
+	client, clientTLS, err := n.clientServer(clientLn)
+	if err != nil {
+		clientLn.Close()
+		return fail(err)
 	}
 	go func() {
-		if err := client.Serve(tls.NewListener(clientLn, attest.ServerConfig(n.creds, nil))); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := client.Serve(clientTLS); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("client API stopped", "err", err)
 		}
 	}()
@@ -134,13 +171,23 @@ func writeErr(w http.ResponseWriter, status int, code, msg, txID string) {
 	writeJSON(w, status, nodeapi.Error{Code: code, Message: msg, TxID: txID})
 }
 
-func decodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxRequestBody))
+// decodeBody decodes a JSON request body of at most maxRequestBody bytes
+// into v. On failure it answers the request itself (413 for a body over
+// the bound, 400 otherwise) and returns false.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequestBody))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("request body: %w", err)
+	err := dec.Decode(v)
+	if err == nil {
+		return true
 	}
-	return nil
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		writeErr(w, http.StatusRequestEntityTooLarge, nodeapi.CodeTooLarge, httplimit.TooLargeMessage(tooLarge.Limit), "")
+		return false
+	}
+	writeErr(w, http.StatusBadRequest, nodeapi.CodeBadRequest, "request body: "+err.Error(), "")
+	return false
 }
 
 // clientMux serves the client API. While ingress is closed, payments and
@@ -206,8 +253,7 @@ func (n *Node) adminMux() http.Handler {
 
 func (n *Node) handleSubmit(w http.ResponseWriter, r *http.Request) {
 	var req nodeapi.SubmitRequest
-	if err := decodeBody(r, &req); err != nil {
-		writeErr(w, http.StatusBadRequest, nodeapi.CodeBadRequest, err.Error(), "")
+	if !decodeBody(w, r, &req) {
 		return
 	}
 	raw, err := hex.DecodeString(req.Tx)
@@ -358,8 +404,7 @@ func (n *Node) handleBlock(w http.ResponseWriter, r *http.Request) {
 
 func (n *Node) handleIngress(w http.ResponseWriter, r *http.Request) {
 	var req nodeapi.IngressRequest
-	if err := decodeBody(r, &req); err != nil {
-		writeErr(w, http.StatusBadRequest, nodeapi.CodeBadRequest, err.Error(), "")
+	if !decodeBody(w, r, &req) {
 		return
 	}
 	reason := strings.TrimSpace(req.Reason)
@@ -375,8 +420,7 @@ func (n *Node) handleIngress(w http.ResponseWriter, r *http.Request) {
 // committed: from then on no node commits a block past it.
 func (n *Node) handleHalt(w http.ResponseWriter, r *http.Request) {
 	var req nodeapi.HaltRequest
-	if err := decodeBody(r, &req); err != nil {
-		writeErr(w, http.StatusBadRequest, nodeapi.CodeBadRequest, err.Error(), "")
+	if !decodeBody(w, r, &req) {
 		return
 	}
 	head, _ := n.store.Head()
@@ -458,8 +502,7 @@ func (n *Node) Status() nodeapi.Status {
 
 func (n *Node) handleCheckpoint(w http.ResponseWriter, r *http.Request) {
 	var req nodeapi.CheckpointRequest
-	if err := decodeBody(r, &req); err != nil {
-		writeErr(w, http.StatusBadRequest, nodeapi.CodeBadRequest, err.Error(), "")
+	if !decodeBody(w, r, &req) {
 		return
 	}
 	if !filepath.IsAbs(req.Dir) {
@@ -479,8 +522,7 @@ func (n *Node) handleCheckpoint(w http.ResponseWriter, r *http.Request) {
 // host, or tests).
 func (n *Node) handleLeadership(w http.ResponseWriter, r *http.Request) {
 	var req nodeapi.LeadershipRequest
-	if err := decodeBody(r, &req); err != nil {
-		writeErr(w, http.StatusBadRequest, nodeapi.CodeBadRequest, err.Error(), "")
+	if !decodeBody(w, r, &req) {
 		return
 	}
 	if !n.raft.IsLeader() {

@@ -67,6 +67,36 @@ type Config struct {
 	LogLevel string `json:"log_level,omitempty"`
 	// MetricsListen serves Prometheus metrics on /metrics when set.
 	MetricsListen string `json:"metrics_listen,omitempty"`
+	// ClientLimits bound what clients can make the client API hold.
+	ClientLimits ClientLimits `json:"client_limits,omitzero"`
+}
+
+// ClientLimits bound the client API's connections, time, request rate and
+// bodies (see internal/httplimit). Zero fields take the defaults given.
+type ClientLimits struct {
+	// MaxConnections bounds the open client connections (default 4096).
+	// At the bound, the connection that has waited longest without a
+	// request in progress is closed to make room; if every connection is
+	// busy, the new one is closed.
+	MaxConnections int `json:"max_connections,omitempty"`
+	// MaxConnectionsPerSource bounds the connections from one IP address
+	// (default 1024, at most MaxConnections).
+	MaxConnectionsPerSource int `json:"max_connections_per_source,omitempty"`
+	// RateLimit is the requests per second one IP address may sustain
+	// (default 1000; negative: no limit); beyond it the API answers 429.
+	RateLimit float64 `json:"rate_limit,omitempty"`
+	// RateBurst is how many requests one IP address may make at once
+	// (default twice RateLimit).
+	RateBurst int `json:"rate_burst,omitempty"`
+	// ReadHeaderTimeout bounds the TLS handshake and a request's header
+	// (default 5s); ReadTimeout the whole request, body included (10s).
+	ReadHeaderTimeout Duration `json:"read_header_timeout,omitempty"`
+	ReadTimeout       Duration `json:"read_timeout,omitempty"`
+	// WriteTimeout bounds a request from its header to the end of its
+	// response (default submit_timeout + 5s; must exceed submit_timeout).
+	WriteTimeout Duration `json:"write_timeout,omitempty"`
+	// IdleTimeout closes a keep-alive connection idle this long (60s).
+	IdleTimeout Duration `json:"idle_timeout,omitempty"`
 }
 
 // Duration is a duration written as a string ("15s") in JSON.
@@ -106,6 +136,9 @@ func (c Config) WithDefaults() Config {
 	if c.RaftCompactKeep == 0 || c.RaftCompactKeep > c.RaftCompactEvery {
 		c.RaftCompactKeep = max(1, c.RaftCompactEvery/4)
 	}
+	if c.ClientLimits.WriteTimeout == 0 {
+		c.ClientLimits.WriteTimeout = c.SubmitTimeout + Duration(5*time.Second)
+	}
 	return c
 }
 
@@ -128,6 +161,12 @@ func (c Config) Validate() error {
 	}
 	if len(c.AdminSocket) > 100 {
 		errs = append(errs, fmt.Errorf("admin_socket %q is too long for a unix socket path (max ~100 bytes)", c.AdminSocket))
+	}
+	if err := c.clientHTTPLimits().WithDefaults().Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("client_limits: %w", err))
+	}
+	if w := c.ClientLimits.WriteTimeout; w != 0 && w <= c.SubmitTimeout {
+		errs = append(errs, fmt.Errorf("client_limits: write_timeout %s must exceed submit_timeout %s (a payment request waits that long for its block)", time.Duration(w), time.Duration(c.SubmitTimeout)))
 	}
 	return errors.Join(errs...)
 }

@@ -1,8 +1,10 @@
 package nodeapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 
@@ -42,6 +44,13 @@ type DialConfig struct {
 	MREnclaves []string
 	// AllowDebug accepts a DEBUG node enclave (development only).
 	AllowDebug bool
+	// Conns is how many connections the client keeps for reuse (see
+	// ClientOptions; default DefaultConns).
+	Conns int
+	// DialContext, if set, opens the TCP connections (for instance from
+	// inside another network namespace); the attested TLS handshake runs
+	// over what it returns. Default: a net.Dialer with a 3 s timeout.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Dial returns a client whose every connection verifies the node's quote
@@ -66,5 +75,5 @@ func Dial(c DialConfig) (*Client, error) {
 	if c.AllowDebug {
 		policy = policy.AllowingDebug()
 	}
-	return NewClient(c.Addr, &attest.Verifier{Quotes: qv, Policy: policy}), nil
+	return NewClientWithOptions(c.Addr, &attest.Verifier{Quotes: qv, Policy: policy}, ClientOptions{Conns: c.Conns, DialContext: c.DialContext}), nil
 }

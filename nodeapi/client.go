@@ -3,6 +3,7 @@ package nodeapi
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/teeup/teeup/attest"
@@ -126,20 +128,95 @@ func (r *reads) RawBlock(ctx context.Context, height uint64) ([]byte, error) {
 }
 
 // Client talks to a node's client API over attested TLS.
-type Client struct{ reads }
+type Client struct {
+	reads
+	stats *connStats
+}
+
+// DefaultConns is how many idle connections a Client keeps for reuse when
+// ClientOptions.Conns is 0.
+const DefaultConns = 16
+
+// ClientOptions tune a Client.
+type ClientOptions struct {
+	// Conns is how many connections to the node the client keeps open for
+	// reuse between requests (default DefaultConns). More concurrent
+	// requests than that open further connections, each with its own
+	// attested handshake, and close them afterwards; a client that keeps
+	// more requests in flight (a load generator) should set it to at
+	// least its concurrency.
+	Conns int
+	// DialContext, if set, opens the TCP connections (for instance from
+	// inside another network namespace); the attested TLS handshake runs
+	// over what it returns. Default: a net.Dialer with a 3 s timeout.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// ConnStats counts a Client's connections.
+type ConnStats struct {
+	// Opened counts connections established (each an attested TLS
+	// handshake); Resumed those that resumed an earlier TLS session.
+	Opened, Resumed uint64
+}
+
+type connStats struct{ opened, resumed atomic.Uint64 }
 
 // NewClient returns a client for the node at addr (host:port). Before any
 // request is sent, the TLS handshake verifies the node's quote with v: its
 // root and the expected MRENCLAVE.
 func NewClient(addr string, v *attest.Verifier) *Client {
-	tr := &http.Transport{
-		TLSClientConfig:     attest.ClientConfig(nil, v),
-		ForceAttemptHTTP2:   false,
-		MaxIdleConnsPerHost: 16,
-		IdleConnTimeout:     30 * time.Second,
-		DialContext:         (&net.Dialer{Timeout: 3 * time.Second}).DialContext,
+	return NewClientWithOptions(addr, v, ClientOptions{})
+}
+
+// NewClientWithOptions is NewClient with a tuned connection pool.
+func NewClientWithOptions(addr string, v *attest.Verifier, o ClientOptions) *Client {
+	conns := o.Conns
+	if conns <= 0 {
+		conns = DefaultConns
 	}
-	return &Client{reads{c: caller{base: "https://" + addr, http: &http.Client{Transport: tr, Timeout: 60 * time.Second}, what: "node " + addr}}}
+	st := &connStats{}
+	tlsConfig := attest.ClientConfig(nil, v)
+	dial := o.DialContext
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 3 * time.Second}).DialContext
+	}
+	tr := &http.Transport{
+		// The handshake is ours, to count connections and resumptions.
+		DialTLSContext: func(ctx context.Context, network, address string) (net.Conn, error) {
+			raw, err := dial(ctx, network, address)
+			if err != nil {
+				return nil, err
+			}
+			hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+			defer cancel()
+			tc := tls.Client(raw, tlsConfig)
+			if err := tc.HandshakeContext(hctx); err != nil {
+				raw.Close()
+				return nil, err
+			}
+			st.opened.Add(1)
+			if tc.ConnectionState().DidResume {
+				st.resumed.Add(1)
+			}
+			return tc, nil
+		},
+		ForceAttemptHTTP2:   false,
+		MaxIdleConns:        conns,
+		MaxIdleConnsPerHost: conns,
+		IdleConnTimeout:     30 * time.Second,
+	}
+	return &Client{
+		reads: reads{c: caller{base: "https://" + addr, http: &http.Client{Transport: tr, Timeout: 60 * time.Second}, what: "node " + addr}},
+		stats: st,
+	}
+}
+
+// handshakeTimeout bounds a Client's TLS handshake.
+const handshakeTimeout = 10 * time.Second
+
+// Stats returns how many connections the client opened so far.
+func (c *Client) Stats() ConnStats {
+	return ConnStats{Opened: c.stats.opened.Load(), Resumed: c.stats.resumed.Load()}
 }
 
 // Close releases idle connections.

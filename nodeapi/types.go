@@ -45,9 +45,16 @@ const (
 	CodeCatchingUp = "catching_up"
 	// CodeDiverged: the node's chain differs from the network's.
 	CodeDiverged = "diverged"
-	CodeInternal = "internal"
 	// CodeNotLeader: the request needs the leader.
 	CodeNotLeader = "not_leader"
+	CodeInternal  = "internal"
+	// CodeRateLimited (HTTP 429) means the client's address sent more
+	// requests than the node's per-source rate limit; retry after the
+	// Retry-After header's seconds.
+	CodeRateLimited = "rate_limited"
+	// CodeTooLarge (HTTP 413) means the request body exceeded the node's
+	// bound.
+	CodeTooLarge = "too_large"
 )
 
 // Error is the body of every non-2xx response.

@@ -1,0 +1,227 @@
+package devnet
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/teeup/teeup/agent"
+	"github.com/teeup/teeup/internal/fsutil"
+	"github.com/teeup/teeup/node"
+	"github.com/teeup/teeup/tee/sim"
+)
+
+// HostAddrs are where a host's node listens: its peer and client API
+// addresses (host:port), as the genesis lists them.
+type HostAddrs struct {
+	Peer, Client string
+}
+
+// NewHostAddrs returns addresses for a new host id: on an isolated devnet
+// the host's own address on the private subnet with the fixed ports;
+// otherwise two free loopback ports (free now: start the host soon).
+func (n *Network) NewHostAddrs(id uint64) (HostAddrs, error) {
+	r := &portReserver{}
+	defer r.release()
+	return n.hostAddrs(id, r)
+}
+
+// hostAddrs returns host id's addresses, reserving loopback ports with r.
+func (n *Network) hostAddrs(id uint64, r *portReserver) (HostAddrs, error) {
+	if n.Isolation != nil {
+		ip, err := n.Isolation.HostIP(id)
+		if err != nil {
+			return HostAddrs{}, err
+		}
+		return HostAddrs{Peer: net.JoinHostPort(ip.String(), fmt.Sprint(PeerPort)), Client: net.JoinHostPort(ip.String(), fmt.Sprint(ClientPort))}, nil
+	}
+	peer, err := r.next()
+	if err != nil {
+		return HostAddrs{}, err
+	}
+	client, err := r.next()
+	if err != nil {
+		return HostAddrs{}, err
+	}
+	return HostAddrs{Peer: peer, Client: client}, nil
+}
+
+// LayoutHost lays out host id in DIR/hosts/node-<id>: its directories (the
+// host directory 0700) and a simulated platform certified by ca. It
+// writes no configuration (ConfigureHost does, once the genesis exists)
+// and does not add the host to n.Hosts.
+//
+// Adding a host to a running devnet is LayoutHost, appending the host to
+// n.Hosts, ConfigureHost, n.Save, ConnectHost and StartHost; its node
+// joins once the network's membership admits it.
+func LayoutHost(n *Network, ca *sim.CA, id uint64, addrs HostAddrs) (Host, error) {
+	name := fmt.Sprintf("node-%d", id)
+	hd := filepath.Join(n.Dir, "hosts", name)
+	if _, err := os.Stat(hd); err == nil {
+		return Host{}, fmt.Errorf("devnet host %d: %s already exists", id, hd)
+	}
+	h := Host{
+		ID: id, Name: name, Dir: hd,
+		PlatformDir: filepath.Join(hd, "platform"),
+		DataDir:     filepath.Join(hd, "data"),
+		AgentDir:    filepath.Join(hd, "agent"),
+		NodeConfig:  filepath.Join(hd, "node.json"),
+		AgentConfig: filepath.Join(hd, "agent.json"),
+		DistDir:     filepath.Join(hd, "dist"),
+		DistState:   filepath.Join(hd, "dist.state"),
+		LogDir:      filepath.Join(hd, "logs"),
+		PeerAddr:    addrs.Peer, ClientAddr: addrs.Client,
+	}
+	h.AdminSocket = filepath.Join(h.DataDir, "admin.sock")
+	h.AgentSocket = filepath.Join(h.AgentDir, "agent.sock")
+	if iso := n.Isolation; iso != nil {
+		h.Namespace = iso.HostNamespace(id)
+		h.SwitchPort = fmt.Sprintf("h%d", id)
+	}
+	if err := os.MkdirAll(hd, 0o700); err != nil {
+		return Host{}, fmt.Errorf("devnet host %d: %w", id, err)
+	}
+	for _, d := range []string{h.DataDir, h.AgentDir, h.DistDir, h.LogDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return Host{}, fmt.Errorf("devnet host %d: %w", id, err)
+		}
+	}
+	if _, err := sim.InitPlatform(h.PlatformDir, ca); err != nil {
+		return Host{}, err
+	}
+	return h, nil
+}
+
+// ConfigureHost writes the host's node and agent configurations for the
+// network's current release and genesis. On an isolated devnet it first
+// gives the host its own copies of the genesis and of the release (hard
+// links where possible), so that nothing in its configuration points
+// outside its directory.
+func ConfigureHost(n *Network, h *Host) error {
+	h.AgentManaged = n.Agents
+	if n.Isolation != nil {
+		if err := fsutil.CopyFile(n.GenesisPath(), n.hostGenesis(h), 0o644); err != nil {
+			return fmt.Errorf("devnet host %d: genesis: %w", h.ID, err)
+		}
+		dir := filepath.Join(h.Dir, "release", n.Release.Version)
+		if err := linkTree(n.Release.Dir, dir); err != nil {
+			return fmt.Errorf("devnet host %d: release %s: %w", h.ID, n.Release.Version, err)
+		}
+		h.ReleaseDir = dir
+	}
+	if err := writeNodeConfig(n, h); err != nil {
+		return err
+	}
+	return writeAgentConfig(n, h, !n.NoDistribute)
+}
+
+// linkTree gives dst a copy of every regular file in src: a hard link
+// where the file system allows it, a copy otherwise.
+func linkTree(src, dst string) error {
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		from, to := filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())
+		err := os.Link(from, to)
+		if errors.Is(err, os.ErrExist) {
+			continue
+		}
+		if err != nil {
+			fi, serr := e.Info()
+			if serr != nil {
+				return serr
+			}
+			if err := fsutil.CopyFile(from, to, fi.Mode().Perm()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func writeNodeConfig(n *Network, h *Host) error {
+	cfg := node.Config{
+		NodeID:    h.ID,
+		Genesis:   n.hostGenesis(h),
+		DataDir:   h.DataDir,
+		Platform:  h.PlatformDir,
+		Bootstrap: h.ID == 1,
+		// Every devnet client (bench, demo, distribution, CLI) connects from
+		// one address: a per-source rate would throttle them all as one.
+		ClientLimits: node.ClientLimits{RateLimit: -1},
+
+		RaftCompactEvery: n.RaftCompactEvery,
+	}
+	raw, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(h.NodeConfig, append(raw, '\n'), 0o644)
+}
+
+// writeAgentConfig writes the host's teeup-agent configuration: the agent
+// supervises the node and the distribution process of the initial release.
+func writeAgentConfig(n *Network, h *Host, distribute bool) error {
+	relDir := n.Release.Dir
+	if h.ReleaseDir != "" {
+		relDir = h.ReleaseDir
+	}
+	cfg := agent.Config{
+		NodeID: h.ID, Genesis: n.hostGenesis(h), Platform: h.PlatformDir, Dir: h.AgentDir,
+		NodeConfig: h.NodeConfig, NodeDataDir: h.DataDir, NodeLog: filepath.Join(h.LogDir, "node.log"),
+		InitialRelease: filepath.Join(relDir, "release.json"), InitialNodeBinary: filepath.Join(relDir, NodeBin),
+		Distribute: &agent.ProcessConfig{
+			Binary: filepath.Join(relDir, DistributeBin),
+			Args:   distributeArgs(h),
+			Log:    filepath.Join(h.LogDir, "distribute.log"),
+		},
+		DistributeState: h.DistState,
+		PollInterval:    agent.Duration(500 * time.Millisecond),
+	}
+	if !distribute {
+		cfg.Distribute = nil
+	}
+	raw, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(h.AgentConfig, append(raw, '\n'), 0o644)
+}
+
+func distributeArgs(h *Host) []string {
+	return []string{"run", "--admin-socket", h.AdminSocket, "--dest", h.DistDir, "--state", h.DistState}
+}
+
+// portReserver hands out distinct free loopback addresses. Each port stays
+// bound until release, so the kernel cannot give the same port twice while
+// a devnet is being laid out (binding and closing at once could).
+type portReserver struct{ held []net.Listener }
+
+func (r *portReserver) next() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	r.held = append(r.held, ln)
+	return ln.Addr().String(), nil
+}
+
+// release frees every reserved port for the processes that will use them.
+func (r *portReserver) release() {
+	for _, ln := range r.held {
+		ln.Close()
+	}
+	r.held = nil
+}
