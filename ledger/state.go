@@ -16,6 +16,10 @@ import (
 // halt height.
 var ErrHalted = errors.New("ledger halted")
 
+// ErrProposerNotRegistered is wrapped by BuildBlock's error when the
+// proposer has no key registered on chain (yet).
+var ErrProposerNotRegistered = errors.New("is not registered")
+
 // Apply executes the raft entry at index, whose payload is cmd. It is
 // deterministic, and every write of the entry, with the new applied index,
 // commits in one synced batch: after a crash the state and the applied index
@@ -522,7 +526,7 @@ func (s *Store) BuildBlock(proposer uint64, key ed25519.PrivateKey, now time.Tim
 		return nil, fmt.Errorf("build block %d: %w", next, err)
 	}
 	if !ok {
-		return nil, fmt.Errorf("build block %d: proposer %d is not registered", next, proposer)
+		return nil, fmt.Errorf("build block %d: proposer %d %w", next, proposer, ErrProposerNotRegistered)
 	}
 	if node.Key != pub {
 		return nil, fmt.Errorf("build block %d: proposer %d is registered with key %s, not %s", next, proposer, node.Key, pub)

@@ -687,8 +687,12 @@ func TestBuildBlockRejections(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := c.s.BuildBlock(tc.proposer, tc.key, time.Now(), 0); err == nil || !strings.Contains(err.Error(), tc.want) {
+			_, err := c.s.BuildBlock(tc.proposer, tc.key, time.Now(), 0)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+			if tc.proposer == 2 && !errors.Is(err, ErrProposerNotRegistered) {
+				t.Fatalf("got %v, want ErrProposerNotRegistered", err)
 			}
 		})
 	}

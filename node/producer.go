@@ -29,6 +29,7 @@ type producer struct {
 	// could not be built, or never got applied; at maxLeaderFailures it
 	// hands leadership away rather than stall the network.
 	failures atomic.Int32
+	started  time.Time
 	// mu guards lastTransfer: stepDown runs on the producer's goroutine
 	// and, through applied, on raft's.
 	mu           sync.Mutex
@@ -39,12 +40,16 @@ type producer struct {
 // down.
 const maxLeaderFailures = 3
 
+// registrationGrace is how long after start a leader waits for its own
+// registration before counting "not registered" as a failure.
+const registrationGrace = 15 * time.Second
+
 func newProducer(n *Node) *producer {
 	iv := time.Duration(n.store.Params().BlockInterval)
 	if iv <= 0 {
 		iv = 500 * time.Millisecond
 	}
-	return &producer{n: n, interval: iv, emptyEvery: 2 * iv}
+	return &producer{n: n, interval: iv, emptyEvery: 2 * iv, started: time.Now()}
 }
 
 func (p *producer) run(ctx context.Context) {
@@ -102,6 +107,9 @@ func (p *producer) tick(ctx context.Context) error {
 	blk, err := n.store.BuildBlock(n.cfg.NodeID, k.NodeKey, time.Now(), 0)
 	if errors.Is(err, ledger.ErrHalted) {
 		return nil
+	}
+	if errors.Is(err, ledger.ErrProposerNotRegistered) && time.Since(p.started) < registrationGrace {
+		return nil // its registration is on its way (a fresh network, a re-keyed node)
 	}
 	if err != nil {
 		p.failed(ctx, "cannot build a block: "+err.Error())
