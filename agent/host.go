@@ -367,6 +367,8 @@ func (h *realHost) AwaitServing(ctx context.Context, inst Installation) error {
 			last = err.Error()
 		case st.MREnclave != inst.NodeMREnclave:
 			last = fmt.Sprintf("node runs %s", st.MREnclave.Short())
+		case st.Phase != nodeapi.PhaseRunning:
+			last = "node " + st.Phase
 		default:
 			if _, err := os.Stat(sealed); err != nil {
 				last = "keys not sealed yet"

@@ -32,6 +32,7 @@ func NewRoot() *cobra.Command {
 		newHostCmd(),
 		newGenesisCmd(),
 		newReleaseCmd(),
+		newMemberCmd(),
 		newDevnetCmd(),
 		newPayCmd(),
 		newBalanceCmd(),

@@ -1,11 +1,15 @@
 // Package consensus drives etcd raft (go.etcd.io/raft/v3) for a teeup node:
 // durable raft state in the node's Pebble DB, raft messages over mutual
-// attested TLS between nodes with an identical MRENCLAVE, and delivery of
-// committed entries, in order, to the application.
+// attested TLS between nodes with an identical MRENCLAVE, delivery of
+// committed entries, in order, to the application, and state transfer to
+// peers the log cannot serve.
 //
 // The loop follows raft's contract: persist HardState, entries and snapshot
 // (synced) before sending the Ready's messages, apply committed entries,
-// then Advance.
+// then Advance. A Ready that carries a snapshot is not persisted into the
+// live database: the application records an install marker and the node
+// restarts, installing the staged state before raft starts again (see
+// package statetransfer), so raft never believes in state it does not have.
 package consensus
 
 import (
@@ -13,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,28 +28,58 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// Applier receives committed normal entries in log order. index is the
-// raft log index; data is the entry payload (never empty). An error stops
-// the node: the application cannot make progress safely.
-type Applier func(index uint64, data []byte) error
+// StateMachine is what raft drives: the application's state.
+type StateMachine interface {
+	// Apply applies the committed normal entry at index; data is never
+	// empty. An error stops the node: it cannot make progress safely.
+	Apply(index uint64, data []byte) error
+	// CheckConfChange decides, deterministically from the state at the
+	// entry, whether a committed configuration change takes effect: nil
+	// allows it; an error makes it a no-op on every node.
+	CheckConfChange(index uint64, cc *pb.ConfChangeV2) error
+	// SaveConfState durably records the membership as of index together
+	// with the applied index.
+	SaveConfState(index uint64, cs *pb.ConfState) error
+	// InstallSnapshot is called when raft restores snap (whose state the
+	// transport staged before handing it to raft): the application records
+	// the install, with hs as the raft hard state to resume with. Run then
+	// returns ErrInstallSnapshot and the node must restart.
+	InstallSnapshot(snap *pb.Snapshot, hs *pb.HardState) error
+}
+
+// ErrInstallSnapshot is returned by Run when raft restored a snapshot: the
+// node must restart so that the staged state is installed.
+var ErrInstallSnapshot = errors.New("raft restored a snapshot: restart to install it")
 
 // Config configures a raft node.
 type Config struct {
-	// ID is this node's raft id (from genesis, ≥1).
+	// ID is this node's raft id (≥1).
 	ID uint64
-	// Members are all voting node ids of the static membership.
+	// Members are the genesis voters: a node with an empty log that is one
+	// of them bootstraps the genesis configuration (the same entries on
+	// every genesis node); any other node with an empty log joins and waits
+	// for the leader to send it the log or a snapshot.
 	Members []uint64
 	// DB is the node's Pebble DB; raft uses the "r/" key space.
 	DB *pebble.DB
 	// Applied is the last index the application has applied durably.
 	Applied uint64
-	// Apply receives committed entries.
-	Apply Applier
+	// ConfState is the membership as of Applied (nil: what raft storage
+	// recorded, for ledgers written before it was kept with the state).
+	ConfState *pb.ConfState
+	// Machine receives committed entries.
+	Machine StateMachine
 	// Transport carries messages; Run wires itself into it.
 	Transport *Transport
 	// TickInterval is raft's logical clock (default 100ms): elections
 	// after 10 ticks, heartbeats every tick.
 	TickInterval time.Duration
+	// CompactEvery: the log is compacted once it holds this many applied
+	// entries (default 4096); CompactKeep applied entries stay for peers
+	// that lag a little (default 1024). A peer further behind receives a
+	// state snapshot.
+	CompactEvery uint64
+	CompactKeep  uint64
 	// Logger receives structured logs.
 	Logger *slog.Logger
 }
@@ -55,6 +90,7 @@ type Raft struct {
 	log     *slog.Logger
 	storage *DiskStorage
 	node    raft.Node
+	boot    BootInfo
 
 	leader   atomic.Uint64
 	term     atomic.Uint64
@@ -64,23 +100,40 @@ type Raft struct {
 	stopOnce sync.Once
 	err      error
 
+	// ack is the highest index this node acknowledged (a successful
+	// MsgAppResp) in term ackTerm since it started: heartbeats may commit
+	// up to it (see clampHeartbeat).
+	ackMu   sync.Mutex
+	ackTerm uint64
+	ackIdx  uint64
+
 	confMu sync.Mutex
 	conf   *pb.ConfState
+
+	// amnesiaTerm is, per follower, the term in which this leader last
+	// handed leadership away because the follower lost state.
+	amnesiaMu   sync.Mutex
+	amnesiaTerm map[uint64]uint64
 }
 
-// Start opens raft storage and starts the node: a fresh node bootstraps
-// the static membership, a restarted one resumes from its log.
+// Start opens raft storage and starts the node.
 func Start(cfg Config) (*Raft, error) {
-	if cfg.ID == 0 || cfg.DB == nil || cfg.Apply == nil || cfg.Transport == nil {
-		return nil, errors.New("raft: id, db, apply and transport are required")
+	if cfg.ID == 0 || cfg.DB == nil || cfg.Machine == nil || cfg.Transport == nil {
+		return nil, errors.New("raft: id, db, state machine and transport are required")
 	}
 	if cfg.TickInterval <= 0 {
 		cfg.TickInterval = 100 * time.Millisecond
 	}
+	if cfg.CompactEvery == 0 {
+		cfg.CompactEvery = 4096
+	}
+	if cfg.CompactKeep == 0 || cfg.CompactKeep > cfg.CompactEvery {
+		cfg.CompactKeep = min(1024, cfg.CompactEvery)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	st, err := OpenStorage(cfg.DB)
+	st, err := OpenStorage(cfg.DB, cfg.ConfState)
 	if err != nil {
 		return nil, err
 	}
@@ -96,27 +149,103 @@ func Start(cfg Config) (*Raft, error) {
 		MaxInflightMsgs:           256,
 		CheckQuorum:               true,
 		PreVote:                   true,
+		StepDownOnRemoval:         true,
 		Logger:                    &raftLogger{l: cfg.Logger.With("component", "raft")},
 	}
-	r := &Raft{cfg: cfg, log: cfg.Logger.With("component", "consensus"), storage: st, stopped: make(chan struct{})}
-	if st.Empty() {
+	inc, err := NewIncarnation()
+	if err != nil {
+		return nil, err
+	}
+	r := &Raft{cfg: cfg, log: cfg.Logger.With("component", "consensus"), storage: st, stopped: make(chan struct{}),
+		amnesiaTerm: make(map[uint64]uint64), conf: cfg.ConfState}
+	isGenesisMember := false
+	for _, id := range cfg.Members {
+		isGenesisMember = isGenesisMember || id == cfg.ID
+	}
+	switch {
+	case st.Empty() && isGenesisMember:
 		peers := make([]raft.Peer, 0, len(cfg.Members))
 		for _, id := range cfg.Members {
 			peers = append(peers, raft.Peer{ID: id})
 		}
 		r.node = raft.StartNode(rc, peers)
-		r.log.Info("raft bootstrapped", "id", cfg.ID, "members", cfg.Members)
-	} else {
+		r.log.Info("raft bootstrapped the genesis membership", "id", cfg.ID, "members", cfg.Members)
+	case st.Empty():
+		r.node = raft.RestartNode(rc)
+		r.log.Info("raft joining with an empty log: waiting for the leader", "id", cfg.ID)
+	default:
 		r.node = raft.RestartNode(rc)
 		last, _ := st.Storage().LastIndex()
 		r.log.Info("raft restarted", "id", cfg.ID, "applied", cfg.Applied, "last_index", last)
 	}
+	hs, _, _ := st.Storage().InitialState()
+	last, _ := st.Storage().LastIndex()
+	r.boot = BootInfo{Incarnation: inc, LastIndex: last, Commit: hs.GetCommit()}
+	if st.Empty() && isGenesisMember {
+		r.boot.Commit = uint64(len(cfg.Members)) // the bootstrap entries StartNode committed
+		r.boot.LastIndex = r.boot.Commit
+	}
 	r.applied.Store(cfg.Applied)
+	r.commit.Store(r.boot.Commit)
 	return r, nil
 }
 
-// Step delivers a message from a peer.
+// soleVoter reports whether this node is the only voter it knows of.
+func (r *Raft) soleVoter() bool {
+	cs := r.cfg.ConfState
+	if cs == nil {
+		_, c, err := r.storage.Storage().InitialState()
+		if err != nil {
+			return false
+		}
+		cs = c
+	}
+	v := cs.GetVoters()
+	if len(v) == 0 && len(r.cfg.Members) == 1 && r.cfg.Members[0] == r.cfg.ID && r.storage.Empty() {
+		return true // bootstrapping a one-node genesis
+	}
+	return len(v) == 1 && v[0] == r.cfg.ID
+}
+
+// Boot returns this process's boot info.
+func (r *Raft) Boot() BootInfo { return r.boot }
+
+// Hooks returns the hooks that connect the transport to this node.
+func (r *Raft) Hooks() RaftHooks {
+	return RaftHooks{
+		Deliver:         r.Step,
+		DeliverSnapshot: r.stepSnapshot,
+		Unreachable:     r.ReportUnreachable,
+		SnapshotDone: func(id uint64, ok bool) {
+			status := raft.SnapshotFinish
+			if !ok {
+				status = raft.SnapshotFailure
+			}
+			r.node.ReportSnapshot(id, status)
+		},
+	}
+}
+
+// Step delivers a message from a peer. Snapshot messages are dropped here:
+// they reach raft only through stepSnapshot, once their state is staged.
 func (r *Raft) Step(m *pb.Message) {
+	switch m.GetType() {
+	case pb.MessageType_MsgSnap:
+		r.log.Warn("dropped a snapshot message without staged state", "from", m.GetFrom())
+		return
+	case pb.MessageType_MsgHeartbeat:
+		m = r.clampHeartbeat(m)
+	case pb.MessageType_MsgAppResp:
+		if m.GetReject() {
+			r.checkRejection(m)
+		}
+	}
+	r.step(m)
+}
+
+func (r *Raft) stepSnapshot(m *pb.Message) { r.step(m) }
+
+func (r *Raft) step(m *pb.Message) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if err := r.node.Step(ctx, m); err != nil && !errors.Is(err, raft.ErrStopped) {
@@ -124,8 +253,51 @@ func (r *Raft) Step(m *pb.Message) {
 	}
 }
 
+// clampHeartbeat limits the commit index a heartbeat carries to what this
+// node knows to match the leader: what it had committed when it started,
+// or what it acknowledged to this term's leader since. Raft attaches
+// min(match, committed) to heartbeats, where match is the leader's memory
+// of what this node stored; after this node lost state (its disk wiped or
+// restored from an older copy) that memory is wrong, and an unclamped
+// heartbeat would crash raft ("tocommit out of range") or, worse, commit
+// stale entries of an old term the restored log still holds.
+func (r *Raft) clampHeartbeat(m *pb.Message) *pb.Message {
+	limit := r.boot.Commit
+	r.ackMu.Lock()
+	if r.ackTerm == m.GetTerm() && r.ackIdx > limit {
+		limit = r.ackIdx
+	}
+	r.ackMu.Unlock()
+	if m.GetCommit() <= limit {
+		return m
+	}
+	c := proto.Clone(m).(*pb.Message)
+	c.Commit = new(limit)
+	return c
+}
+
+// noteAcks records the acknowledgements in msgs (already persisted).
+func (r *Raft) noteAcks(msgs []*pb.Message) {
+	for _, m := range msgs {
+		if m.GetType() != pb.MessageType_MsgAppResp || m.GetReject() {
+			continue
+		}
+		r.ackMu.Lock()
+		switch {
+		case m.GetTerm() > r.ackTerm:
+			r.ackTerm, r.ackIdx = m.GetTerm(), m.GetIndex()
+		case m.GetTerm() == r.ackTerm && m.GetIndex() > r.ackIdx:
+			r.ackIdx = m.GetIndex()
+		}
+		r.ackMu.Unlock()
+	}
+}
+
 // ReportUnreachable tells raft a peer could not be reached.
 func (r *Raft) ReportUnreachable(id uint64) { r.node.ReportUnreachable(id) }
+
+// ErrStopped is returned by proposals to a stopped node.
+var ErrStopped = errors.New("raft: stopped")
 
 // Propose submits data for replication. It returns once raft accepted the
 // proposal locally (it may still be lost if leadership changes); callers
@@ -136,11 +308,24 @@ func (r *Raft) Propose(ctx context.Context, data []byte) error {
 	}
 	select {
 	case <-r.stopped:
-		return errors.New("raft: stopped")
+		return ErrStopped
 	default:
 	}
 	if err := r.node.Propose(ctx, data); err != nil {
 		return fmt.Errorf("raft: propose: %w", err)
+	}
+	return nil
+}
+
+// ProposeConfChange submits a membership change.
+func (r *Raft) ProposeConfChange(ctx context.Context, cc *pb.ConfChangeV2) error {
+	select {
+	case <-r.stopped:
+		return ErrStopped
+	default:
+	}
+	if err := r.node.ProposeConfChange(ctx, cc); err != nil {
+		return fmt.Errorf("raft: propose conf change: %w", err)
 	}
 	return nil
 }
@@ -157,8 +342,27 @@ func (r *Raft) Term() uint64 { return r.term.Load() }
 // CommitIndex returns the last known commit index.
 func (r *Raft) CommitIndex() uint64 { return r.commit.Load() }
 
-// AppliedIndex returns the last index handed to Apply.
+// AppliedIndex returns the last index handed to the state machine.
 func (r *Raft) AppliedIndex() uint64 { return r.applied.Load() }
+
+// ConfState returns the membership raft applied last.
+func (r *Raft) ConfState() *pb.ConfState {
+	r.confMu.Lock()
+	defer r.confMu.Unlock()
+	if r.conf == nil {
+		return nil
+	}
+	return proto.Clone(r.conf).(*pb.ConfState)
+}
+
+// TermAt returns the term of the entry at index.
+func (r *Raft) TermAt(index uint64) (uint64, error) {
+	t, err := r.storage.Storage().Term(index)
+	if err != nil {
+		return 0, fmt.Errorf("raft: term of %d: %w", index, err)
+	}
+	return t, nil
+}
 
 // Done is closed when the node stops.
 func (r *Raft) Done() <-chan struct{} { return r.stopped }
@@ -173,11 +377,18 @@ func (r *Raft) Err() error {
 	}
 }
 
-// Run drives raft until ctx is cancelled or applying fails.
+// Run drives raft until ctx is cancelled, applying fails, or a snapshot
+// must be installed (ErrInstallSnapshot).
 func (r *Raft) Run(ctx context.Context) error {
 	ticker := time.NewTicker(r.cfg.TickInterval)
 	defer ticker.Stop()
 	defer r.stop(nil)
+	if r.soleVoter() {
+		// Nobody else can vote: do not wait out an election timeout.
+		if err := r.node.Campaign(ctx); err != nil {
+			r.log.Debug("campaign", "err", err)
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -186,7 +397,11 @@ func (r *Raft) Run(ctx context.Context) error {
 			r.node.Tick()
 		case rd := <-r.node.Ready():
 			if err := r.handleReady(rd); err != nil {
-				r.log.Error("raft loop stopped", "err", err)
+				if errors.Is(err, ErrInstallSnapshot) {
+					r.log.Info("stopping raft to install a snapshot", "index", rd.Snapshot.GetMetadata().GetIndex())
+				} else {
+					r.log.Error("raft loop stopped", "err", err)
+				}
 				r.stop(err)
 				return err
 			}
@@ -209,16 +424,41 @@ func (r *Raft) handleReady(rd raft.Ready) error {
 			r.log.Info("leader changed", "leader", rd.SoftState.Lead, "state", rd.SoftState.RaftState.String())
 		}
 	}
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		// Nothing of this Ready is persisted into the live database (as if
+		// the process crashed before it): the application records the
+		// install and the node restarts into the staged state.
+		hs := rd.HardState
+		if hs == nil || raft.IsEmptyHardState(hs) {
+			cur, _, err := r.storage.Storage().InitialState()
+			if err != nil {
+				return fmt.Errorf("install snapshot: %w", err)
+			}
+			hs = cur
+		}
+		hs = proto.Clone(hs).(*pb.HardState)
+		hs.Commit = new(rd.Snapshot.GetMetadata().GetIndex())
+		if err := r.cfg.Machine.InstallSnapshot(rd.Snapshot, hs); err != nil {
+			return fmt.Errorf("install snapshot: %w", err)
+		}
+		return ErrInstallSnapshot
+	}
 	if rd.HardState != nil && !raft.IsEmptyHardState(rd.HardState) {
 		r.term.Store(rd.HardState.GetTerm())
 		r.commit.Store(rd.HardState.GetCommit())
 	}
-	if err := r.storage.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
+	if err := r.storage.Save(rd.HardState, rd.Entries, nil); err != nil {
 		return err
 	}
+	r.noteAcks(rd.Messages)
 	r.cfg.Transport.Send(rd.Messages)
 	for _, e := range rd.CommittedEntries {
 		if err := r.applyEntry(e); err != nil {
+			return err
+		}
+	}
+	if len(rd.CommittedEntries) > 0 {
+		if err := r.maybeCompact(); err != nil {
 			return err
 		}
 	}
@@ -230,7 +470,7 @@ func (r *Raft) applyEntry(e *pb.Entry) error {
 	switch e.GetType() {
 	case pb.EntryType_EntryNormal:
 		if len(e.GetData()) > 0 {
-			if err := r.cfg.Apply(e.GetIndex(), e.GetData()); err != nil {
+			if err := r.cfg.Machine.Apply(e.GetIndex(), e.GetData()); err != nil {
 				return fmt.Errorf("apply entry %d: %w", e.GetIndex(), err)
 			}
 		}
@@ -239,7 +479,7 @@ func (r *Raft) applyEntry(e *pb.Entry) error {
 		if err := proto.Unmarshal(e.GetData(), cc); err != nil {
 			return fmt.Errorf("decode conf change at %d: %w", e.GetIndex(), err)
 		}
-		if err := r.setConf(r.node.ApplyConfChange(cc)); err != nil {
+		if err := r.applyConfChange(e.GetIndex(), cc.AsV2()); err != nil {
 			return err
 		}
 	case pb.EntryType_EntryConfChangeV2:
@@ -247,7 +487,7 @@ func (r *Raft) applyEntry(e *pb.Entry) error {
 		if err := proto.Unmarshal(e.GetData(), cc); err != nil {
 			return fmt.Errorf("decode conf change at %d: %w", e.GetIndex(), err)
 		}
-		if err := r.setConf(r.node.ApplyConfChange(cc)); err != nil {
+		if err := r.applyConfChange(e.GetIndex(), cc); err != nil {
 			return err
 		}
 	}
@@ -255,11 +495,33 @@ func (r *Raft) applyEntry(e *pb.Entry) error {
 	return nil
 }
 
-func (r *Raft) setConf(cs *pb.ConfState) error {
+func (r *Raft) applyConfChange(index uint64, cc *pb.ConfChangeV2) error {
+	if err := r.cfg.Machine.CheckConfChange(index, cc); err != nil {
+		r.log.Warn("configuration change refused by the state: applied as a no-op", "index", index, "err", err)
+		cc = &pb.ConfChangeV2{}
+	}
+	cs := r.node.ApplyConfChange(cc)
 	r.confMu.Lock()
 	r.conf = cs
 	r.confMu.Unlock()
-	return r.storage.SaveConfState(cs)
+	if len(cc.GetChanges()) > 0 {
+		r.log.Info("membership changed", "index", index, "voters", cs.GetVoters(), "learners", cs.GetLearners())
+	}
+	if err := r.cfg.Machine.SaveConfState(index, cs); err != nil {
+		return fmt.Errorf("save conf state at %d: %w", index, err)
+	}
+	return nil
+}
+
+// maybeCompact drops applied entries once there are CompactEvery of them,
+// keeping CompactKeep for peers that lag a little.
+func (r *Raft) maybeCompact() error {
+	applied := r.applied.Load()
+	first := r.FirstIndex()
+	if applied < first || applied-first < r.cfg.CompactEvery {
+		return nil
+	}
+	return r.CompactTo(applied - r.cfg.CompactKeep)
 }
 
 // raftLogger adapts slog to raft's logger interface. Raft's Fatal and Panic
@@ -287,32 +549,20 @@ func (g *raftLogger) Panicf(format string, v ...any) {
 	panic(fmt.Sprintf(format, v...))
 }
 
-// MinMatch returns, on the leader, the highest log index that every voter
-// (the leader included) has durably stored: compacting below it never
-// forces raft to send a snapshot. ok is false on followers.
-func (r *Raft) MinMatch() (index uint64, ok bool) {
-	st := r.node.Status()
-	if st.RaftState != raft.StateLeader || len(st.Progress) == 0 {
-		return 0, false
-	}
-	first := true
-	for _, pr := range st.Progress {
-		if first || pr.Match < index {
-			index, first = pr.Match, false
-		}
-	}
-	return index, true
-}
-
 // FirstIndex returns the first log index still stored.
 func (r *Raft) FirstIndex() uint64 {
 	i, _ := r.storage.Storage().FirstIndex()
 	return i
 }
 
+// LastIndex returns the last log index stored.
+func (r *Raft) LastIndex() uint64 {
+	i, _ := r.storage.Storage().LastIndex()
+	return i
+}
+
 // CompactTo discards the raft log before index (bounded by what this node
-// applied). It must be called from the Applier, which runs on the raft
-// goroutine, while applying an entry after index.
+// applied). It runs on the raft goroutine.
 func (r *Raft) CompactTo(index uint64) error {
 	if applied := r.applied.Load(); index > applied {
 		index = applied
@@ -333,6 +583,106 @@ func (r *Raft) CompactTo(index uint64) error {
 	if err := r.storage.Compact(index, cs, nil); err != nil {
 		return err
 	}
-	r.log.Info("raft log compacted", "first_index", r.FirstIndex())
+	r.log.Debug("raft log compacted", "first_index", r.FirstIndex())
 	return nil
+}
+
+// Progress is the leader's view of one peer's replication.
+type Progress struct {
+	ID     uint64
+	Match  uint64
+	Voter  bool
+	Active bool
+}
+
+// Progresses returns, on the leader, every member's replication progress
+// (nil on followers).
+func (r *Raft) Progresses() []Progress {
+	st := r.node.Status()
+	if st.RaftState != raft.StateLeader {
+		return nil
+	}
+	voters := map[uint64]bool{}
+	for id := range st.Config.Voters.IDs() {
+		voters[id] = true
+	}
+	out := make([]Progress, 0, len(st.Progress))
+	for id, pr := range st.Progress {
+		out = append(out, Progress{ID: id, Match: pr.Match, Voter: voters[id], Active: pr.RecentActive})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// ErrNoTransferTarget means no other voter is fit to take over leadership.
+var ErrNoTransferTarget = errors.New("no voter fit to take over leadership")
+
+// TransferLeadership, on the leader, hands leadership to the most
+// up-to-date active voter other than itself and exclude, and returns it.
+func (r *Raft) TransferLeadership(ctx context.Context, reason string, exclude ...uint64) (uint64, error) {
+	skip := map[uint64]bool{r.cfg.ID: true}
+	for _, id := range exclude {
+		skip[id] = true
+	}
+	var best Progress
+	for _, pr := range r.Progresses() {
+		if skip[pr.ID] || !pr.Voter || !pr.Active {
+			continue
+		}
+		if best.ID == 0 || pr.Match > best.Match {
+			best = pr
+		}
+	}
+	if best.ID == 0 {
+		return 0, fmt.Errorf("transfer leadership (%s): %w", reason, ErrNoTransferTarget)
+	}
+	r.log.Warn("transferring leadership", "to", best.ID, "reason", reason)
+	r.node.TransferLeadership(ctx, r.cfg.ID, best.ID)
+	return best.ID, nil
+}
+
+// TransferLeadershipTo, on the leader, hands leadership to node to.
+func (r *Raft) TransferLeadershipTo(ctx context.Context, to uint64, reason string) {
+	r.log.Warn("transferring leadership", "to", to, "reason", reason)
+	r.node.TransferLeadership(ctx, r.cfg.ID, to)
+}
+
+// checkRejection, on the leader, looks at a follower's rejection of an
+// append before raft sees it. A follower rejects an append at an index at
+// or below what it acknowledged before only if it lost entries it had
+// stored: its disk was wiped, or restored from an older copy. Raft never
+// lowers its memory of a follower's match index (it ignores such a
+// rejection as stale), so it would keep crediting the follower with
+// entries it no longer has: replication to it would stall, and commit
+// quorums would count entries it does not hold. A new term resets every
+// follower's progress, so the leader hands leadership to another
+// up-to-date voter (and that leader probes the follower from scratch).
+func (r *Raft) checkRejection(m *pb.Message) {
+	if !r.IsLeader() || m.GetTerm() != r.Term() {
+		return
+	}
+	from := m.GetFrom()
+	var match uint64
+	for _, pr := range r.Progresses() {
+		if pr.ID == from {
+			match = pr.Match
+		}
+	}
+	if m.GetIndex() > match || match == 0 {
+		return
+	}
+	r.amnesiaMu.Lock()
+	if r.amnesiaTerm[from] == m.GetTerm() {
+		r.amnesiaMu.Unlock()
+		return // already handled in this term
+	}
+	r.amnesiaTerm[from] = m.GetTerm()
+	r.amnesiaMu.Unlock()
+	r.log.Warn("follower lost entries it had acknowledged (its state was wiped or restored from an older copy)",
+		"peer", from, "acknowledged", match, "rejected_at", m.GetIndex())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := r.TransferLeadership(ctx, fmt.Sprintf("peer %d lost state", from), from); err != nil {
+		r.log.Error("cannot reset replication to a peer that lost state", "peer", from, "err", err)
+	}
 }

@@ -37,13 +37,33 @@ func entryKey(index uint64) []byte {
 // DiskStorage persists raft state in Pebble and serves it to raft through
 // an in-memory raft.MemoryStorage loaded at start.
 type DiskStorage struct {
-	db  *pebble.DB
-	mem *raft.MemoryStorage
+	db   *pebble.DB
+	mem  *raft.MemoryStorage
+	view raft.Storage
 }
 
-// OpenStorage loads raft's durable state from db.
-func OpenStorage(db *pebble.DB) (*DiskStorage, error) {
+// confView serves raft the membership the application recorded with its
+// applied index, instead of the one of the last compaction (entries
+// between the compaction and the applied index are not replayed).
+type confView struct {
+	*raft.MemoryStorage
+	conf *pb.ConfState
+}
+
+// InitialState returns the hard state and the application's membership.
+func (v confView) InitialState() (*pb.HardState, *pb.ConfState, error) {
+	hs, _, err := v.MemoryStorage.InitialState()
+	return hs, v.conf, err
+}
+
+// OpenStorage loads raft's durable state from db. conf, if not nil, is the
+// membership as of the application's applied index (see Config.ConfState).
+func OpenStorage(db *pebble.DB, conf *pb.ConfState) (*DiskStorage, error) {
 	s := &DiskStorage{db: db, mem: raft.NewMemoryStorage()}
+	s.view = s.mem
+	if conf != nil {
+		s.view = confView{MemoryStorage: s.mem, conf: conf}
+	}
 	haveSnap := false
 	if raw, closer, err := db.Get(keySnapshot); err == nil {
 		haveSnap = true
@@ -121,7 +141,7 @@ func OpenStorage(db *pebble.DB) (*DiskStorage, error) {
 }
 
 // Storage returns the raft.Storage to hand to raft.
-func (s *DiskStorage) Storage() raft.Storage { return s.mem }
+func (s *DiskStorage) Storage() raft.Storage { return s.view }
 
 // Empty reports whether no raft state was ever written.
 func (s *DiskStorage) Empty() bool {
@@ -132,7 +152,8 @@ func (s *DiskStorage) Empty() bool {
 
 // Save durably writes a Ready's hard state, entries and snapshot, in one
 // synced batch, then makes them visible to raft. Entries at or after the
-// first new index replace the old tail.
+// first new index replace the old tail, which is deleted key by key (a
+// range tombstone per batch would cost the memtable dearly).
 func (s *DiskStorage) Save(hs *pb.HardState, ents []*pb.Entry, snap *pb.Snapshot) error {
 	b := s.db.NewBatch()
 	defer b.Close()
@@ -159,8 +180,12 @@ func (s *DiskStorage) Save(hs *pb.HardState, ents []*pb.Entry, snap *pb.Snapshot
 			}
 		}
 		last := ents[len(ents)-1].GetIndex()
-		if err := b.DeleteRange(entryKey(last+1), entryPrefixEnd, nil); err != nil {
-			return fmt.Errorf("raft storage: %w", err)
+		if old, _ := s.mem.LastIndex(); old > last {
+			for i := last + 1; i <= old; i++ {
+				if err := b.Delete(entryKey(i), nil); err != nil {
+					return fmt.Errorf("raft storage: %w", err)
+				}
+			}
 		}
 	}
 	if hs != nil && !raft.IsEmptyHardState(hs) {
@@ -234,6 +259,54 @@ func (s *DiskStorage) Compact(index uint64, cs *pb.ConfState, data []byte) error
 	}
 	if err := s.mem.Compact(index); err != nil && !errors.Is(err, raft.ErrCompacted) {
 		return fmt.Errorf("raft storage: compact: %w", err)
+	}
+	return nil
+}
+
+// WriteInstallState prepares a staged copy of a node's database (a peer's
+// checkpoint) to become this node's: it replaces the raft state in it by
+// snap's metadata and hs, with an empty log after the snapshot. It is
+// idempotent.
+func WriteInstallState(db *pebble.DB, hs *pb.HardState, snap *pb.Snapshot) error {
+	meta := &pb.Snapshot{Metadata: snap.GetMetadata()}
+	raw, err := proto.Marshal(meta)
+	if err != nil {
+		return fmt.Errorf("install raft state: %w", err)
+	}
+	rawHS, err := proto.Marshal(hs)
+	if err != nil {
+		return fmt.Errorf("install raft state: %w", err)
+	}
+	rawCS, err := proto.Marshal(snap.GetMetadata().GetConfState())
+	if err != nil {
+		return fmt.Errorf("install raft state: %w", err)
+	}
+	b := db.NewBatch()
+	defer b.Close()
+	if err := b.DeleteRange([]byte(RaftPrefix), prefixEnd([]byte(RaftPrefix)), nil); err != nil {
+		return fmt.Errorf("install raft state: %w", err)
+	}
+	for _, kv := range []struct{ k, v []byte }{{keySnapshot, raw}, {keyHardState, rawHS}, {keyConfState, rawCS}} {
+		if err := b.Set(kv.k, kv.v, nil); err != nil {
+			return fmt.Errorf("install raft state: %w", err)
+		}
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("install raft state: %w", err)
+	}
+	return nil
+}
+
+// RaftPrefix is the key space of raft's durable state in the node's DB.
+const RaftPrefix = "r/"
+
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
 	}
 	return nil
 }

@@ -63,6 +63,8 @@ type Network struct {
 	// Agents reports whether hosts run an upgrade agent that supervises
 	// the node; otherwise devnet runs the node directly.
 	Agents bool `json:"agents"`
+	// RaftCompactEvery is the nodes' raft_compact_every (0: default).
+	RaftCompactEvery uint64 `json:"raft_compact_every,omitempty"`
 	// NoDistribute reports that hosts run no ledger distribution.
 	NoDistribute bool `json:"no_distribute,omitempty"`
 	// Isolation, when set, puts every host in its own network namespace on

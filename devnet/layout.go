@@ -162,6 +162,8 @@ func writeNodeConfig(n *Network, h *Host) error {
 		// Every devnet client (bench, demo, distribution, CLI) connects from
 		// one address: a per-source rate would throttle them all as one.
 		ClientLimits: nodeconfig.ClientLimits{RateLimit: -1},
+
+		RaftCompactEvery: n.RaftCompactEvery,
 	}
 	raw, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {

@@ -57,6 +57,9 @@ type UpOptions struct {
 	NoAgents bool
 	// NoDistribute skips the distribution processes.
 	NoDistribute bool
+	// RaftCompactEvery sets the nodes' raft_compact_every (0: the node's
+	// default); tests set it low to exercise state transfer.
+	RaftCompactEvery uint64
 	// Isolate starts every host in its own network namespace with its own
 	// address on a private subnet (see Isolation). Needs root.
 	Isolate bool
@@ -148,8 +151,14 @@ func Up(ctx context.Context, opts UpOptions) (*Network, error) {
 		NOG:     release.Group{Keys: keys["nog"], Threshold: NOGQuorum},
 		Params:  ledger.Params{BlockInterval: ledger.Duration(opts.BlockInterval)},
 	}
-	for _, h := range n.Hosts {
-		g.Nodes = append(g.Nodes, ledger.GenesisNode{ID: h.ID, Name: h.Name, PeerAddr: h.PeerAddr, ClientAddr: h.ClientAddr})
+	for i, h := range n.Hosts {
+		// Node N is operated by the holder of operator-N: that key may
+		// re-key the node (teeup member rekey).
+		op, err := ledger.ParseAddress(keys["operator"][i])
+		if err != nil {
+			return nil, err
+		}
+		g.Nodes = append(g.Nodes, ledger.GenesisNode{ID: h.ID, Name: h.Name, PeerAddr: h.PeerAddr, ClientAddr: h.ClientAddr, Operator: op.String()})
 	}
 	for _, role := range []string{"operator", "user"} {
 		for i, k := range keys[role] {
@@ -170,6 +179,7 @@ func Up(ctx context.Context, opts UpOptions) (*Network, error) {
 	if err := fsutil.WriteFileAtomic(n.GenesisPath(), append(graw, '\n'), 0o644); err != nil {
 		return nil, err
 	}
+	n.RaftCompactEvery = opts.RaftCompactEvery
 	for i := range n.Hosts {
 		if err := ConfigureHost(n, &n.Hosts[i]); err != nil {
 			return nil, err
@@ -215,7 +225,7 @@ func generateKeys(n *Network) (map[string][]string, error) {
 	for _, g := range []struct {
 		role  string
 		count int
-	}{{"kmg", KMGMembers}, {"nog", NOGMembers}, {"operator", OperatorCount}, {"user", UserCount}} {
+	}{{"kmg", KMGMembers}, {"nog", NOGMembers}, {"operator", max(OperatorCount, len(n.Hosts))}, {"user", UserCount}} {
 		for i := 1; i <= g.count; i++ {
 			pub, err := gen(fmt.Sprintf("%s-%d", g.role, i))
 			if err != nil {
@@ -385,7 +395,7 @@ func WaitHealthy(ctx context.Context, n *Network, timeout time.Duration) error {
 		c := nodeapi.NewAdminClient(h.AdminSocket)
 		for {
 			st, err := c.Status(ctx)
-			if err == nil && st.Leader != 0 && st.Height > 0 {
+			if err == nil && st.Leader != 0 && st.Height > 0 && st.Sync.State == nodeapi.SyncCurrent {
 				break
 			}
 			select {
@@ -395,7 +405,7 @@ func WaitHealthy(ctx context.Context, n *Network, timeout time.Duration) error {
 				if err != nil {
 					last = err.Error()
 				} else {
-					last = fmt.Sprintf("height %d, leader %d", st.Height, st.Leader)
+					last = fmt.Sprintf("height %d, leader %d, %s", st.Height, st.Leader, st.Sync.Reason)
 				}
 				return fmt.Errorf("node %d not healthy after %s (%s); see %s", h.ID, timeout, last, filepath.Join(h.LogDir, "node.log"))
 			case <-time.After(200 * time.Millisecond):

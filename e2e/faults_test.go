@@ -20,6 +20,7 @@ import (
 	"github.com/teeup/teeup/keyfile"
 	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/loadgen"
+	"github.com/teeup/teeup/nodeapi"
 	"github.com/teeup/teeup/tee/sim"
 )
 
@@ -143,14 +144,18 @@ func TestImpostorEnclaveIsRefused(t *testing.T) {
 	}
 	tn.checkSameChain(ctx, tn.minHeight(ctx, 1, 2, 3), 1, 2, 3)
 
-	// The impostor still runs, still without a key, a ledger or an API.
+	// The impostor still runs, still without a ledger key, a ledger or the
+	// client API; its admin socket answers only that it waits for the key.
 	if _, alive := devnet.ProcessAlive(h4, devnet.NodeBin); !alive {
 		t.Fatalf("the impostor exited instead of waiting:\n%s", tail(impLog, 10))
 	}
-	for _, p := range []string{layout.Node(h4.DataDir).SealedKeys(bad), layout.Node(h4.DataDir).Ledger(), h4.AdminSocket} {
+	for _, p := range []string{layout.Node(h4.DataDir).SealedKeys(bad), layout.Node(h4.DataDir).Ledger()} {
 		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("the impostor has %s (%v)", p, err)
 		}
+	}
+	if st := tn.statusOf(ctx, 4); st.Phase == nodeapi.PhaseRunning || st.Height != 0 {
+		t.Errorf("the impostor runs: phase %q, height %d", st.Phase, st.Height)
 	}
 	for _, msg := range []string{"received the network ledger key", "creating the network ledger key", `"msg":"ledger open"`} {
 		if logContainsAfter(impLog, impFrom, msg) {
@@ -251,6 +256,7 @@ func TestKillNineLosesNoAcknowledgedPayment(t *testing.T) {
 	}
 	top := tn.minHeight(ctx, survivors...)
 	tn.waitHeight(ctx, top, int(victim.ID))
+	tn.waitCurrent(ctx, int(victim.ID))
 	tn.checkSameChain(ctx, top)
 	if err := res.Verify(ctx, tn.clients[victim.ID-1]); err != nil {
 		t.Fatalf("through the restarted node: %v", err)

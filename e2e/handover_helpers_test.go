@@ -348,8 +348,8 @@ func (hn *handoverNet) stopAgent(ctx context.Context) {
 	}
 }
 
-// waitNodeServing waits until the node answers its admin API with
-// measurement m.
+// waitNodeServing waits until the node runs as measurement m and is
+// current (so it serves clients).
 func (hn *handoverNet) waitNodeServing(ctx context.Context, m tee.Measurement) {
 	hn.t.Helper()
 	eventually(hn.t, 60*time.Second, "the node serves as "+m.Short(), func() (bool, string) {
@@ -357,7 +357,8 @@ func (hn *handoverNet) waitNodeServing(ctx context.Context, m tee.Measurement) {
 		if err != nil {
 			return false, err.Error()
 		}
-		return st.MREnclave == m, "node runs " + st.MREnclave.Short()
+		return st.MREnclave == m && st.Phase == nodeapi.PhaseRunning && st.Sync.State == nodeapi.SyncCurrent,
+			fmt.Sprintf("node runs %s, %s, %s", st.MREnclave.Short(), st.Phase, st.Sync.Reason)
 	})
 }
 

@@ -332,6 +332,21 @@ func (tn *testNet) waitHeight(ctx context.Context, h uint64, ids ...int) {
 	})
 }
 
+// waitCurrent waits until the given nodes (1-based) report that they are
+// current with the network (not catching up), and so serve clients.
+func (tn *testNet) waitCurrent(ctx context.Context, ids ...int) {
+	tn.t.Helper()
+	for _, id := range ids {
+		eventually(tn.t, 90*time.Second, fmt.Sprintf("node %d to be current", id), func() (bool, string) {
+			st, err := tn.admins[id-1].Status(ctx)
+			if err != nil {
+				return false, err.Error()
+			}
+			return st.Sync.State == nodeapi.SyncCurrent, st.Sync.Reason
+		})
+	}
+}
+
 // minHeight returns the lowest head among the given nodes (default: all).
 func (tn *testNet) minHeight(ctx context.Context, ids ...int) uint64 {
 	tn.t.Helper()

@@ -80,6 +80,15 @@ func SealedKeysMeasurement(name string) (tee.Measurement, bool) {
 	return m, err == nil
 }
 
+// PendingIdentity is where a node waiting for the ledger key keeps its
+// sealed identity key alone.
+func (d Node) PendingIdentity(m tee.Measurement) string {
+	return filepath.Join(d.Keys(), m.String()+".identity"+sealedSuffix)
+}
+
+// Outgoing holds the checkpoints this node is sending to peers.
+func (d Node) Outgoing() string { return filepath.Join(string(d), "outgoing") }
+
 // AdminSocket is the admin API's default unix socket.
 func (d Node) AdminSocket() string { return filepath.Join(string(d), "admin.sock") }
 

@@ -70,6 +70,9 @@ type GenesisNode struct {
 	// remote admin writes on its host. Omitted when empty, so a genesis
 	// without operators hashes as it did before the field existed.
 	Operator string `json:"operator,omitempty"`
+	// NodeKey, if set, is the hex ed25519 node identity key the node must
+	// register with; unset, the first key it registers is taken.
+	NodeKey string `json:"node_key,omitempty"`
 }
 
 // Validate checks one node entry on its own: id ≥ 1, a name of at most 128
@@ -89,12 +92,15 @@ func (n GenesisNode) Validate() error {
 			return fmt.Errorf("%s %q is not host:port", a.field, a.addr)
 		}
 	}
-	if n.Operator != "" {
-		if _, err := keyfile.ParsePublicHex(n.Operator); err != nil {
-			return fmt.Errorf("operator: %w", err)
+	for _, k := range []struct{ field, key string }{{"operator", n.Operator}, {"node_key", n.NodeKey}} {
+		if k.key == "" {
+			continue
 		}
-		if n.Operator != strings.ToLower(n.Operator) {
-			return fmt.Errorf("operator %q is not lower-case hex", n.Operator)
+		if _, err := keyfile.ParsePublicHex(k.key); err != nil {
+			return fmt.Errorf("%s: %w", k.field, err)
+		}
+		if k.key != strings.ToLower(k.key) {
+			return fmt.Errorf("%s %q is not lower-case hex", k.field, k.key)
 		}
 	}
 	return nil
@@ -322,6 +328,19 @@ func (g *Genesis) Hash() (Hash, error) {
 		return Hash{}, fmt.Errorf("hash genesis: %w", err)
 	}
 	return sha256.Sum256(b), nil
+}
+
+// OperatorAddress returns the node's operator key (zero if none).
+func (n GenesisNode) OperatorAddress() Address {
+	a, _ := ParseAddress(n.Operator) // Validate checked it
+	return a
+}
+
+// NodeKeyAddress returns the key the node must register with (zero if
+// the genesis names none).
+func (n GenesisNode) NodeKeyAddress() Address {
+	a, _ := ParseAddress(n.NodeKey)
+	return a
 }
 
 // Node returns the genesis node with the id.

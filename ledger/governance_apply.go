@@ -165,13 +165,21 @@ func (a *applier) approve(g *govState, seq uint64, r *ReleaseRecord, height uint
 	return nil
 }
 
-// isOperator reports whether addr is a member of the Node Operators Group.
+// isOperator reports whether addr is a member of the Node Operators Group
+// in force.
 func (a *applier) isOperator(addr Address) bool {
-	return a.s.genesis.NOG.Contains(addr.PublicKey())
+	ok, err := a.isOperatorNow(addr)
+	return err == nil && ok
 }
 
-// quorum is the Node Operators Group's threshold.
-func (a *applier) quorum() int { return a.s.genesis.NOG.Threshold }
+// quorum is the threshold of the Node Operators Group in force.
+func (a *applier) quorum() int {
+	q, err := a.quorumNow()
+	if err != nil {
+		return a.s.genesis.NOG.Threshold
+	}
+	return q
+}
 
 // checkGovernance checks a governance transaction at admission; it
 // returns a rejection reason or "".
@@ -227,8 +235,17 @@ func (a *applier) commitGovernance(height uint64, t *Tx) (string, error) {
 // governanceTx checks a governance transaction in phase ph and, if apply
 // is set and it passes, performs its effect.
 func (a *applier) governanceTx(t *Tx, ph govPhase, apply bool) (string, error) {
+	if t.Kind == TxRekeyNode {
+		return a.membershipTx(t, ph, apply) // its operator may send it too
+	}
+	if _, err := a.membership(); err != nil {
+		return "", err
+	}
 	if !a.isOperator(t.From) {
-		return fmt.Sprintf("%s is not a member of the node operators group", t.From), nil
+		return fmt.Sprintf("%s is not a member of the node operators group in force", t.From), nil
+	}
+	if t.Kind.IsMembership() {
+		return a.membershipTx(t, ph, apply)
 	}
 	switch t.Kind {
 	case TxProposeRelease:
@@ -310,7 +327,11 @@ func (a *applier) proposeRelease(t *Tx, sr *release.SignedRelease, ph govPhase, 
 	if m.SchemaVersion > MaxReleaseSchema {
 		return fmt.Sprintf("schema version %d of release %s is above %d", m.SchemaVersion, m.Version, MaxReleaseSchema), nil
 	}
-	if err := sr.Verify(a.s.genesis.KMG); err != nil {
+	kmg, err := a.kmg()
+	if err != nil {
+		return "", err
+	}
+	if err := sr.Verify(kmg); err != nil {
 		return verifyReason(err), nil
 	}
 	prev, _, ok, err := a.releaseByVersion(m.Version)

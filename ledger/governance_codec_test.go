@@ -26,7 +26,11 @@ func TestTxKinds(t *testing.T) {
 		{TxScheduleUpgrade, "schedule-upgrade", true, true, MaxGovernancePayloadSize},
 		{TxAbortUpgrade, "abort-upgrade", true, true, MaxGovernancePayloadSize},
 		{TxApproveRollback, "approve-rollback", true, true, MaxGovernancePayloadSize},
-		{7, "tx kind 7", false, false, MaxPayloadSize},
+		{TxAddNode, "add-node", true, true, MaxGovernancePayloadSize},
+		{TxRemoveNode, "remove-node", true, true, MaxGovernancePayloadSize},
+		{TxRekeyNode, "rekey-node", true, true, MaxGovernancePayloadSize},
+		{TxChangeGroup, "change-group", true, true, MaxGovernancePayloadSize},
+		{11, "tx kind 11", false, false, MaxPayloadSize},
 	}
 	for _, c := range cases {
 		if c.kind.String() != c.name || c.kind.IsGovernance() != c.governance || c.kind.Known() != c.known || c.kind.MaxPayload() != c.max {

@@ -215,8 +215,12 @@ func (s *Store) Governance() (*GovernanceView, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read governance: %w", err)
 	}
-	v.Quorum = s.genesis.NOG.Threshold
-	v.Operators = len(s.genesis.NOG.Keys)
+	nog, _, err := s.Groups()
+	if err != nil {
+		return nil, fmt.Errorf("read governance: %w", err)
+	}
+	v.Quorum = nog.Threshold
+	v.Operators = len(nog.Keys)
 	return v, nil
 }
 

@@ -17,6 +17,10 @@ const (
 	prefixPool    = "p/"
 	prefixNode    = "n/"
 	prefixHistory = "x/"
+	// prefixNodeKeyHistory records every key ever registered for a node,
+	// so that blocks signed by a key since replaced still verify:
+	// k/ + id(8) + key(32) → height at registration(8).
+	prefixNodeKeyHistory = "k/"
 	// GovernancePrefix is reserved for governance records (releases,
 	// approvals, schedules).
 	GovernancePrefix = "g/"
@@ -45,7 +49,21 @@ func poolKey(seq uint64) []byte { return heightKey(prefixPool, seq) }
 func nodeKey(id uint64) []byte  { return heightKey(prefixNode, id) }
 
 func accountKey(a Address) []byte { return append([]byte(prefixAccount), a[:]...) }
-func statusKey(h Hash) []byte     { return append([]byte(prefixStatus), h[:]...) }
+
+func nodeKeyHistoryKey(id uint64, key Address) []byte {
+	return append(heightKey(prefixNodeKeyHistory, id), key[:]...)
+}
+
+func decodeNodeKeyHistory(k, v []byte) (uint64, Address, error) {
+	var key Address
+	rest := k[len(prefixNodeKeyHistory):]
+	if len(rest) != 8+len(key) || len(v) != 8 {
+		return 0, key, fmt.Errorf("corrupt node key history record %x", k)
+	}
+	copy(key[:], rest[8:])
+	return binary.BigEndian.Uint64(rest[:8]), key, nil
+}
+func statusKey(h Hash) []byte { return append([]byte(prefixStatus), h[:]...) }
 
 // historyKey is x/ + address + height + index within the block.
 func historyKey(a Address, height uint64, index uint32) []byte {

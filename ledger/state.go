@@ -16,6 +16,10 @@ import (
 // halt height.
 var ErrHalted = errors.New("ledger halted")
 
+// ErrProposerNotRegistered is wrapped by BuildBlock's error when the
+// proposer has no key registered on chain (yet).
+var ErrProposerNotRegistered = errors.New("is not registered")
+
 // Apply executes the raft entry at index, whose payload is cmd. It is
 // deterministic, and every write of the entry, with the new applied index,
 // commits in one synced batch: after a crash the state and the applied index
@@ -89,6 +93,10 @@ type applier struct {
 	// governance records this entry wrote (see governance_apply.go).
 	gov      *govState
 	govCache map[string][]byte
+	// ms is the membership state and memberCache the members, loaded on
+	// first use (see membership.go).
+	ms          *membershipState
+	memberCache []Member
 }
 
 func (a *applier) apply(cmd *Command) (Result, error) {
@@ -395,7 +403,8 @@ func (a *applier) commitTx(height uint64, index uint32, e poolEntry) (Hash, erro
 				return id, err
 			}
 		}
-	case TxProposeRelease, TxApproveRelease, TxScheduleUpgrade, TxAbortUpgrade, TxApproveRollback:
+	case TxProposeRelease, TxApproveRelease, TxScheduleUpgrade, TxAbortUpgrade, TxApproveRollback,
+		TxAddNode, TxRemoveNode, TxRekeyNode, TxChangeGroup:
 		// A governance transaction that lost a race since its admission is
 		// committed without effect; its status says why.
 		note, err := a.commitGovernance(height, t)
@@ -431,8 +440,12 @@ func (a *applier) registerNode(n *NodeRecord) (Result, error) {
 	case n.Key.IsZero():
 		return reject("node %d: zero key", n.ID)
 	}
-	if _, ok := a.s.genesis.Node(n.ID); !ok {
-		return reject("node %d is not in the genesis", n.ID)
+	m, ok, err := a.member(n.ID)
+	if err != nil {
+		return Result{}, err
+	}
+	if !ok || !m.Active() {
+		return reject("node %d is not a member", n.ID)
 	}
 	nodes, err := a.s.Nodes()
 	if err != nil {
@@ -440,13 +453,19 @@ func (a *applier) registerNode(n *NodeRecord) (Result, error) {
 	}
 	for _, o := range nodes {
 		if o.ID == n.ID && o.Key != n.Key {
-			return reject("node %d is registered with another key (%s)", n.ID, o.Key)
+			return reject("node %d is registered with another key (%s); a new key takes its operator's re-key", n.ID, o.Key)
 		}
 		if o.ID != n.ID && o.Key == n.Key {
 			return reject("key %s is already registered for node %d", n.Key, o.ID)
 		}
 	}
+	if !m.NodeKey.IsZero() && m.NodeKey != n.Key {
+		return reject("node %d must register with key %s, not %s", n.ID, m.NodeKey, n.Key)
+	}
 	if err := a.batch.Set(nodeKey(n.ID), encodeNode(*n), nil); err != nil {
+		return Result{}, err
+	}
+	if err := a.batch.Set(nodeKeyHistoryKey(n.ID, n.Key), u64(a.st.head.Height), nil); err != nil {
 		return Result{}, err
 	}
 	a.s.log.Info("node registered", "id", n.ID, "key", n.Key, "measurement", n.Measurement)
@@ -507,7 +526,7 @@ func (s *Store) BuildBlock(proposer uint64, key ed25519.PrivateKey, now time.Tim
 		return nil, fmt.Errorf("build block %d: %w", next, err)
 	}
 	if !ok {
-		return nil, fmt.Errorf("build block %d: proposer %d is not registered", next, proposer)
+		return nil, fmt.Errorf("build block %d: proposer %d %w", next, proposer, ErrProposerNotRegistered)
 	}
 	if node.Key != pub {
 		return nil, fmt.Errorf("build block %d: proposer %d is registered with key %s, not %s", next, proposer, node.Key, pub)

@@ -147,9 +147,9 @@ func TestSubmitRejections(t *testing.T) {
 		{
 			name: "unknown kind",
 			tx: func(*chain) *Tx {
-				return mkTx(testChain, alice, 9, EncodePayment(Payment{To: addrOf(bob), Amount: 1}), 1)
+				return mkTx(testChain, alice, 99, EncodePayment(Payment{To: addrOf(bob), Amount: 1}), 1)
 			},
-			want: "unknown tx kind 9",
+			want: "unknown tx kind 99",
 		},
 		{
 			name: "kind zero",
@@ -515,8 +515,8 @@ func TestRegisterNode(t *testing.T) {
 		{"same id and key, new measurement", &NodeRecord{ID: 2, Key: addrOf(nodeSigner(2)), Measurement: [32]byte{2}}, ""},
 		{"same id, other key", &NodeRecord{ID: 2, Key: addrOf(nodeSigner(9))}, "node 2 is registered with another key"},
 		{"key of another node", &NodeRecord{ID: 3, Key: addrOf(nodeSigner(1))}, "already registered for node 1"},
-		{"id not in the genesis", &NodeRecord{ID: 4, Key: addrOf(nodeSigner(4))}, "node 4 is not in the genesis"},
-		{"id zero", &NodeRecord{ID: 0, Key: addrOf(nodeSigner(5))}, "node 0 is not in the genesis"},
+		{"id not in the genesis", &NodeRecord{ID: 4, Key: addrOf(nodeSigner(4))}, "node 4 is not a member"},
+		{"id zero", &NodeRecord{ID: 0, Key: addrOf(nodeSigner(5))}, "node 0 is not a member"},
 		{"zero key", &NodeRecord{ID: 3}, "zero key"},
 		{"missing node", nil, "missing node"},
 	}
@@ -687,8 +687,12 @@ func TestBuildBlockRejections(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := c.s.BuildBlock(tc.proposer, tc.key, time.Now(), 0); err == nil || !strings.Contains(err.Error(), tc.want) {
+			_, err := c.s.BuildBlock(tc.proposer, tc.key, time.Now(), 0)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+			if tc.proposer == 2 && !errors.Is(err, ErrProposerNotRegistered) {
+				t.Fatalf("got %v, want ErrProposerNotRegistered", err)
 			}
 		})
 	}

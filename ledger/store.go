@@ -55,9 +55,10 @@ type Store struct {
 	// a consistent head and pool.
 	applyMu sync.Mutex
 
-	mu     sync.RWMutex // guards st and closed
-	st     chainState
-	closed bool
+	mu       sync.RWMutex // guards st, raftConf and closed
+	st       chainState
+	raftConf []byte
+	closed   bool
 }
 
 // chainState is the in-memory copy of the meta records, updated only after
@@ -171,6 +172,11 @@ func (s *Store) load(target, newest int) error {
 		return err
 	}
 	s.st = st
+	conf, _, err := s.get(keyRaftConf)
+	if err != nil {
+		return err
+	}
+	s.raftConf = conf
 	return nil
 }
 

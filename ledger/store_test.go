@@ -198,7 +198,7 @@ func TestLedgerNeverTouchesRaftPrefix(t *testing.T) {
 	for ok := it.First(); ok; ok = it.Next() {
 		k := string(it.Key())
 		switch k[:2] {
-		case prefixMeta, prefixBlock, prefixAccount, prefixStatus, prefixPool, prefixNode, prefixHistory, RaftPrefix:
+		case prefixMeta, prefixBlock, prefixAccount, prefixStatus, prefixPool, prefixNode, prefixNodeKeyHistory, prefixHistory, RaftPrefix:
 		default:
 			t.Fatalf("key %q outside the documented prefixes", k)
 		}

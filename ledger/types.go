@@ -141,6 +141,17 @@ const (
 	// TxApproveRollback votes for a rollback to an older release; its
 	// payload is an encoded RollbackApproval.
 	TxApproveRollback TxKind = 6
+	// TxAddNode votes to add a member; its payload is an encoded
+	// MemberSpec (see membership.go).
+	TxAddNode TxKind = 7
+	// TxRemoveNode votes to remove a member; payload: NodeRemoval.
+	TxRemoveNode TxKind = 8
+	// TxRekeyNode replaces a member's node identity key, by its operator or
+	// by NOG vote; payload: NodeRekey.
+	TxRekeyNode TxKind = 9
+	// TxChangeGroup votes to replace the NOG or the KMG; payload:
+	// GroupChange.
+	TxChangeGroup TxKind = 10
 )
 
 // Known reports whether this binary knows the kind.
@@ -151,7 +162,18 @@ func (k TxKind) Known() bool {
 // IsGovernance reports whether the kind is a governance transaction.
 func (k TxKind) IsGovernance() bool {
 	switch k {
-	case TxProposeRelease, TxApproveRelease, TxScheduleUpgrade, TxAbortUpgrade, TxApproveRollback:
+	case TxProposeRelease, TxApproveRelease, TxScheduleUpgrade, TxAbortUpgrade, TxApproveRollback,
+		TxAddNode, TxRemoveNode, TxRekeyNode, TxChangeGroup:
+		return true
+	default:
+		return false
+	}
+}
+
+// IsMembership reports whether the kind changes membership or a group.
+func (k TxKind) IsMembership() bool {
+	switch k {
+	case TxAddNode, TxRemoveNode, TxRekeyNode, TxChangeGroup:
 		return true
 	default:
 		return false
@@ -183,6 +205,14 @@ func (k TxKind) String() string {
 		return "abort-upgrade"
 	case TxApproveRollback:
 		return "approve-rollback"
+	case TxAddNode:
+		return "add-node"
+	case TxRemoveNode:
+		return "remove-node"
+	case TxRekeyNode:
+		return "rekey-node"
+	case TxChangeGroup:
+		return "change-group"
 	default:
 		return fmt.Sprintf("tx kind %d", uint8(k))
 	}

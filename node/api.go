@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
@@ -54,9 +55,45 @@ func (n *Node) clientServer(ln net.Listener) (*http.Server, net.Listener, error)
 	return srv, tls.NewListener(lim.Listener(ln), attest.ServerConfig(n.creds, nil)), nil
 }
 
-// startServers starts the client API (attested TLS), the admin API (unix
-// socket), the handover endpoint and, if configured, metrics. It returns
-// the functions that stop them.
+// startAdmin starts the admin API on its unix socket, at first with only
+// the status and stop endpoints (the node is starting, perhaps waiting for
+// the ledger key); startServers installs the whole API.
+func (n *Node) startAdmin() (func(), error) {
+	early := n.earlyAdminMux()
+	n.admin.Store(&early)
+	ln, err := unixsock.Listen(n.cfg.AdminSocket)
+	if err != nil {
+		return nil, fmt.Errorf("admin API: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*n.admin.Load()).ServeHTTP(w, r) }),
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("admin API stopped", "err", err)
+		}
+	}()
+	return func() { shutdown(srv) }, nil
+}
+
+// earlyAdminMux serves status and stop while the node is not running.
+func (n *Node) earlyAdminMux() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+nodeapi.PathStatus, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, n.Status()) })
+	mux.HandleFunc("POST "+nodeapi.PathStop, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, struct{}{})
+		go n.requestStop()
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeErr(w, http.StatusServiceUnavailable, nodeapi.CodeUnavailable, "the node is not running yet: "+n.Phase(), "")
+	})
+	return mux
+}
+
+// startServers starts the client API (attested TLS), the whole admin API,
+// the handover endpoint and, if configured, metrics. It returns the
+// functions that stop them.
 func (n *Node) startServers(ctx context.Context) ([]func(), error) {
 	var stops []func()
 	fail := func(err error) ([]func(), error) {
@@ -83,17 +120,12 @@ func (n *Node) startServers(ctx context.Context) ([]func(), error) {
 	}()
 	stops = append(stops, stopServer(client))
 
-	adminLn, err := unixsock.Listen(n.cfg.AdminSocket)
-	if err != nil {
-		return fail(fmt.Errorf("admin API: %w", err))
-	}
-	admin := &http.Server{Handler: n.adminMux(), ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := admin.Serve(adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			n.log.Error("admin API stopped", "err", err)
-		}
-	}()
-	stops = append(stops, stopServer(admin))
+	full := n.adminMux()
+	n.admin.Store(&full)
+	stops = append(stops, func() {
+		early := n.earlyAdminMux()
+		n.admin.Store(&early)
+	})
 
 	hl, err := n.startHandoverServer(ctx)
 	if err != nil {
@@ -164,6 +196,17 @@ func (n *Node) clientMux() http.Handler {
 				writeErr(w, http.StatusServiceUnavailable, nodeapi.CodeClosedForUpgrade, msg, "")
 				return
 			}
+			if v := n.sync.current(); !v.serving() {
+				// A node that is behind or diverged would serve stale or
+				// wrong state: send the client to another node.
+				code := nodeapi.CodeCatchingUp
+				if v.State == nodeapi.SyncDiverged {
+					code = nodeapi.CodeDiverged
+				}
+				w.Header().Set("Retry-After", "2")
+				writeErr(w, http.StatusServiceUnavailable, code, v.Reason, "")
+				return
+			}
 			h(w, r)
 		}
 	}
@@ -189,6 +232,7 @@ func (n *Node) adminMux() http.Handler {
 	mux.HandleFunc("POST "+nodeapi.PathAdminTx, n.handleSubmit)
 	mux.HandleFunc("POST "+nodeapi.PathCheckpoint, n.handleCheckpoint)
 	mux.HandleFunc("POST "+nodeapi.PathAttestPeers, n.handleAttestPeers)
+	mux.HandleFunc("POST "+nodeapi.PathLeadership, n.handleLeadership)
 	mux.HandleFunc("GET "+nodeapi.PathTx+"/{id}", n.handleTxStatus)
 	mux.HandleFunc("GET "+nodeapi.PathAccounts+"/{addr}", n.handleAccount)
 	mux.HandleFunc("GET "+nodeapi.PathBlocks+"/{height}", n.handleBlock)
@@ -408,25 +452,41 @@ func (n *Node) proposeAndWait(ctx context.Context, cmd *ledger.Command, done fun
 	return nil
 }
 
-// Status reports the node's state for operators.
+// Status reports the node's state for operators. Before the node runs it
+// reports only its identity and what it is doing (Phase).
 func (n *Node) Status() nodeapi.Status {
-	h, hash := n.store.Head()
 	st := nodeapi.Status{
-		NodeID: n.cfg.NodeID, ChainID: n.genesis.ChainID, Version: buildinfo.Version,
+		NodeID: n.cfg.NodeID, Version: buildinfo.Version, Phase: n.Phase(),
 		MREnclave: n.identity.UniqueID, MRSigner: n.identity.SignerID, SVN: n.identity.SecurityVersion,
-		Debug: n.identity.Debug, Simulated: n.platform.Simulated,
-		Height: h, HeadHash: hash.String(), Pending: n.store.PoolSize(),
-		Ingress: n.ingress.state(), HaltHeight: n.store.HaltHeight(),
-		Leader: n.raft.Leader(), Term: n.raft.Term(), AppliedIndex: n.store.AppliedIndex(),
-		SchemaVersion: n.store.Schema(), ClientAddr: n.cfg.ClientListen, PeerAddr: n.cfg.PeerListen,
+		Debug: n.identity.Debug, ClientAddr: n.cfg.ClientListen, PeerAddr: n.cfg.PeerListen,
 		StartedAt: n.startedAt,
 	}
+	if n.genesis != nil {
+		st.ChainID = n.genesis.ChainID
+	}
+	if n.platform != nil {
+		st.Simulated = n.platform.Simulated
+	}
+	if k := n.keys.Load(); k != nil {
+		st.NodeKey = ledger.Address(k.NodeKey.Public().(ed25519.PublicKey)).String()
+	}
+	store, r := n.storeRef.Load(), n.raftRef.Load()
+	if store == nil || r == nil || n.Phase() != phaseRunning {
+		st.Ingress = n.ingress.state()
+		st.Sync = nodeapi.Sync{State: nodeapi.SyncCatchingUp, CatchingUp: true, Reason: "the node is not running yet: " + n.Phase()}
+		return st
+	}
+	h, hash := store.Head()
+	st.Height, st.HeadHash, st.Pending = h, hash.String(), store.PoolSize()
+	st.Ingress, st.HaltHeight = n.ingress.state(), store.HaltHeight()
+	st.Leader, st.Term, st.AppliedIndex, st.SchemaVersion = r.Leader(), r.Term(), store.AppliedIndex(), store.Schema()
 	st.Halted = n.haltedAt(h)
 	for _, p := range n.tr.Peers() {
 		st.Peers = append(st.Peers, nodeapi.Peer{ID: p.ID, Addr: p.Addr, Connected: p.Live(5 * time.Second),
-			MREnclave: p.Identity.UniqueID, LastSeen: p.LastSeen, LastError: p.LastError})
+			MREnclave: p.Identity.UniqueID, LastSeen: p.LastSeen, LastError: p.LastError, Height: p.Status.Height})
 	}
 	st.Upgrade = n.upgradeState()
+	st.Sync = n.sync.current().Sync
 	return st
 }
 
@@ -446,6 +506,36 @@ func (n *Node) handleCheckpoint(w http.ResponseWriter, r *http.Request) {
 	h, hash := n.store.Head()
 	n.log.Info("ledger checkpoint written", "dir", req.Dir, "height", h, "head", hash.String())
 	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+// handleLeadership hands leadership away (maintenance of the leader's
+// host, or tests).
+func (n *Node) handleLeadership(w http.ResponseWriter, r *http.Request) {
+	var req nodeapi.LeadershipRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if !n.raft.IsLeader() {
+		writeErr(w, http.StatusConflict, nodeapi.CodeNotLeader, fmt.Sprintf("node %d does not lead (the leader is %d)", n.cfg.NodeID, n.raft.Leader()), "")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	to := req.To
+	if to == 0 {
+		var err error
+		if to, err = n.raft.TransferLeadership(ctx, "requested by an operator"); err != nil {
+			writeErr(w, http.StatusConflict, nodeapi.CodeUnavailable, err.Error(), "")
+			return
+		}
+	} else {
+		n.raft.TransferLeadershipTo(ctx, to, "requested by an operator")
+	}
+	if err := n.waitUntil(ctx, func() bool { return n.raft.Leader() == to }); err != nil {
+		writeErr(w, http.StatusGatewayTimeout, nodeapi.CodeTimeout, fmt.Sprintf("node %d did not take over leadership in time (leader: %d)", to, n.raft.Leader()), "")
+		return
+	}
+	writeJSON(w, http.StatusOK, nodeapi.LeadershipResponse{To: to})
 }
 
 // handleAttestPeers attests every peer afresh over mutual attested TLS.

@@ -28,14 +28,16 @@ func (n *Node) apply(index uint64, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("apply: %w", err)
 	}
-	if !res.Accepted && !res.Duplicate && cmd.Kind == ledger.CmdBlock {
-		n.log.Debug("block not applied", "index", index, "reason", res.Reason)
-	}
-	if cmd.Kind == ledger.CmdCompact && res.Accepted {
-		if err := n.raft.CompactTo(cmd.CompactIndex); err != nil {
-			return fmt.Errorf("apply: %w", err)
+	if cmd.Kind == ledger.CmdBlock && cmd.Block != nil && !res.Duplicate {
+		if !res.Accepted {
+			n.log.Debug("block not applied", "index", index, "reason", res.Reason)
+		}
+		if n.producer != nil {
+			n.producer.applied(context.Background(), cmd.Block.Header.Proposer, res.Accepted, cmd.Block.Header.Height, res.Reason)
 		}
 	}
+	// CmdCompact entries of older logs are no-ops: each node compacts its
+	// own raft log, and peers too far behind receive a state snapshot.
 	n.waiters.notify(res)
 	n.applied.broadcast()
 	n.afterApply(res)

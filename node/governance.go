@@ -99,7 +99,12 @@ func (n *Node) handleReleases(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusInternalServerError, nodeapi.CodeInternal, err.Error(), "")
 		return
 	}
-	writeJSON(w, http.StatusOK, governanceJSON(n.genesis.ChainID, v))
+	g := governanceJSON(n.genesis.ChainID, v)
+	if err := addMembership(g, n.store); err != nil {
+		writeErr(w, http.StatusInternalServerError, nodeapi.CodeInternal, err.Error(), "")
+		return
+	}
+	writeJSON(w, http.StatusOK, g)
 }
 
 // governanceJSON converts the ledger's governance view to its API form.
@@ -156,4 +161,52 @@ func addressStrings(as []ledger.Address) []string {
 		out[i] = a.String()
 	}
 	return out
+}
+
+// addMembership adds the members, groups, pending membership votes and
+// membership history to a governance view.
+func addMembership(g *nodeapi.Governance, st *ledger.Store) error {
+	members, err := st.Members()
+	if err != nil {
+		return err
+	}
+	for _, m := range members {
+		mi := nodeapi.MemberInfo{ID: m.ID, Name: m.Name, PeerAddr: m.PeerAddr, ClientAddr: m.ClientAddr,
+			AddedAt: m.AddedAt, RemovedAt: m.RemovedAt}
+		if !m.Operator.IsZero() {
+			mi.Operator = m.Operator.String()
+		}
+		if !m.NodeKey.IsZero() {
+			mi.NodeKey = m.NodeKey.String()
+		}
+		if rec, ok, err := st.Node(m.ID); err == nil && ok {
+			mi.RegisteredKey, mi.MREnclave = rec.Key.String(), rec.Measurement
+		}
+		g.Members = append(g.Members, mi)
+	}
+	nog, kmg, err := st.Groups()
+	if err != nil {
+		return err
+	}
+	g.NOG = &nodeapi.GroupInfo{Keys: nog.Keys, Threshold: nog.Threshold}
+	g.KMG = &nodeapi.GroupInfo{Keys: kmg.Keys, Threshold: kmg.Threshold}
+	votes, err := st.MembershipVotes()
+	if err != nil {
+		return err
+	}
+	for _, v := range votes {
+		g.PendingMembershipVotes = append(g.PendingMembershipVotes, nodeapi.MembershipVote{Member: v.Voter.String(), Kind: v.Kind.String(), Hash: v.Hash.String()})
+	}
+	changes, err := st.MembershipChanges()
+	if err != nil {
+		return err
+	}
+	for _, c := range changes {
+		g.MembershipChanges = append(g.MembershipChanges, nodeapi.MembershipChange{
+			Height: c.Height, Kind: c.Kind.String(), Summary: ledger.DescribeMembershipChange(c), Approvers: addressStrings(c.Approvers)})
+	}
+	if g.NextGroupChangeSeq, err = st.NextGroupChangeSeq(); err != nil {
+		return err
+	}
+	return nil
 }

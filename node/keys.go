@@ -145,3 +145,59 @@ func OtherSealedKeys(dataDir string, m tee.Measurement) []string {
 	}
 	return out
 }
+
+// pendingIdentityPath is where a node that has no ledger key yet keeps its
+// sealed identity key, so that a restart keeps the key its operator may
+// already have registered.
+func pendingIdentityPath(dataDir string, m tee.Measurement) string {
+	return layout.Node(dataDir).PendingIdentity(m)
+}
+
+func identityAD(chainID string, nodeID uint64) []byte {
+	return fmt.Appendf(nil, "teeup pending node identity v1|%s|%d", chainID, nodeID)
+}
+
+// SavePendingIdentity seals a node identity key alone, under the
+// enclave's MRENCLAVE, until the node has the ledger key too.
+func SavePendingIdentity(e tee.Enclave, dataDir, chainID string, nodeID uint64, key ed25519.PrivateKey) error {
+	blob, err := tee.Seal(e, tee.SealUnique, key.Seed(), identityAD(chainID, nodeID))
+	if err != nil {
+		return fmt.Errorf("seal node identity: %w", err)
+	}
+	if err := os.MkdirAll(layout.Node(dataDir).Keys(), 0o700); err != nil {
+		return fmt.Errorf("seal node identity: %w", err)
+	}
+	if err := fsutil.WriteFileAtomic(pendingIdentityPath(dataDir, e.Identity().UniqueID), blob, 0o600); err != nil {
+		return fmt.Errorf("seal node identity: %w", err)
+	}
+	return nil
+}
+
+// LoadPendingIdentity unseals the pending identity key; ErrNoKeys if none.
+func LoadPendingIdentity(e tee.Enclave, dataDir, chainID string, nodeID uint64) (ed25519.PrivateKey, error) {
+	path := pendingIdentityPath(dataDir, e.Identity().UniqueID)
+	blob, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, ErrNoKeys
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load node identity: %w", err)
+	}
+	seed, err := tee.Unseal(e, blob, identityAD(chainID, nodeID))
+	if err != nil {
+		return nil, fmt.Errorf("load node identity %s: %w", path, err)
+	}
+	if len(seed) != ed25519.SeedSize {
+		return nil, fmt.Errorf("load node identity %s: %d bytes, want %d", path, len(seed), ed25519.SeedSize)
+	}
+	return ed25519.NewKeyFromSeed(seed), nil
+}
+
+// RemovePendingIdentity deletes the pending identity once the complete
+// keys are sealed.
+func RemovePendingIdentity(dataDir string, m tee.Measurement) error {
+	if err := os.Remove(pendingIdentityPath(dataDir, m)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove pending node identity: %w", err)
+	}
+	return nil
+}

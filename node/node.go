@@ -17,14 +17,14 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.etcd.io/raft/v3/raftpb"
-
 	"github.com/teeup/teeup/attest"
 	"github.com/teeup/teeup/consensus"
 	"github.com/teeup/teeup/internal/buildinfo"
 	"github.com/teeup/teeup/internal/fsutil"
 	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/ledger"
+	"github.com/teeup/teeup/nodeapi"
+	"github.com/teeup/teeup/statetransfer"
 	"github.com/teeup/teeup/tee"
 	"github.com/teeup/teeup/tee/boot"
 )
@@ -42,10 +42,22 @@ type Node struct {
 	creds        *attest.Credentials
 	peerVerifier *attest.Verifier
 
+	// phase is what the node is doing, for status while it is not serving.
+	phase atomic.Pointer[string]
+	// admin is the admin API's handler: a minimal status until the node
+	// runs, the whole API afterwards.
+	admin atomic.Pointer[http.Handler]
+
 	keys  atomic.Pointer[Keys]
 	store *ledger.Store
-	tr    *consensus.Transport
-	raft  *consensus.Raft
+	// storeRef is store for code that may run before it is open (the
+	// transport's authorizer, the early admin status).
+	storeRef atomic.Pointer[ledger.Store]
+	raftRef  atomic.Pointer[consensus.Raft]
+	tr       *consensus.Transport
+	raft     *consensus.Raft
+	snaps    *consensus.Snapshots
+	sync     *syncTracker
 
 	applied  *notifier
 	waiters  *waiters
@@ -77,8 +89,18 @@ func TargetSchema() int {
 	return ledger.NewestSchema(ledger.DefaultMigrations())
 }
 
+// Phases of a node's start, reported by the admin status before it serves.
+const (
+	phaseStarting      = "starting"
+	phaseWaitingForKey = "waiting for the network ledger key"
+	phaseInstalling    = "installing a state snapshot received from a peer"
+	phaseRunning       = nodeapi.PhaseRunning
+)
+
 // Run starts the node and serves until ctx is cancelled, a graceful stop
-// is requested through the admin API, or a fatal error occurs.
+// is requested through the admin API, or a fatal error occurs. When raft
+// restores a state snapshot received from a peer, the node stops its
+// components, installs the snapshot and starts them again, in-process.
 func Run(ctx context.Context, cfg Config, opts Options) error {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -97,13 +119,24 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		cfg:       cfg,
 		log:       opts.Logger.With("node", cfg.NodeID),
 		faults:    opts.Faults,
-		applied:   newNotifier(),
-		waiters:   newWaiters(),
 		startedAt: time.Now(),
 		stopReq:   make(chan struct{}),
 	}
-	return n.run(ctx, opts)
+	n.setPhase(phaseStarting)
+	for {
+		err := n.run(ctx, opts)
+		if !errors.Is(err, consensus.ErrInstallSnapshot) {
+			return err
+		}
+		n.setPhase(phaseInstalling)
+		n.log.Info("restarting the node's components to install the state received from a peer")
+	}
 }
+
+func (n *Node) setPhase(p string) { n.phase.Store(&p) }
+
+// Phase returns what the node is doing.
+func (n *Node) Phase() string { return *n.phase.Load() }
 
 func newLogger(w io.Writer, level string) *slog.Logger {
 	var l slog.Level
@@ -123,6 +156,10 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 func (n *Node) run(ctx context.Context, opts Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	n.applied, n.waiters = newNotifier(), newWaiters()
+	n.store, n.raft, n.tr, n.producer = nil, nil, nil, nil
+	n.storeRef.Store(nil)
+	n.raftRef.Store(nil)
 
 	g, err := ledger.LoadGenesis(n.cfg.Genesis)
 	if err != nil {
@@ -130,7 +167,13 @@ func (n *Node) run(ctx context.Context, opts Options) error {
 	}
 	self, ok := g.Node(n.cfg.NodeID)
 	if !ok {
-		return fmt.Errorf("node %d is not in the genesis of %s", n.cfg.NodeID, g.ChainID)
+		// A member added by governance after the genesis: its addresses
+		// come from its configuration, its peers from "peers" (or the
+		// genesis nodes) until it has the ledger.
+		if n.cfg.PeerListen == "" || n.cfg.ClientListen == "" {
+			return fmt.Errorf("node %d is not in the genesis of %s: a node added on chain needs peer_listen and client_listen in its configuration", n.cfg.NodeID, g.ChainID)
+		}
+		self = ledger.GenesisNode{ID: n.cfg.NodeID, PeerAddr: n.cfg.PeerListen, ClientAddr: n.cfg.ClientListen}
 	}
 	n.genesis, n.self = g, self
 	if n.cfg.PeerListen == "" {
@@ -150,6 +193,7 @@ func (n *Node) run(ctx context.Context, opts Options) error {
 	n.platform, n.identity = plat, plat.Enclave.Identity()
 	n.log.Info("enclave started", "mrenclave", n.identity.UniqueID.String(), "mrsigner", n.identity.SignerID.Short(),
 		"svn", n.identity.SecurityVersion, "debug", n.identity.Debug, "platform", plat.Name, "version", buildinfo.Version)
+	opts.Stderr = io.Discard // the simulation warning is printed once, not at every in-process restart
 
 	policy := attest.Exact(n.identity.UniqueID)
 	if n.identity.Debug || n.cfg.AllowDebugPeers {
@@ -171,43 +215,62 @@ func (n *Node) run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-
-	peers := make(map[uint64]string, len(g.Nodes))
-	members := make([]uint64, 0, len(g.Nodes))
-	for _, gn := range g.Nodes {
-		peers[gn.ID] = gn.PeerAddr
-		members = append(members, gn.ID)
+	stopAdmin, err := n.startAdmin()
+	if err != nil {
+		return err
 	}
+	defer stopAdmin()
+
+	// The node's identity key signs every peer hello, so it is needed
+	// before the transport starts; the ledger key may come from a peer.
+	keys, err := n.obtainIdentity(ctx)
+	if err != nil {
+		return err
+	}
+	n.keys.Store(keys) // the ledger key may still be missing: status shows the node key meanwhile
+	n.snaps = &consensus.Snapshots{
+		Paths:    statetransfer.Paths{Ledger: layout.Node(n.cfg.DataDir).Ledger(), Incoming: layout.Node(n.cfg.DataDir).Incoming()},
+		Outgoing: layout.Node(n.cfg.DataDir).Outgoing(),
+		Open:     ledger.OpenRaw,
+		Logger:   n.log.With("component", "statetransfer"),
+		Faults: func(point string) error {
+			n.faults.CrashPoint(point)
+			return n.faults.Error(point)
+		},
+	}
+	if err := n.snaps.CleanOutgoing(); err != nil {
+		return err
+	}
+	n.sync = newSyncTracker(n)
 	n.tr, err = consensus.NewTransport(consensus.TransportConfig{
-		ID: n.cfg.NodeID, Listen: n.cfg.PeerListen, Peers: peers, Creds: n.creds, Verifier: n.peerVerifier,
-		Keys:   n.ledgerKeyForPeer,
-		Logger: n.log,
+		ID: n.cfg.NodeID, Listen: n.cfg.PeerListen, Peers: n.peerAddrs(), Creds: n.creds, Verifier: n.peerVerifier,
+		NodeKey: keys.NodeKey, Authorize: n.authorizePeer, Keys: n.ledgerKeyForPeer, Status: n.peerStatus,
+		Source: n.snaps, Sink: n.snaps, Logger: n.log,
+		Faults: func(point string) { n.faults.CrashPoint(point) },
 	})
 	if err != nil {
 		return err
 	}
-	var rf atomic.Pointer[consensus.Raft]
-	deliver := func(m *raftpb.Message) {
-		if r := rf.Load(); r != nil {
-			r.Step(m)
-		}
-	}
-	unreachable := func(id uint64) {
-		if r := rf.Load(); r != nil {
-			r.ReportUnreachable(id)
-		}
-	}
-	if err := n.tr.Start(ctx, deliver, unreachable); err != nil {
+	if err := n.tr.Start(ctx); err != nil {
 		return err
 	}
 	defer n.tr.Stop()
 
-	keys, err := n.obtainKeys(ctx)
-	if err != nil {
-		return err
+	if keys.LedgerKey.IsZero() {
+		n.setPhase(phaseWaitingForKey)
+		if keys, err = n.completeKeys(ctx, keys); err != nil {
+			return err
+		}
 	}
 	n.keys.Store(keys)
 
+	outcome, marker, err := n.snaps.Recover()
+	if err != nil {
+		return fmt.Errorf("state transfer: %w", err)
+	}
+	if outcome == statetransfer.OutcomeInstalled {
+		n.log.Info("installed the state received from a peer", "index", marker.Index, "term", marker.Term)
+	}
 	if err := n.migrate(ctx, keys); err != nil {
 		return err
 	}
@@ -219,27 +282,41 @@ func (n *Node) run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("open ledger: %w", err)
 	}
 	defer n.store.Close()
+	n.storeRef.Store(n.store)
+	defer n.storeRef.Store(nil)
 	h, hash := n.store.Head()
 	n.log.Info("ledger open", "height", h, "head", hash.String(), "schema", n.store.Schema(), "applied_index", n.store.AppliedIndex())
 
+	conf, err := n.raftConf()
+	if err != nil {
+		return err
+	}
 	r, err := consensus.Start(consensus.Config{
-		ID: n.cfg.NodeID, Members: members, DB: n.store.DB(), Applied: n.store.AppliedIndex(),
-		Apply: n.apply, Transport: n.tr, Logger: n.log,
+		ID: n.cfg.NodeID, Members: n.genesisMembers(), DB: n.store.DB(), Applied: n.store.AppliedIndex(), ConfState: conf,
+		Machine: (*stateMachine)(n), Transport: n.tr, Logger: n.log,
+		CompactEvery: n.cfg.RaftCompactEvery, CompactKeep: n.cfg.RaftCompactKeep,
 	})
 	if err != nil {
 		return err
 	}
 	n.raft = r
-	rf.Store(r)
+	n.raftRef.Store(r)
+	defer n.raftRef.Store(nil)
+	n.snaps.MakeCheckpoint = n.checkpointForPeer
+	n.snaps.Term = r.TermAt
+	n.snaps.Committed = r.CommitIndex
+	n.snaps.Verify = n.verifySnapshot
+	n.producer = newProducer(n)
+	n.tr.StartRaft(r.Boot(), r.Hooks())
 	raftDone := make(chan error, 1)
 	go func() { raftDone <- r.Run(ctx) }()
 
-	n.producer = newProducer(n)
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); n.producer.run(ctx) }()
 	go func() { defer wg.Done(); n.ensureRegistered(ctx) }()
-	go func() { defer wg.Done(); n.compactor(ctx) }()
+	go func() { defer wg.Done(); n.sync.run(ctx) }()
+	go func() { defer wg.Done(); n.followMembership(ctx) }()
 
 	stops, err := n.startServers(ctx)
 	if err != nil {
@@ -248,6 +325,7 @@ func (n *Node) run(ctx context.Context, opts Options) error {
 		wg.Wait()
 		return err
 	}
+	n.setPhase(phaseRunning)
 	n.log.Info("node serving", "client", n.cfg.ClientListen, "peer", n.cfg.PeerListen, "admin", n.cfg.AdminSocket, "ingress", n.ingress.String())
 
 	var runErr error
@@ -257,10 +335,14 @@ func (n *Node) run(ctx context.Context, opts Options) error {
 	case <-n.stopReq:
 		n.log.Info("stopping: admin request")
 	case runErr = <-raftDone:
-		if runErr == nil {
+		switch {
+		case errors.Is(runErr, consensus.ErrInstallSnapshot):
+		case runErr == nil:
 			runErr = errors.New("raft stopped")
+			n.log.Error("stopping: consensus failed", "err", runErr)
+		default:
+			n.log.Error("stopping: consensus failed", "err", runErr)
 		}
-		n.log.Error("stopping: consensus failed", "err", runErr)
 	}
 	for _, stop := range stops {
 		stop()
@@ -269,6 +351,9 @@ func (n *Node) run(ctx context.Context, opts Options) error {
 	wg.Wait()
 	if runErr == nil {
 		<-raftDone
+	}
+	if errors.Is(runErr, consensus.ErrInstallSnapshot) {
+		return runErr
 	}
 	n.log.Info("node stopped")
 	return runErr
@@ -285,11 +370,12 @@ func (n *Node) requestStop() {
 	n.stopOnce.Do(func() { close(n.stopReq) })
 }
 
-// ledgerKeyForPeer gives the ledger key to an attested peer (the transport
-// only calls it after the peering policy passed).
+// ledgerKeyForPeer gives the ledger key to an attested member (the
+// transport only calls it after the peering policy and the authorizer
+// passed).
 func (n *Node) ledgerKeyForPeer() ([]byte, bool) {
 	k := n.keys.Load()
-	if k == nil {
+	if k == nil || k.LedgerKey.IsZero() {
 		return nil, false
 	}
 	return append([]byte(nil), k.LedgerKey[:]...), true

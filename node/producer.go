@@ -4,6 +4,9 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/teeup/teeup/ledger"
@@ -21,14 +24,32 @@ type producer struct {
 	inflight   uint64
 	inflightAt time.Time
 	lastBlock  time.Time
+
+	// failures counts this leader's blocks in a row that were rejected,
+	// could not be built, or never got applied; at maxLeaderFailures it
+	// hands leadership away rather than stall the network.
+	failures atomic.Int32
+	started  time.Time
+	// mu guards lastTransfer: stepDown runs on the producer's goroutine
+	// and, through applied, on raft's.
+	mu           sync.Mutex
+	lastTransfer time.Time
 }
+
+// maxLeaderFailures is how many failed blocks in a row make a leader step
+// down.
+const maxLeaderFailures = 3
+
+// registrationGrace is how long after start a leader waits for its own
+// registration before counting "not registered" as a failure.
+const registrationGrace = 15 * time.Second
 
 func newProducer(n *Node) *producer {
 	iv := time.Duration(n.store.Params().BlockInterval)
 	if iv <= 0 {
 		iv = 500 * time.Millisecond
 	}
-	return &producer{n: n, interval: iv, emptyEvery: 2 * iv}
+	return &producer{n: n, interval: iv, emptyEvery: 2 * iv, started: time.Now()}
 }
 
 func (p *producer) run(ctx context.Context) {
@@ -50,11 +71,26 @@ func (p *producer) tick(ctx context.Context) error {
 	n := p.n
 	if !n.raft.IsLeader() {
 		p.inflight = 0
+		p.failures.Store(0)
 		return nil
 	}
+	if v := n.sync.current(); !v.serving() {
+		// A leader that is not current would build on a stale head: every
+		// block it proposed would be rejected and the network would stall.
+		p.stepDown(ctx, "this node is not current: "+v.Reason)
+		return nil
+	}
+	if n.raft.AppliedIndex() < n.raft.CommitIndex() {
+		return nil // build on the newest committed head only
+	}
 	head, _ := n.store.Head()
-	if p.inflight > head && time.Since(p.inflightAt) < 10*p.interval {
-		return nil // the previous block is not applied yet
+	if p.inflight > head {
+		if time.Since(p.inflightAt) < 10*p.interval {
+			return nil // the previous block is not applied yet
+		}
+		why := fmt.Sprintf("block %d was proposed %s ago and never applied", p.inflight, time.Since(p.inflightAt).Round(time.Millisecond))
+		p.inflight = 0
+		p.failed(ctx, why)
 	}
 	// One read of the governance state per tick serves both checks.
 	upgradeHeight, upgrading := n.upgradeHaltHeight()
@@ -72,7 +108,11 @@ func (p *producer) tick(ctx context.Context) error {
 	if errors.Is(err, ledger.ErrHalted) {
 		return nil
 	}
+	if errors.Is(err, ledger.ErrProposerNotRegistered) && time.Since(p.started) < registrationGrace {
+		return nil // its registration is on its way (a fresh network, a re-keyed node)
+	}
 	if err != nil {
+		p.failed(ctx, "cannot build a block: "+err.Error())
 		return err
 	}
 	data, err := ledger.SealEntry(k.LedgerKey, n.genesis.ChainID, &ledger.Command{Kind: ledger.CmdBlock, Block: blk})
@@ -86,6 +126,49 @@ func (p *producer) tick(ctx context.Context) error {
 	}
 	p.inflight, p.inflightAt, p.lastBlock = blk.Header.Height, time.Now(), time.Now()
 	return nil
+}
+
+// applied is told the outcome of every block applied: a rejected block
+// this node proposed counts as a failure of its leadership.
+func (p *producer) applied(ctx context.Context, proposer uint64, accepted bool, height uint64, reason string) {
+	if proposer != p.n.cfg.NodeID {
+		return
+	}
+	if accepted {
+		p.failures.Store(0)
+		return
+	}
+	p.failed(ctx, fmt.Sprintf("the network rejected this node's block %d: %s", height, reason))
+}
+
+// failed counts a failure; at maxLeaderFailures in a row the leader steps
+// down.
+func (p *producer) failed(ctx context.Context, why string) {
+	if p.failures.Add(1) < maxLeaderFailures {
+		p.n.log.Warn("block production failed", "reason", why)
+		return
+	}
+	p.failures.Store(0)
+	p.stepDown(ctx, fmt.Sprintf("%d blocks in a row failed, the last: %s", maxLeaderFailures, why))
+}
+
+// stepDown hands leadership to the most up-to-date other voter, at most
+// once per election timeout.
+func (p *producer) stepDown(ctx context.Context, why string) {
+	n := p.n
+	p.mu.Lock()
+	if !n.raft.IsLeader() || time.Since(p.lastTransfer) < 2*time.Second {
+		p.mu.Unlock()
+		return
+	}
+	p.lastTransfer = time.Now()
+	p.mu.Unlock()
+	n.log.Error("leader stepping down", "reason", why)
+	tctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if _, err := n.raft.TransferLeadership(tctx, why); err != nil {
+		n.log.Error("leader cannot step down", "err", err)
+	}
 }
 
 // haltedAt reports whether no block may follow head: an operator halt at
@@ -139,36 +222,4 @@ func (n *Node) ensureRegistered(ctx context.Context) {
 		}
 	}
 	n.log.Info("node registered on chain", "key", want.Key.String()[:12], "mrenclave", want.Measurement.Short())
-}
-
-// compactor, on the leader, proposes compacting the raft log up to the
-// highest index every node has stored. Raft thus never needs to send a
-// snapshot to a follower, and the log kept in memory and on disk stays
-// bounded — unless a node stays down, which holds compaction back until it
-// returns and catches up from the log.
-func (n *Node) compactor(ctx context.Context) {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		min, ok := n.raft.MinMatch()
-		if !ok || min < n.raft.FirstIndex()+n.cfg.RaftCompactEvery {
-			continue
-		}
-		k := n.keys.Load()
-		data, err := ledger.SealEntry(k.LedgerKey, n.genesis.ChainID, &ledger.Command{Kind: ledger.CmdCompact, CompactIndex: min})
-		if err != nil {
-			n.log.Error("compact", "err", err)
-			continue
-		}
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		if err := n.raft.Propose(pctx, data); err != nil {
-			n.log.Debug("propose compaction", "err", err)
-		}
-		cancel()
-	}
 }

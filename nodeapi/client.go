@@ -307,6 +307,16 @@ func (a *AdminClient) Checkpoint(ctx context.Context, dir string) error {
 	return a.c.do(ctx, http.MethodPost, PathCheckpoint, CheckpointRequest{Dir: dir}, nil)
 }
 
+// TransferLeadership asks the node, which must lead, to hand leadership
+// to node to (0: the most up-to-date other voter).
+func (a *AdminClient) TransferLeadership(ctx context.Context, to uint64) (uint64, error) {
+	var out LeadershipResponse
+	if err := a.c.do(ctx, http.MethodPost, PathLeadership, LeadershipRequest{To: to}, &out); err != nil {
+		return 0, err
+	}
+	return out.To, nil
+}
+
 // AttestPeers makes the node attest every peer afresh.
 func (a *AdminClient) AttestPeers(ctx context.Context) ([]PeerAttestation, error) {
 	var out []PeerAttestation

@@ -30,6 +30,59 @@ type Governance struct {
 	PendingRollbacks []RollbackVote `json:"pending_rollback_votes,omitempty"`
 	Aborts           []AbortInfo    `json:"aborts,omitempty"`
 	Rollbacks        []RollbackInfo `json:"rollbacks,omitempty"`
+
+	// Members are the network's members (removed ones too, with the
+	// height of their removal); NOG and KMG the groups in force.
+	Members []MemberInfo `json:"members,omitempty"`
+	NOG     *GroupInfo   `json:"nog,omitempty"`
+	KMG     *GroupInfo   `json:"kmg,omitempty"`
+	// PendingMembershipVotes are votes that have not reached the quorum.
+	PendingMembershipVotes []MembershipVote `json:"pending_membership_votes,omitempty"`
+	// MembershipChanges is the history of membership and group changes.
+	MembershipChanges []MembershipChange `json:"membership_changes,omitempty"`
+	// NextGroupChangeSeq is the sequence number a KMG change signed now
+	// must name.
+	NextGroupChangeSeq uint64 `json:"next_group_change_seq"`
+}
+
+// MemberInfo is a member of the network.
+type MemberInfo struct {
+	ID         uint64 `json:"id"`
+	Name       string `json:"name,omitempty"`
+	PeerAddr   string `json:"peer_addr"`
+	ClientAddr string `json:"client_addr"`
+	Operator   string `json:"operator,omitempty"`
+	// NodeKey is the identity key the node must register with (from the
+	// vote that added it or its last re-key), if the chain names one;
+	// RegisteredKey the key it registered, if it did.
+	NodeKey       string          `json:"node_key,omitempty"`
+	RegisteredKey string          `json:"registered_key,omitempty"`
+	MREnclave     tee.Measurement `json:"mrenclave"`
+	AddedAt       uint64          `json:"added_at"`
+	RemovedAt     uint64          `json:"removed_at,omitempty"`
+}
+
+// GroupInfo is a governance group in force.
+type GroupInfo struct {
+	Keys      []string `json:"keys"`
+	Threshold int      `json:"threshold"`
+}
+
+// MembershipVote is a pending membership vote.
+type MembershipVote struct {
+	Member string `json:"member"`
+	Kind   string `json:"kind"`
+	// Hash is the SHA-256 of the payload voted for: votes for the same
+	// change have the same hash.
+	Hash string `json:"hash"`
+}
+
+// MembershipChange is a membership or group change that took effect.
+type MembershipChange struct {
+	Height    uint64   `json:"height"`
+	Kind      string   `json:"kind"`
+	Summary   string   `json:"summary"`
+	Approvers []string `json:"approvers"`
 }
 
 // ReleaseInfo is a proposed release.

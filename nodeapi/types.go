@@ -40,7 +40,14 @@ const (
 	CodeBadRequest       = "bad_request"
 	CodeNotFound         = "not_found"
 	CodeUnavailable      = "unavailable"
-	CodeInternal         = "internal"
+	// CodeCatchingUp: the node is behind the network (or receiving its
+	// state) and serves nothing that depends on current state.
+	CodeCatchingUp = "catching_up"
+	// CodeDiverged: the node's chain differs from the network's.
+	CodeDiverged = "diverged"
+	// CodeNotLeader: the request needs the leader.
+	CodeNotLeader = "not_leader"
+	CodeInternal  = "internal"
 	// CodeRateLimited (HTTP 429) means the client's address sent more
 	// requests than the node's per-source rate limit; retry after the
 	// Retry-After header's seconds.
@@ -123,11 +130,19 @@ type Peer struct {
 	MREnclave tee.Measurement `json:"mrenclave"`
 	LastSeen  time.Time       `json:"last_seen"`
 	LastError string          `json:"last_error,omitempty"`
+	// Height is the height the peer last reported.
+	Height uint64 `json:"height,omitempty"`
 }
 
 // Status is the node's state for operators.
 type Status struct {
-	NodeID        uint64          `json:"node_id"`
+	NodeID uint64 `json:"node_id"`
+	// Phase is what the node is doing: "running" once it serves; before,
+	// e.g. "waiting for the network ledger key".
+	Phase string `json:"phase"`
+	// NodeKey is the node's identity key (hex), the key registered for it
+	// on chain.
+	NodeKey       string          `json:"node_key,omitempty"`
 	ChainID       string          `json:"chain_id"`
 	Version       string          `json:"version"`
 	MREnclave     tee.Measurement `json:"mrenclave"`
@@ -150,6 +165,59 @@ type Status struct {
 	PeerAddr      string          `json:"peer_addr"`
 	StartedAt     time.Time       `json:"started_at"`
 	Upgrade       *UpgradeState   `json:"upgrade,omitempty"`
+	// Sync says whether this node is current with the network: a node that
+	// is catching up or diverged keeps client ingress closed, proposes no
+	// block and does not lead.
+	Sync Sync `json:"sync"`
+}
+
+// PhaseRunning is Status.Phase of a node that runs (serves its APIs and
+// takes part in consensus).
+const PhaseRunning = "running"
+
+// Sync is a node's position relative to the network.
+type Sync struct {
+	// State is "current", "catching_up" or "diverged".
+	State string `json:"state"`
+	// CatchingUp is State == "catching_up".
+	CatchingUp bool `json:"catching_up"`
+	// NetworkHeight is the highest height a current peer reports.
+	NetworkHeight uint64 `json:"network_height"`
+	// BehindBy is NetworkHeight minus this node's height (0 if not behind).
+	BehindBy uint64 `json:"behind_by"`
+	// DivergedAt is the height at which this node's block differs from
+	// the network's (0: no fork seen).
+	DivergedAt uint64 `json:"diverged_at,omitempty"`
+	// Reason explains State in one line.
+	Reason string `json:"reason,omitempty"`
+	// CommitIndex and LastIndex are raft's view.
+	CommitIndex uint64 `json:"commit_index"`
+	LastIndex   uint64 `json:"last_index"`
+	FirstIndex  uint64 `json:"first_index"`
+	// Transfer is the state transfer in progress into this node, if any;
+	// LastTransfer the last one that ended.
+	Transfer     *StateTransfer `json:"transfer,omitempty"`
+	LastTransfer *StateTransfer `json:"last_transfer,omitempty"`
+}
+
+// Sync states.
+const (
+	SyncCurrent    = "current"
+	SyncCatchingUp = "catching_up"
+	SyncDiverged   = "diverged"
+	// SyncRemoved: the node was removed from the network by governance.
+	SyncRemoved = "removed"
+)
+
+// StateTransfer describes a ledger snapshot received from a peer.
+type StateTransfer struct {
+	From       uint64    `json:"from"`
+	Index      uint64    `json:"index"`
+	DoneBytes  int64     `json:"done_bytes"`
+	TotalBytes int64     `json:"total_bytes"`
+	Started    time.Time `json:"started"`
+	Result     string    `json:"result,omitempty"`
+	Error      string    `json:"error,omitempty"`
 }
 
 // IngressState says whether a node accepts client requests.
@@ -188,7 +256,19 @@ type HaltRequest struct {
 const (
 	PathCheckpoint  = "/v1/checkpoint"   // POST CheckpointRequest → {}
 	PathAttestPeers = "/v1/attest-peers" // POST → []PeerAttestation
+	PathLeadership  = "/v1/leadership"   // POST LeadershipRequest → LeadershipResponse
 )
+
+// LeadershipRequest asks the leader to hand leadership over: to node To,
+// or (To 0) to the most up-to-date other voter. Only the leader can.
+type LeadershipRequest struct {
+	To uint64 `json:"to,omitempty"`
+}
+
+// LeadershipResponse names the node leadership was handed to.
+type LeadershipResponse struct {
+	To uint64 `json:"to"`
+}
 
 // CheckpointRequest asks the node to write a consistent Pebble checkpoint
 // of its ledger (sstables hard-linked) into Dir, which must not exist.

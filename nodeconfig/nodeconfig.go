@@ -59,10 +59,17 @@ type Config struct {
 	// SubmitTimeout bounds how long a client waits for its payment to be
 	// committed (default 15s).
 	SubmitTimeout Duration `json:"submit_timeout,omitempty"`
-	// RaftCompactEvery is how many raft entries beyond the last compaction
-	// every node must have stored before the leader compacts the log again
-	// (default 4096).
+	// RaftCompactEvery: each node compacts its raft log once it holds this
+	// many applied entries (default 4096), keeping RaftCompactKeep of them
+	// (default a quarter) for peers that lag a little; a peer further
+	// behind receives a state snapshot of the ledger.
 	RaftCompactEvery uint64 `json:"raft_compact_every,omitempty"`
+	RaftCompactKeep  uint64 `json:"raft_compact_keep,omitempty"`
+	// Peers are peer addresses (by node id) to contact before this node
+	// has the ledger, e.g. a node added by governance after the genesis;
+	// default: the genesis nodes. Once the ledger is open, the members on
+	// chain are the peers.
+	Peers map[uint64]string `json:"peers,omitempty"`
 	// LogLevel is debug, info, warn or error (default info).
 	LogLevel string `json:"log_level,omitempty"`
 	// MetricsListen serves Prometheus metrics on /metrics when set.
@@ -150,6 +157,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.RaftCompactEvery == 0 {
 		c.RaftCompactEvery = 4096
+	}
+	if c.RaftCompactKeep == 0 || c.RaftCompactKeep > c.RaftCompactEvery {
+		c.RaftCompactKeep = max(1, c.RaftCompactEvery/4)
 	}
 	if c.ClientLimits.WriteTimeout == 0 {
 		c.ClientLimits.WriteTimeout = c.SubmitTimeout + Duration(5*time.Second)

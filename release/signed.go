@@ -307,3 +307,8 @@ func (sr *SignedRelease) SaveNew(path string) error {
 	}
 	return nil
 }
+
+// SignatureOf signs msg with key as a group member's signature.
+func SignatureOf(key ed25519.PrivateKey, msg []byte) Signature {
+	return Signature{Key: hex.EncodeToString(key.Public().(ed25519.PublicKey)), Sig: hex.EncodeToString(ed25519.Sign(key, msg))}
+}

@@ -350,7 +350,10 @@ func TestInstallCertificateRejects(t *testing.T) {
 // kept away: it can pin, not certify, and nothing writes a root.key there.
 func TestCAWithOnlyRootCertificate(t *testing.T) {
 	f := newFixture(t)
-	crtOnly := t.TempDir()
+	crtOnly := filepath.Join(t.TempDir(), "ca") // a private directory, as InitCA wants
+	if err := os.Mkdir(crtOnly, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	copyFile(t, filepath.Join(f.caDir, sim.RootCertFile), filepath.Join(crtOnly, sim.RootCertFile))
 	before := readFiles(t, crtOnly)
 	ca, err := sim.OpenOrInitCA(crtOnly)
