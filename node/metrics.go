@@ -11,6 +11,9 @@ import (
 type nodeCollector struct {
 	n                                           *Node
 	height, pending, peers, leader, ingressOpen *prometheus.Desc
+	// Catch-up: sync state (one series per state, 1 for the current one),
+	// blocks behind the network, state transfer bytes.
+	syncState, behind, transferDone, transferTotal *prometheus.Desc
 }
 
 func (n *Node) metricsCollector() prometheus.Collector {
@@ -25,12 +28,17 @@ func (n *Node) metricsCollector() prometheus.Collector {
 		peers:       d("connected_peers", "Peers with a live attested connection."),
 		leader:      d("is_leader", "1 if this node leads consensus."),
 		ingressOpen: d("ingress_open", "1 if client ingress is open."),
+		syncState: prometheus.NewDesc("teeup_node_sync_state", "1 for the node's sync state (current, catching_up, diverged, removed).",
+			[]string{"state"}, labels),
+		behind:        d("behind_blocks", "Blocks this node is behind the highest current peer."),
+		transferDone:  d("state_transfer_received_bytes", "Bytes of the state snapshot being received (0 when none)."),
+		transferTotal: d("state_transfer_total_bytes", "Size of the state snapshot being received (0 when none)."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.height, c.pending, c.peers, c.leader, c.ingressOpen} {
+	for _, d := range []*prometheus.Desc{c.height, c.pending, c.peers, c.leader, c.ingressOpen, c.syncState, c.behind, c.transferDone, c.transferTotal} {
 		ch <- d
 	}
 }
@@ -55,4 +63,14 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.peers, prometheus.GaugeValue, float64(connected))
 	ch <- prometheus.MustNewConstMetric(c.leader, prometheus.GaugeValue, b(st.Leader == st.NodeID))
 	ch <- prometheus.MustNewConstMetric(c.ingressOpen, prometheus.GaugeValue, b(st.Ingress == nodeapi.IngressOpen))
+	for _, state := range []string{nodeapi.SyncCurrent, nodeapi.SyncCatchingUp, nodeapi.SyncDiverged, nodeapi.SyncRemoved} {
+		ch <- prometheus.MustNewConstMetric(c.syncState, prometheus.GaugeValue, b(st.Sync.State == state), state)
+	}
+	ch <- prometheus.MustNewConstMetric(c.behind, prometheus.GaugeValue, float64(st.Sync.BehindBy))
+	var done, total int64
+	if tr := st.Sync.Transfer; tr != nil {
+		done, total = tr.DoneBytes, tr.TotalBytes
+	}
+	ch <- prometheus.MustNewConstMetric(c.transferDone, prometheus.GaugeValue, float64(done))
+	ch <- prometheus.MustNewConstMetric(c.transferTotal, prometheus.GaugeValue, float64(total))
 }
