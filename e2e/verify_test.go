@@ -124,5 +124,6 @@ func TestSupervisorRefusesTamperedBinary(t *testing.T) {
 		}
 		return ns.MREnclave == inst.NodeMREnclave, "node runs " + ns.MREnclave.Short()
 	})
+	hn.waitNodeServing(ctx, inst.NodeMREnclave)
 	hn.pay(ctx, inst.NodeMREnclave, 1)
 }
