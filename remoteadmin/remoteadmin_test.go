@@ -403,4 +403,3 @@ func plainCreds(t testing.TB) *attest.Credentials {
 	}
 	return &attest.Credentials{Certificate: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}}
 }
-
