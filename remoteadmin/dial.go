@@ -108,7 +108,7 @@ func (t Target) TransportWith(role Role, v *attest.Verifier) (*http.Transport, e
 			tc := tls.Client(raw, cfg)
 			if err := tc.HandshakeContext(hctx); err != nil {
 				raw.Close()
-				return nil, fmt.Errorf("%s admin API of node %d at %s: %w", role, t.NodeID, addr, err)
+				return nil, err // the API client names the host
 			}
 			return tc, nil
 		},
