@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,6 +29,20 @@ import (
 // twice, and an entry that answers as another node.
 func TestRemoteOperatorAccess(t *testing.T) {
 	tn := startNetWith(t, devnet.UpOptions{Nodes: 2, RemoteAdmin: true, NoDistribute: true})
+	remoteOperatorAccess(t, tn)
+}
+
+// TestRemoteOperatorAccessIsolated is TestRemoteOperatorAccess on an
+// isolated devnet: every host in its own network namespace, the CLI
+// outside dialing from the observer namespace, and 'teeup flagday plan'
+// run inside the observer namespace, where the hosts are reachable only
+// over the network (root only; skipped without namespaces).
+func TestRemoteOperatorAccessIsolated(t *testing.T) {
+	tn := startNetWith(t, devnet.UpOptions{Nodes: 2, RemoteAdmin: true, NoDistribute: true, Isolate: true, Subnet: netip.MustParsePrefix("10.79.0.0/24")})
+	remoteOperatorAccess(t, tn)
+}
+
+func remoteOperatorAccess(t *testing.T, tn *testNet) {
 	ctx := testCtx(t, 4*time.Minute)
 	h1, h2 := tn.host(1), tn.host(2)
 	if h1.AdminAddr == "" || h1.AgentAddr == "" {
@@ -157,19 +174,40 @@ func TestRemoteOperatorAccess(t *testing.T) {
 		}
 		return p
 	}
-	code, out = teeup("flagday", "plan", "--version", "9.9.9", "--topology", writeTopo("remote.json", topo))
+	// The observer runs where the hosts are reachable only over the
+	// network: on an isolated devnet, inside its observer namespace.
+	observer := func(args ...string) (int, string) {
+		t.Helper()
+		if iso := tn.net.Isolation; iso != nil {
+			args = append([]string{"ip", "netns", "exec", iso.Observer, filepath.Join(bins.dir, "teeup")}, args...)
+			out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				return ee.ExitCode(), string(out)
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", strings.Join(args, " "), err)
+			}
+			return 0, string(out)
+		}
+		return teeup(args...)
+	}
+	code, out = observer("flagday", "plan", "--version", "9.9.9", "--topology", writeTopo("remote.json", topo))
 	mustOK("flagday plan over the remote API", code, out)
 	if strings.Contains(out, "UNREACHABLE") || !strings.Contains(out, "not proposed") {
 		t.Fatalf("plan:\n%s", out)
 	}
 	twice := topo
 	twice.Hosts = []flagday.Host{topo.Hosts[0], {ID: 2, AdminAddr: h1.AdminAddr, AgentAddr: h2.AgentAddr}}
-	code, out = teeup("flagday", "plan", "--version", "9.9.9", "--topology", writeTopo("twice.json", twice))
+	code, out = observer("flagday", "plan", "--version", "9.9.9", "--topology", writeTopo("twice.json", twice))
 	mustRefuse("a topology listing host 1 twice", code, out, "the same host twice")
+	if !strings.HasPrefix(h1.AdminAddr, "127.0.0.1:") {
+		return // an isolated host's address has no other spelling to try
+	}
 	// Another spelling of host 1's address passes the static check; host 1
 	// then proves it is node 1, not node 2.
 	alias := topo
 	alias.Hosts = []flagday.Host{topo.Hosts[0], {ID: 2, AdminAddr: strings.Replace(h1.AdminAddr, "127.0.0.1", "localhost", 1), AgentAddr: h2.AgentAddr}}
-	code, out = teeup("flagday", "plan", "--version", "9.9.9", "--topology", writeTopo("alias.json", alias))
+	code, out = observer("flagday", "plan", "--version", "9.9.9", "--topology", writeTopo("alias.json", alias))
 	mustRefuse("a topology entry that answers as another node", code, out, "host 2 UNREACHABLE", "another node", "unreachable")
 }
