@@ -222,7 +222,7 @@ and 'teeup release approve' (NOG keys nog-1..3), then upgrade.`,
 	rel.Flags().StringVar(&dir, "dir", defaultDevnetDir(), "devnet directory")
 	rel.Flags().StringVar(&relBin, "bin", "", "directory holding the new teeup-node, teeup-agent, teeup-distribute")
 	rel.Flags().StringVar(&relVersion, "version", "", "release version (default: the node binary's)")
-	cmd.AddCommand(up, status, downCmd, rel, newDevnetHostCmd(), newDevnetLinkCmd("partition"), newDevnetLinkCmd("heal"))
+	cmd.AddCommand(up, status, downCmd, rel, newDevnetHostCmd(), newDevnetAddNodeCmd(), newDevnetLinkCmd("partition"), newDevnetLinkCmd("heal"))
 	return cmd
 }
 

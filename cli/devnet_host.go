@@ -218,3 +218,50 @@ func newDevnetLinkCmd(verb string) *cobra.Command {
 	cmd.Flags().StringVar(&dir, "dir", defaultDevnetDir(), "devnet directory")
 	return cmd
 }
+
+func newDevnetAddNodeCmd() *cobra.Command {
+	var dir string
+	var noVote, asJSON bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "add-node [--no-vote]",
+		Short: "Lay out and start one more host whose node joins the network by governance",
+		Long: `Lay out one more host (id = the highest + 1): a platform certified by the devnet CA, an operator
+key keys/operator-<id>, node and agent configurations, and start it. Its node makes its identity
+key and waits: members refuse it the ledger key until it is a member on chain. Then (unless
+--no-vote) the devnet's NOG members vote it in ('teeup member add' with its id, addresses,
+operator key and identity key); at the quorum the members give it the ledger key over attested
+TLS, the leader adds it to raft as a voter, and it receives the ledger by state transfer.
+Waits until the new node is current. With --no-vote it prints the 'teeup member add' command
+to run instead.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			n, err := devnet.Load(dir)
+			if err != nil {
+				return err
+			}
+			out := stdoutOf(cmd)
+			added, err := devnet.AddNode(cmd.Context(), n, devnet.AddNodeOptions{Vote: !noVote, Timeout: timeout, Progress: cmd.ErrOrStderr()})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(out, added)
+			}
+			h := added.Host
+			if noVote {
+				fmt.Fprintf(out, "host %d started; its node waits to be voted in:\n  teeup member add %d --peer-addr %s --client-addr %s --operator %s --node-key %s --key nog-1 --devnet %s\n",
+					h.ID, h.ID, h.PeerAddr, h.ClientAddr, added.Operator, added.NodeKey, dir)
+				return nil
+			}
+			fmt.Fprintf(out, "node %d added (peer %s, client %s, identity key %s, operator key %s): a member and current\n",
+				h.ID, h.PeerAddr, h.ClientAddr, added.NodeKey.String()[:12], filepath.Join(dir, "keys", fmt.Sprintf("operator-%d.key", h.ID)))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", defaultDevnetDir(), "devnet directory")
+	cmd.Flags().BoolVar(&noVote, "no-vote", false, "start the host only; print the vote to cast")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long to wait for the new node to be current")
+	return cmd
+}

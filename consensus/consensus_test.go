@@ -903,3 +903,37 @@ func FuzzReadFrame(f *testing.F) {
 		}
 	})
 }
+
+// TestReauthorizeDropsRevokedPeer: a peer refused after its connections
+// were established (its key replaced on chain) loses them at once.
+func TestReauthorizeDropsRevokedPeer(t *testing.T) {
+	c := newCluster(t, 3)
+	var mu sync.Mutex
+	revoked := false
+	c.authorize = func(self, id uint64, _ ed25519.PublicKey, _ Purpose) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if revoked && id == 3 {
+			return fmt.Errorf("%w: node 3's key was replaced", ErrNotAuthorized)
+		}
+		return nil
+	}
+	m := measurement(1)
+	for id := uint64(1); id <= 3; id++ {
+		c.start(id, m, "")
+	}
+	c.commitAll("k", 5, 1, 2, 3)
+	mu.Lock()
+	revoked = true
+	mu.Unlock()
+	for id := uint64(1); id <= 2; id++ {
+		c.nodes[id].tr.Reauthorize()
+	}
+	c.commitAll("l", 10, 1, 2)
+	for _, e := range c.nodes[3].entries() {
+		if bytes.HasPrefix(e, []byte("l-")) {
+			t.Fatal("a revoked peer kept receiving entries")
+		}
+	}
+	c.requireLog("no longer authorised", 1, 2)
+}

@@ -257,6 +257,7 @@ type Transport struct {
 	mu      sync.Mutex
 	peers   map[uint64]*peer
 	inbound map[net.Conn]uint64 // connection → peer id (0 before its hello)
+	authed  map[net.Conn]authed // connection → what its hello was authorised for
 	boot    BootInfo
 	raftUp  bool
 	hooks   RaftHooks
@@ -279,6 +280,17 @@ type peer struct {
 	queue    chan *pb.Message
 	cancel   context.CancelFunc
 	sendingS bool // a snapshot is being sent
+	// out is the raft connection this node dialed and what the peer's
+	// answer was authorised as.
+	out     net.Conn
+	outAuth authed
+}
+
+// authed is a connection's authorisation: who, with which key, for what.
+type authed struct {
+	id      uint64
+	key     ed25519.PublicKey
+	purpose Purpose
 }
 
 // NewTransport validates cfg. Start begins listening; StartRaft begins
@@ -301,6 +313,7 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 		log:     cfg.Logger.With("component", "transport"),
 		peers:   make(map[uint64]*peer),
 		inbound: make(map[net.Conn]uint64),
+		authed:  make(map[net.Conn]authed),
 	}
 	for id, addr := range cfg.Peers {
 		if id != cfg.ID {
@@ -384,6 +397,34 @@ func (t *Transport) SetPeers(addrs map[uint64]string) {
 			t.startSender(id, p)
 		}
 		t.log.Info("peer added", "id", id, "addr", addr)
+	}
+}
+
+// Reauthorize checks every established connection against the
+// Authorizer again and closes those it now refuses: a peer whose key was
+// replaced on chain, or that is no longer a member, loses its connections
+// at once, not only at its next hello.
+func (t *Transport) Reauthorize() {
+	type check struct {
+		c net.Conn
+		a authed
+	}
+	t.mu.Lock()
+	var checks []check
+	for c, a := range t.authed {
+		checks = append(checks, check{c, a})
+	}
+	for _, p := range t.peers {
+		if p.out != nil {
+			checks = append(checks, check{p.out, p.outAuth})
+		}
+	}
+	t.mu.Unlock()
+	for _, ch := range checks {
+		if err := t.authorize(ch.a.id, ch.a.key, ch.a.purpose); err != nil {
+			t.log.Warn("dropping a peer connection no longer authorised", "id", ch.a.id, "purpose", ch.a.purpose.String(), "err", err)
+			ch.c.Close()
+		}
 	}
 }
 
@@ -502,6 +543,7 @@ func (t *Transport) acceptLoop(ctx context.Context) {
 			defer func() {
 				t.mu.Lock()
 				delete(t.inbound, c)
+				delete(t.authed, c)
 				t.mu.Unlock()
 				c.Close()
 			}()
@@ -579,6 +621,7 @@ func (t *Transport) serveConn(ctx context.Context, raw net.Conn) {
 	t.mu.Lock()
 	if _, ok := t.inbound[raw]; ok {
 		t.inbound[raw] = from
+		t.authed[raw] = authed{id: from, key: h.Key, purpose: h.Purpose}
 	}
 	t.mu.Unlock()
 	t.updatePeer(from, func(p *PeerInfo) {
@@ -785,6 +828,9 @@ func (t *Transport) sendLoop(ctx context.Context, id uint64, p *peer) {
 			}
 			conn, w = c, bufio.NewWriterSize(c, 64<<10)
 			backoff = 50 * time.Millisecond
+			t.mu.Lock()
+			p.out, p.outAuth = c, authed{id: id, key: h.Key, purpose: PurposeAnswer}
+			t.mu.Unlock()
 			t.updatePeer(id, func(p *PeerInfo) {
 				p.Connected, p.LastError, p.Identity, p.LastSeen = true, "", peer.Identity, time.Now()
 				p.Boot, p.BootSeen = h.Boot, time.Now()
@@ -806,6 +852,7 @@ func (t *Transport) sendLoop(ctx context.Context, id uint64, p *peer) {
 		conn.Close()
 		conn, w = nil, nil
 		t.mu.Lock()
+		p.out = nil
 		unreach := t.hooks.Unreachable
 		t.mu.Unlock()
 		if unreach != nil {

@@ -172,6 +172,9 @@ func writeNodeConfig(n *Network, h *Host) error {
 		DataDir:   h.DataDir,
 		Platform:  h.PlatformDir,
 		Bootstrap: h.ID == 1,
+		// Explicit, so that a host added after the genesis (which does not
+		// list it) knows where to listen.
+		PeerListen: h.PeerAddr, ClientListen: h.ClientAddr,
 		// Every devnet client (bench, demo, distribution, CLI) connects from
 		// one address: a per-source rate would throttle them all as one.
 		ClientLimits: nodeconfig.ClientLimits{RateLimit: -1},

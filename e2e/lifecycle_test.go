@@ -262,6 +262,7 @@ func TestRestoredOldCopyNeverForks(t *testing.T) {
 	if err := copyTree(backup, restored.DataDir); err != nil {
 		t.Fatal(err)
 	}
+	restartedAt := tn.minHeight(ctx, 1, 2, 3)
 	tn.startNode(4)
 	// While it catches up it keeps ingress closed.
 	eventually(t, 30*time.Second, "the restored node to report it is catching up", func() (bool, string) {
@@ -275,6 +276,13 @@ func TestRestoredOldCopyNeverForks(t *testing.T) {
 		return st.Sync.CatchingUp, st.Sync.Reason
 	})
 	tn.waitCurrent(ctx, 4)
+	currentAt := tn.minHeight(ctx, 1, 2, 3)
+	// Until it was current it proposed nothing.
+	for h := restartedAt; h <= currentAt; h++ {
+		if b, err := tn.admins[0].Block(ctx, h); err == nil && b.Proposer == 4 {
+			t.Fatalf("block %d was proposed by node 4 while it was catching up", h)
+		}
+	}
 	// Make it the leader under load (a transfer can time out while the
 	// log moves on: try a few times).
 	for attempt := 0; attempt < 5 && tn.leaderID(ctx, 1, 2, 3, 4) != 4; attempt++ {
@@ -392,4 +400,103 @@ func copyTree(src, dst string) error {
 			return nil // sockets
 		}
 	})
+}
+
+// TestMembershipByGovernance: a fifth node joins by governance under load
+// and catches up by state transfer; a member is removed and refused; a
+// node whose key was replaced on chain is refused with its old key; and a
+// NOG member rotated out has its votes refused.
+func TestMembershipByGovernance(t *testing.T) {
+	tn := startNetOpts(t, devnet.UpOptions{Nodes: 4, RaftCompactEvery: 64})
+	ctx := testCtx(t, 5*time.Minute)
+	// The load goes through nodes that stay members with their keys.
+	stop := tn.background(ctx, tn.load(0, 1, 4))
+	tn.waitHeight(ctx, 10)
+
+	added, err := devnet.AddNode(ctx, tn.net, devnet.AddNodeOptions{Vote: true, Timeout: 2 * time.Minute})
+	if err != nil {
+		t.Fatalf("add node 5: %v", err)
+	}
+	c5, err := tn.net.DialNode(ctx, added.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.clients = append(tn.clients, c5)
+	tn.admins = append(tn.admins, nodeapi.NewAdminClient(added.Host.AdminSocket))
+
+	nog := func(i int) ed25519.PrivateKey { return tn.key(fmt.Sprintf("nog-%d", i)) }
+	vote := func(key ed25519.PrivateKey, kind ledger.TxKind, payload []byte) {
+		t.Helper()
+		rec, err := tn.govTx(ctx, 1, key, kind, payload)
+		if err != nil {
+			t.Fatalf("%s vote: %v", kind, err)
+		}
+		if note := tn.txNote(ctx, 1, rec.TxID); note != "" {
+			t.Fatalf("%s vote committed without effect: %s", kind, note)
+		}
+	}
+	// Remove node 2: it is refused and serves nothing.
+	rm := ledger.EncodeNodeRemoval(ledger.NodeRemoval{ID: 2})
+	vote(nog(1), ledger.TxRemoveNode, rm)
+	vote(nog(2), ledger.TxRemoveNode, rm)
+	eventually(t, 30*time.Second, "node 2 to know it was removed", func() (bool, string) {
+		st, err := tn.admins[1].Status(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		return st.Sync.State == nodeapi.SyncRemoved, st.Sync.Reason
+	})
+	eventually(t, 30*time.Second, "members to refuse node 2", func() (bool, string) {
+		for _, id := range []int{1, 3, 4, 5} {
+			if logContains(filepath.Join(tn.host(id).LogDir, "node.log"), `"refused peer","node":`+fmt.Sprint(id), `"id":2`, "is not a member") {
+				return true, ""
+			}
+		}
+		return false, "no refusal logged"
+	})
+
+	// Re-key node 3 to a key it does not hold: it is refused with its old one.
+	freshPub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := ledger.Address(freshPub) // a key node 3 does not hold
+	rec, err := tn.govTx(ctx, 1, tn.key("operator-3"), ledger.TxRekeyNode, ledger.EncodeNodeRekey(ledger.NodeRekey{ID: 3, Key: fresh}))
+	if err != nil {
+		t.Fatalf("re-key node 3: %v", err)
+	}
+	if note := tn.txNote(ctx, 1, rec.TxID); note != "" {
+		t.Fatalf("re-key committed without effect: %s", note)
+	}
+	eventually(t, 30*time.Second, "members to refuse node 3's revoked key", func() (bool, string) {
+		for _, id := range []int{1, 4, 5} {
+			if logContains(filepath.Join(tn.host(id).LogDir, "node.log"), `"id":3`, "registered identity key is "+fresh.String()) {
+				return true, ""
+			}
+		}
+		return false, "no refusal logged"
+	})
+
+	// Rotate the NOG: nog-1 out, and its votes refused afterwards.
+	change := ledger.EncodeGroupChange(ledger.GroupChange{Group: ledger.GroupNOG,
+		Keys: addresses([]ed25519.PrivateKey{nog(2), nog(3)}), Threshold: 2})
+	vote(nog(1), ledger.TxChangeGroup, change)
+	vote(nog(2), ledger.TxChangeGroup, change)
+	_, err = tn.govTx(ctx, 1, nog(1), ledger.TxRemoveNode, ledger.EncodeNodeRemoval(ledger.NodeRemoval{ID: 4}))
+	if !nodeapi.IsCode(err, nodeapi.CodeRejected) || !strings.Contains(err.Error(), "not a member of the node operators group") {
+		t.Fatalf("a rotated-out NOG member's vote: %v", err)
+	}
+
+	res := stop()
+	live := []int{1, 4, 5}
+	tn.waitCurrent(ctx, 5)
+	tn.checkReceiptsAgainst(ctx, res, 1, 5)
+	tn.runLoad(ctx, tn.load(5, 5)) // a payment through the new node commits
+	top := tn.minHeight(ctx, live...)
+	tn.checkSameChain(ctx, top, live...)
+	g, err := tn.admins[0].Releases(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("members after the changes: %d, changes %d", len(g.Members), len(g.MembershipChanges))
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	pb "go.etcd.io/raft/v3/raftpb"
+
+	"github.com/teeup/teeup/ledger"
 )
 
 // followMembership keeps the node in line with the members on chain:
@@ -18,6 +20,7 @@ func (n *Node) followMembership(ctx context.Context) {
 	tick := time.NewTicker(300 * time.Millisecond)
 	defer tick.Stop()
 	var peers map[uint64]string
+	var keys map[uint64]ledger.Address
 	var lastProposal time.Time
 	removedLogged := false
 	for {
@@ -45,9 +48,22 @@ func (n *Node) followMembership(ctx context.Context) {
 				removedLogged = true
 			}
 		}
+		registered := map[uint64]ledger.Address{}
+		if nodes, err := n.store.Nodes(); err == nil {
+			for _, rec := range nodes {
+				registered[rec.ID] = rec.Key
+			}
+		}
+		changed := !maps.Equal(addrs, peers) || !maps.Equal(registered, keys)
 		if !maps.Equal(addrs, peers) {
 			n.tr.SetPeers(addrs)
 			peers = addrs
+		}
+		if changed {
+			// A member removed or re-keyed loses its established
+			// connections now, not at its next hello.
+			n.tr.Reauthorize()
+			keys = registered
 		}
 		if !n.raft.IsLeader() || time.Since(lastProposal) < 2*time.Second {
 			continue
