@@ -23,6 +23,7 @@ import (
 	"github.com/teeup/teeup/internal/fsutil"
 	"github.com/teeup/teeup/internal/unixsock"
 	"github.com/teeup/teeup/layout"
+	"github.com/teeup/teeup/nodeapi"
 	"github.com/teeup/teeup/release"
 	"github.com/teeup/teeup/tee"
 	"github.com/teeup/teeup/tee/boot"
@@ -192,6 +193,16 @@ func (a *Agent) run(ctx context.Context, opts Options) error {
 		}
 	}()
 	a.log.Info("agent serving", "socket", a.dir.Socket(), "installed", jj.Installed.Version)
+	auth, err := newChainAuth(a.cfg.NodeID, a.cfg.AdminOperators, nodeapi.NewAdminClient(a.nodeAt.adminSocket).Releases, a.log)
+	if err != nil {
+		return err
+	}
+	stopRemote, err := a.startRemote(auth.Policy)
+	if err != nil {
+		_ = srv.Close()
+		return err
+	}
+	defer stopRemote()
 
 	// An upgrade interrupted by a crash is resumed (or rolled back).
 	if up := jj.Upgrade; up != nil && !up.Terminal() && up.Phase != PhaseCompleted {

@@ -11,9 +11,16 @@ import (
 
 	"github.com/teeup/teeup/agentapi"
 	"github.com/teeup/teeup/internal/buildinfo"
+	"github.com/teeup/teeup/remoteadmin"
 )
 
-func (a *Agent) mux() http.Handler {
+// mux is the agent API on its unix socket: the routes, refusing a request
+// addressed to another node's agent.
+func (a *Agent) mux() http.Handler { return remoteadmin.CheckNodeID(a.cfg.NodeID, a.routes()) }
+
+// routes are the agent API's endpoints (the unix socket and, with
+// admin_listen, the remote listener serve them).
+func (a *Agent) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+agentapi.PathStatus, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.status()) })
 	mux.HandleFunc("POST "+agentapi.PathStage, a.handleStage)

@@ -9,6 +9,7 @@ import (
 	"github.com/teeup/teeup/internal/jsonutil"
 	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/nodeconfig"
+	"github.com/teeup/teeup/remoteadmin"
 )
 
 // Config is teeup-agent's configuration (JSON file; paths relative to the
@@ -56,6 +57,17 @@ type Config struct {
 	AllowDebugNodes bool `json:"allow_debug_nodes,omitempty"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `json:"log_level,omitempty"`
+	// AdminListen, when set (host:port), serves the agent API also over
+	// TCP to remote operators with mutual TLS: the agent's certificate is
+	// attested, the client's carries an operator's ed25519 key (package
+	// remoteadmin). Off by default.
+	AdminListen string `json:"admin_listen,omitempty"`
+	// AdminOperators are the hex ed25519 public keys of this host's own
+	// operators: they may read and act over AdminListen (so may the
+	// operator the chain records for this node; the Node Operators Group
+	// in force and the operators of the network's members may read the
+	// status).
+	AdminOperators []string `json:"admin_operators,omitempty"`
 }
 
 // ProcessConfig describes a supervised helper process.
@@ -113,6 +125,9 @@ func (c Config) Validate() error {
 		if v == "" {
 			errs = append(errs, fmt.Errorf("%s is required", name))
 		}
+	}
+	if _, err := remoteadmin.ParseKeys(c.AdminOperators); err != nil {
+		errs = append(errs, fmt.Errorf("admin_operators: %w", err))
 	}
 	return errors.Join(errs...)
 }

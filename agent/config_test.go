@@ -90,3 +90,17 @@ func TestRunRefusesSharedAgentDir(t *testing.T) {
 		t.Fatalf("the refused agent dir holds %d entries", len(ents))
 	}
 }
+
+// A malformed admin_operators key is a configuration error.
+func TestValidateAdminOperators(t *testing.T) {
+	ok := Config{NodeID: 1, Genesis: "g", Dir: "d", NodeConfig: "n", InitialRelease: "r", InitialNodeBinary: "b",
+		AdminListen: "127.0.0.1:7401", AdminOperators: []string{strings.Repeat("ab", 32)}}
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	bad := ok
+	bad.AdminOperators = []string{"abc"}
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "admin_operators") {
+		t.Fatalf("Validate = %v", err)
+	}
+}

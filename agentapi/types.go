@@ -1,5 +1,6 @@
 // Package agentapi defines teeup-agent's admin API — its JSON types and a
-// Go client over the agent's unix socket — and the upgrade records the
+// Go client over the agent's unix socket or, for remote operators, over
+// TCP with mutual TLS (package remoteadmin) — and the upgrade records the
 // agent journals.
 package agentapi
 
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/teeup/teeup/remoteadmin"
 	"github.com/teeup/teeup/tee"
 )
 
@@ -124,12 +126,21 @@ type ErrorCode string
 const (
 	CodeWouldLoseTransactions ErrorCode = "would_lose_transactions"
 	CodeUpgradeInProgress     ErrorCode = "upgrade_in_progress"
+	// CodeForbidden, CodeUnauthenticated and CodeWrongNode are the remote
+	// API's refusals (remoteadmin.ErrForbidden, ErrUnauthenticated,
+	// ErrWrongNode).
+	CodeForbidden       ErrorCode = remoteadmin.CodeForbidden
+	CodeUnauthenticated ErrorCode = remoteadmin.CodeUnauthenticated
+	CodeWrongNode       ErrorCode = remoteadmin.CodeWrongNode
 )
 
 // codeErrors maps codes to the sentinels they stand for.
 var codeErrors = map[ErrorCode]error{
 	CodeWouldLoseTransactions: ErrWouldLoseTransactions,
 	CodeUpgradeInProgress:     ErrUpgradeInProgress,
+	CodeForbidden:             remoteadmin.ErrForbidden,
+	CodeUnauthenticated:       remoteadmin.ErrUnauthenticated,
+	CodeWrongNode:             remoteadmin.ErrWrongNode,
 }
 
 // CodeOf returns the code of err's sentinel, "" if it has none.

@@ -28,7 +28,7 @@ func newDevnetCmd() *cobra.Command {
 	}
 	var dir, binDir, chainID string
 	var nodes int
-	var noAgents, noDist, isolate bool
+	var noAgents, noDist, isolate, remoteAdmin bool
 	var subnet string
 	var interval time.Duration
 	up := &cobra.Command{
@@ -48,13 +48,17 @@ namespace from which teeup commands given --devnet DIR dial the hosts' client AP
 agent unix sockets stay reachable as files). Each host's processes are configured with only
 its own directory (its own copy of the genesis and the release); the operator keys stay in
 DIR/keys. 'teeup devnet partition N' / 'heal N' cut and restore a host's link; 'teeup devnet
-down' removes every namespace.`,
+down' removes every namespace.
+
+--remote-admin also serves every node's and agent's admin API over TCP with mutual TLS
+(admin_listen), authorising operator-N on host N: 'teeup status --devnet DIR --node-id 1 --host
+ADDR --operator-key operator-2' reads host 1 as operator 2.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := stdoutOf(cmd)
 			opts := devnet.UpOptions{
 				Dir: dir, Nodes: nodes, BinDir: binDir, ChainID: chainID, BlockInterval: interval,
-				NoAgents: noAgents, NoDistribute: noDist, Progress: out, Isolate: isolate,
+				NoAgents: noAgents, NoDistribute: noDist, Progress: out, Isolate: isolate, RemoteAdmin: remoteAdmin,
 			}
 			if subnet != "" {
 				if !isolate {
@@ -76,9 +80,9 @@ down' removes every namespace.`,
 			fmt.Fprintf(out, "\ndevnet %q is up in %s\n", n.ChainID, n.Dir)
 			fmt.Fprintf(out, "  node MRENCLAVE  %s (release %s)\n  attestation root %s\n", n.Release.NodeMREnclave, n.Release.Version, n.RootCert())
 			tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "  NODE\tCLIENT API\tPEER\tADMIN SOCKET")
+			fmt.Fprintln(tw, "  NODE\tCLIENT API\tPEER\tADMIN SOCKET\tREMOTE ADMIN\tREMOTE AGENT")
 			for _, h := range n.Hosts {
-				fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\n", h.ID, h.ClientAddr, h.PeerAddr, h.AdminSocket)
+				fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\n", h.ID, h.ClientAddr, h.PeerAddr, h.AdminSocket, dash(h.AdminAddr), dash(h.AgentAddr))
 			}
 			tw.Flush()
 			if iso := n.Isolation; iso != nil {
@@ -97,6 +101,7 @@ down' removes every namespace.`,
 	up.Flags().BoolVar(&noDist, "no-distribute", false, "do not start ledger distribution")
 	up.Flags().BoolVar(&isolate, "isolate", false, "every host in its own network namespace on a private subnet (root only)")
 	up.Flags().StringVar(&subnet, "subnet", "", "with --isolate: the private IPv4 subnet (default "+devnet.DefaultSubnet.String()+")")
+	up.Flags().BoolVar(&remoteAdmin, "remote-admin", false, "also serve every node's and agent's admin API over TCP with mutual TLS, operator-N authorised on host N")
 
 	var asJSON bool
 	status := &cobra.Command{
@@ -226,4 +231,12 @@ func shortHex(h string) string {
 		return h[:12]
 	}
 	return h
+}
+
+// dash is s, or "-" when it is empty.
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,7 +23,7 @@ type flagdayTarget struct {
 func (t *flagdayTarget) bind(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&t.devnetDir, "devnet", os.Getenv("TEEUP_DEVNET"), "devnet directory (env TEEUP_DEVNET)")
-	f.StringVar(&t.topologyPath, "topology", "", "JSON topology (hosts' admin and agent sockets, NOG and operator key files) instead of --devnet")
+	f.StringVar(&t.topologyPath, "topology", "", "JSON topology (each host's node id and its admin and agent sockets or remote addresses, the operator key, root and measurements for remote hosts, NOG and test account key files) instead of --devnet")
 	f.StringVar(&t.journalDir, "journal", "", "where flag-day journals live (default: the devnet directory, or the topology file's)")
 }
 
@@ -34,7 +35,9 @@ func (t *flagdayTarget) resolve() (flagday.Topology, string, error) {
 			return flagday.Topology{}, "", fmt.Errorf("topology: %w", err)
 		}
 		var top flagday.Topology
-		if err := json.Unmarshal(raw, &top); err != nil {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&top); err != nil {
 			return flagday.Topology{}, "", fmt.Errorf("topology %s: %w", t.topologyPath, err)
 		}
 		root := t.journalDir
@@ -105,13 +108,19 @@ whole network back. Every step is journalled; running 'run' again resumes an int
 				return errors.New("flagday plan: --version is required")
 			}
 			p, err := flagday.Plan(cmd.Context(), o)
+			if p != nil {
+				if asJSON {
+					if jerr := json.NewEncoder(stdoutOf(cmd)).Encode(p); jerr != nil {
+						return jerr
+					}
+				} else {
+					flagday.PrintPlan(stdoutOf(cmd), p)
+				}
+			}
 			if err != nil {
-				return err
+				// An unreachable host is a failed check, not a plan.
+				return &ExitError{Code: 1, Err: fmt.Errorf("flagday plan: %w", err)}
 			}
-			if asJSON {
-				return json.NewEncoder(stdoutOf(cmd)).Encode(p)
-			}
-			flagday.PrintPlan(stdoutOf(cmd), p)
 			return nil
 		},
 	}

@@ -66,7 +66,7 @@ type govFlags struct {
 func (f *govFlags) bind(cmd *cobra.Command, submits bool) {
 	f.t.bind(cmd, true)
 	fl := cmd.Flags()
-	fl.BoolVar(&f.viaAdmin, "admin", false, "go through the node's admin socket (works while client ingress is closed)")
+	fl.BoolVar(&f.viaAdmin, "admin", false, "go through the node's admin API — its socket, or with --host the remote host's (works while client ingress is closed)")
 	fl.BoolVar(&f.asJSON, "json", false, "print JSON")
 	if submits {
 		fl.StringVar(&f.key, "key", "", "ed25519 key file of a Node Operators Group member (with --devnet: a key name such as nog-1)")
@@ -74,10 +74,11 @@ func (f *govFlags) bind(cmd *cobra.Command, submits bool) {
 	}
 }
 
-// connect returns the node to talk to: the admin socket with --admin (or
-// when only --admin-socket says where the node is), else the client API.
+// connect returns the node to talk to: the admin API with --admin (or
+// when only --admin-socket or --host says where the node is) — the unix
+// socket, or the remote host's over mutual TLS — else the client API.
 func (f *govFlags) connect() (governanceNode, error) {
-	if f.viaAdmin || (f.t.adminPath != "" && f.t.addr == "") {
+	if f.viaAdmin || ((f.t.adminPath != "" || f.t.host != "") && f.t.addr == "") {
 		a, err := f.t.admin()
 		if err != nil {
 			return nil, err

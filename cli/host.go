@@ -49,6 +49,8 @@ func newHostInitCmd() *cobra.Command {
   DIR/node.json  complete teeup-node configuration (genesis DIR/genesis.json, data DIR/data)
   DIR/agent.json complete teeup-agent configuration (release in DIR/release, logs in DIR/logs,
                  distribution to DIR/dist)
+                 Both authorise the operator key for remote admin (admin_operators); with
+                 --admin-listen / --agent-listen they serve it over mutual TLS
   DIR/host.json  the host's public description, from which 'teeup host bundle' makes the bundle
 
 Every directory is created (or made) mode 0700. Nothing private leaves DIR.`,
@@ -94,6 +96,8 @@ Every directory is created (or made) mode 0700. Nothing private leaves DIR.`,
 	f.StringVar(&o.Config.ReleaseDir, "release-dir", "", "where the installed release is (release.json and binaries; default DIR/release)")
 	f.BoolVar(&o.Config.NoDistribute, "no-distribute", false, "do not run ledger distribution under the agent")
 	f.StringVar(&o.Config.DistributeDest, "distribute-dest", "", "distribution destination: a directory or s3://bucket/prefix?endpoint=... (default DIR/dist)")
+	f.StringVar(&o.Config.AdminListen, "admin-listen", "", "serve the node's admin API to remote operators over mutual TLS on this address (e.g. 0.0.0.0:7301; default: unix socket only)")
+	f.StringVar(&o.Config.AgentListen, "agent-listen", "", "serve the agent's API to remote operators over mutual TLS on this address (e.g. 0.0.0.0:7401; default: unix socket only)")
 	return cmd
 }
 

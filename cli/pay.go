@@ -5,12 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 
 	"github.com/spf13/cobra"
 
-	"github.com/teeup/teeup/devnet"
 	"github.com/teeup/teeup/keyfile"
 	"github.com/teeup/teeup/ledger"
 	"github.com/teeup/teeup/nodeapi"
@@ -18,18 +16,7 @@ import (
 
 // resolveKeyPath maps a devnet key name ("operator-1") to its file when
 // --devnet is given and no such file exists in the working directory.
-func resolveKeyPath(t *target, name string) string {
-	if _, err := os.Stat(name); err == nil || t.devnetDir == "" {
-		return name
-	}
-	if net, err := devnet.Load(t.devnetDir); err == nil {
-		p := net.KeyPath(name)
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return name
-}
+func resolveKeyPath(t *target, name string) string { return t.keyPath(name) }
 
 // resolveAddress accepts a hex address, a public or private key file, or a
 // devnet key name.
@@ -62,7 +49,9 @@ func newPayCmd() *cobra.Command {
 (the node's quote is checked against the expected MRENCLAVE before anything is sent). The
 command returns once the payment is committed in a block and prints the height, or exits 1
 with the node's reason if it is rejected. With --admin the payment goes through the node's
-admin socket, which works while client ingress is closed (operator test payments).
+admin API — its unix socket, or with --host HOST:PORT --node-id N --operator-key KEY the
+remote host's over mutual TLS — which works while client ingress is closed (operator test
+payments; only the host's own operators may submit there).
 
 --to takes a hex address, a key file or, with --devnet, a devnet key name (user-3, operator-1).`,
 		Args: cobra.NoArgs,
@@ -108,7 +97,7 @@ admin socket, which works while client ingress is closed (operator test payments
 	cmd.Flags().Uint64Var(&amount, "amount", 0, "amount to pay")
 	cmd.Flags().Uint64Var(&nonce, "nonce", 0, "transaction nonce (default: the account's next)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the receipt as JSON")
-	cmd.Flags().BoolVar(&viaAdmin, "admin", false, "submit through the admin socket (works while ingress is closed)")
+	cmd.Flags().BoolVar(&viaAdmin, "admin", false, "submit through the admin API — its socket, or with --host the remote host's (works while ingress is closed)")
 	return cmd
 }
 
@@ -120,7 +109,7 @@ func payPath(cmd *cobra.Command, t *target, viaAdmin bool, from ledger.Address) 
 	if err != nil {
 		return "", nil, nil, err
 	}
-	if viaAdmin {
+	if viaAdmin || (t.host != "" && t.addr == "") {
 		a, err := t.admin()
 		if err != nil {
 			return "", nil, nil, err
@@ -143,19 +132,7 @@ func payPath(cmd *cobra.Command, t *target, viaAdmin bool, from ledger.Address) 
 }
 
 // chainIDOf finds the chain id from --chain-id, or the devnet's genesis.
-func chainIDOf(t *target) (string, error) {
-	if t.chainID != "" {
-		return t.chainID, nil
-	}
-	if t.devnetDir != "" {
-		net, err := devnet.Load(t.devnetDir)
-		if err != nil {
-			return "", err
-		}
-		return net.ChainID, nil
-	}
-	return "", errors.New("--chain-id is required without --devnet")
-}
+func chainIDOf(t *target) (string, error) { return t.chain() }
 
 func newBalanceCmd() *cobra.Command {
 	var t target

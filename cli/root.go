@@ -37,6 +37,7 @@ func NewRoot() *cobra.Command {
 		newPayCmd(),
 		newBalanceCmd(),
 		newStatusCmd(),
+		newAdminCmd(),
 		newUpgradeCmd(),
 		newFlagdayCmd(),
 		newDemoCmd(),

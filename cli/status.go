@@ -11,8 +11,8 @@ func newStatusCmd() *cobra.Command {
 	var t target
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "status (--devnet DIR [--node-id N] | --admin-socket PATH) [--json]",
-		Short: "Show a node's status from its admin API",
+		Use:   "status (--devnet DIR [--node-id N] | --admin-socket PATH | --host HOST:PORT --node-id N --operator-key KEY) [--json]",
+		Short: "Show a node's status from its admin API (local socket or remote host)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			a, err := t.admin()

@@ -11,41 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/teeup/teeup/agentapi"
-	"github.com/teeup/teeup/devnet"
 )
-
-// agentTarget finds a host's agent socket from --devnet/--node-id or
-// --agent-socket.
-type agentTarget struct {
-	devnetDir string
-	nodeID    uint64
-	socket    string
-}
-
-func (t *agentTarget) bind(cmd *cobra.Command) {
-	f := cmd.Flags()
-	f.StringVar(&t.devnetDir, "devnet", os.Getenv("TEEUP_DEVNET"), "devnet directory (env TEEUP_DEVNET)")
-	f.Uint64Var(&t.nodeID, "node-id", 1, "with --devnet: which host")
-	f.StringVar(&t.socket, "agent-socket", "", "the agent's unix socket (instead of --devnet)")
-}
-
-func (t *agentTarget) client() (*agentapi.Client, error) {
-	if t.socket != "" {
-		return agentapi.NewClient(t.socket), nil
-	}
-	if t.devnetDir == "" {
-		return nil, errors.New("say which agent: --devnet DIR [--node-id N], or --agent-socket PATH")
-	}
-	n, err := devnet.Load(t.devnetDir)
-	if err != nil {
-		return nil, err
-	}
-	h, err := n.Host(t.nodeID)
-	if err != nil {
-		return nil, err
-	}
-	return agentapi.NewClient(h.AgentSocket), nil
-}
 
 func newUpgradeCmd() *cobra.Command {
 	cmd := &cobra.Command{

@@ -70,6 +70,9 @@ type Network struct {
 	// Isolation, when set, puts every host in its own network namespace on
 	// a private subnet; nil for a devnet on loopback.
 	Isolation *Isolation `json:"isolation,omitempty"`
+	// RemoteAdmin gives every host's node and agent a remote admin API
+	// (admin_listen, mutual TLS) that authorises operator-N on host N.
+	RemoteAdmin bool `json:"remote_admin,omitempty"`
 }
 
 // Release is a set of binaries laid out under releases/<version>.
@@ -104,6 +107,10 @@ type Host struct {
 	// programs start from (isolated devnets); otherwise they start from
 	// the network's Release.Dir.
 	ReleaseDir string `json:"release_dir,omitempty"`
+	// AdminAddr and AgentAddr are the node's and the agent's remote admin
+	// APIs (devnets with RemoteAdmin only).
+	AdminAddr string `json:"admin_addr,omitempty"`
+	AgentAddr string `json:"agent_addr,omitempty"`
 	// Namespace is the host's network namespace and SwitchPort its link on
 	// the devnet's switch (isolated devnets only).
 	Namespace  string `json:"namespace,omitempty"`

@@ -28,6 +28,10 @@ var DefaultSubnet = netip.MustParsePrefix("10.77.0.0/24")
 const (
 	PeerPort   = 7101
 	ClientPort = 7201
+	// AdminPort and AgentPort are the remote admin APIs' ports of an
+	// isolated devnet with RemoteAdmin.
+	AdminPort = 7301
+	AgentPort = 7401
 )
 
 // tcpRetries is net.ipv4.tcp_retries2 inside an isolated devnet's

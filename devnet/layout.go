@@ -1,6 +1,7 @@
 package devnet
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,14 +13,17 @@ import (
 
 	"github.com/teeup/teeup/agent"
 	"github.com/teeup/teeup/internal/fsutil"
+	"github.com/teeup/teeup/keyfile"
 	"github.com/teeup/teeup/nodeconfig"
 	"github.com/teeup/teeup/tee/sim"
 )
 
 // HostAddrs are where a host's node listens: its peer and client API
-// addresses (host:port), as the genesis lists them.
+// addresses (host:port), as the genesis lists them, and, on a devnet with
+// RemoteAdmin, the node's and the agent's remote admin APIs.
 type HostAddrs struct {
 	Peer, Client string
+	Admin, Agent string
 }
 
 // NewHostAddrs returns addresses for a new host id: on an isolated devnet
@@ -38,17 +42,25 @@ func (n *Network) hostAddrs(id uint64, r *portReserver) (HostAddrs, error) {
 		if err != nil {
 			return HostAddrs{}, err
 		}
-		return HostAddrs{Peer: net.JoinHostPort(ip.String(), fmt.Sprint(PeerPort)), Client: net.JoinHostPort(ip.String(), fmt.Sprint(ClientPort))}, nil
+		a := HostAddrs{Peer: net.JoinHostPort(ip.String(), fmt.Sprint(PeerPort)), Client: net.JoinHostPort(ip.String(), fmt.Sprint(ClientPort))}
+		if n.RemoteAdmin {
+			a.Admin, a.Agent = net.JoinHostPort(ip.String(), fmt.Sprint(AdminPort)), net.JoinHostPort(ip.String(), fmt.Sprint(AgentPort))
+		}
+		return a, nil
 	}
-	peer, err := r.next()
-	if err != nil {
-		return HostAddrs{}, err
+	var a HostAddrs
+	ports := []*string{&a.Peer, &a.Client}
+	if n.RemoteAdmin {
+		ports = append(ports, &a.Admin, &a.Agent)
 	}
-	client, err := r.next()
-	if err != nil {
-		return HostAddrs{}, err
+	for _, p := range ports {
+		addr, err := r.next()
+		if err != nil {
+			return HostAddrs{}, err
+		}
+		*p = addr
 	}
-	return HostAddrs{Peer: peer, Client: client}, nil
+	return a, nil
 }
 
 // LayoutHost lays out host id in DIR/hosts/node-<id>: its directories (the
@@ -76,6 +88,7 @@ func LayoutHost(n *Network, ca *sim.CA, id uint64, addrs HostAddrs) (Host, error
 		DistState:   filepath.Join(hd, "dist.state"),
 		LogDir:      filepath.Join(hd, "logs"),
 		PeerAddr:    addrs.Peer, ClientAddr: addrs.Client,
+		AdminAddr: addrs.Admin, AgentAddr: addrs.Agent,
 	}
 	h.AdminSocket = layout.Node(h.DataDir).AdminSocket()
 	h.AgentSocket = layout.Agent(h.AgentDir).Socket()
@@ -167,6 +180,8 @@ func writeNodeConfig(n *Network, h *Host) error {
 		ClientLimits: nodeconfig.ClientLimits{RateLimit: -1},
 
 		RaftCompactEvery: n.RaftCompactEvery,
+		AdminListen:      h.AdminAddr,
+		AdminOperators:   n.hostOperators(h),
 	}
 	raw, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
@@ -193,6 +208,8 @@ func writeAgentConfig(n *Network, h *Host, distribute bool) error {
 		},
 		DistributeState: h.DistState,
 		PollInterval:    agent.Duration(500 * time.Millisecond),
+		AdminListen:     h.AgentAddr,
+		AdminOperators:  n.hostOperators(h),
 	}
 	if !distribute {
 		cfg.Distribute = nil
@@ -202,6 +219,20 @@ func writeAgentConfig(n *Network, h *Host, distribute bool) error {
 		return err
 	}
 	return fsutil.WriteFileAtomic(h.AgentConfig, append(raw, '\n'), 0o644)
+}
+
+// hostOperators are the operator keys authorised on host h's remote admin
+// APIs (devnet RemoteAdmin): operator-N's for host N, when the devnet has
+// such a key. The chain records the same key as node N's operator.
+func (n *Network) hostOperators(h *Host) []string {
+	if h.AdminAddr == "" && h.AgentAddr == "" {
+		return nil
+	}
+	pub, err := keyfile.ReadPublic(n.KeyPath(fmt.Sprintf("operator-%d", h.ID)) + keyfile.PublicSuffix)
+	if err != nil {
+		return nil
+	}
+	return []string{hex.EncodeToString(pub)}
 }
 
 func distributeArgs(h *Host) []string {

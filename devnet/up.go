@@ -66,6 +66,10 @@ type UpOptions struct {
 	// Subnet is the isolated devnet's private IPv4 subnet (default
 	// DefaultSubnet); it must not overlap a network of this machine.
 	Subnet netip.Prefix
+	// RemoteAdmin gives every node and agent a remote admin API over
+	// mutual TLS (admin_listen) for operator-N on host N (see
+	// Network.RemoteAdmin).
+	RemoteAdmin bool
 	// Progress receives one line per step.
 	Progress io.Writer
 	Logger   *slog.Logger
@@ -104,7 +108,7 @@ func Up(ctx context.Context, opts UpOptions) (*Network, error) {
 		return nil, err
 	}
 
-	n := &Network{Dir: dir, ChainID: opts.ChainID, CreatedAt: time.Now().UTC(), Agents: !opts.NoAgents, NoDistribute: opts.NoDistribute}
+	n := &Network{Dir: dir, ChainID: opts.ChainID, CreatedAt: time.Now().UTC(), Agents: !opts.NoAgents, NoDistribute: opts.NoDistribute, RemoteAdmin: opts.RemoteAdmin}
 	if opts.Isolate {
 		if n.Isolation, err = newIsolation(ctx, dir, opts.Subnet, opts.Nodes); err != nil {
 			return nil, err

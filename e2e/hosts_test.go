@@ -28,7 +28,10 @@ import (
 // every host installs genesis and release and starts its agent from the
 // agent.json 'teeup host init' wrote. The network must come up (every node
 // registered, one leader, committing) and carry a payment between two
-// operators' test accounts, made by the CLI with --chain-id.
+// operators' test accounts, made by the CLI with --chain-id. Every host
+// serves its node's and agent's admin APIs remotely (--admin-listen,
+// --agent-listen): organisation 2 reads host 1's node and agent with its
+// own operator key but may not write there; organisation 1 may.
 func TestSeparateHostsNetwork(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 4-host network")
@@ -57,7 +60,7 @@ func TestSeparateHostsNetwork(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ports := freePorts(t, 8)
+	ports := freePorts(t, 16)
 
 	caDir := filepath.Join(base, "ca-holder", "ca")
 	cli("platform", "ca-init", caDir)
@@ -72,6 +75,7 @@ func TestSeparateHostsNetwork(t *testing.T) {
 		copyTo(filepath.Join(caDir, "root.crt"), filepath.Join(orgs[i], "root.crt"))
 		cli("host", "init", hosts[i], "--node-id", id, "--name", "org-"+id,
 			"--peer-addr", ports[2*i], "--client-addr", ports[2*i+1],
+			"--admin-listen", ports[8+2*i], "--agent-listen", ports[9+2*i],
 			"--root", filepath.Join(orgs[i], "root.crt"), "--request", filepath.Join(orgs[i], "p.csr"), "--kmg")
 		csr := filepath.Join(base, "ca-holder", id+".csr")
 		copyTo(filepath.Join(orgs[i], "p.csr"), csr)
@@ -177,6 +181,36 @@ func TestSeparateHostsNetwork(t *testing.T) {
 			t.Fatalf("node 4 does not show the payment: %s", out)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+
+	// Remote operator access: organisation i+1 reaches host 1 over TCP
+	// with its own operator key (the one 'host init' made and the genesis
+	// records as its node's operator).
+	agentMR := strings.TrimSpace(cli("enclave", "measure", filepath.Join(rel, hostinit.AgentBinary)))
+	remote := func(i int, addr, mr string, args ...string) (int, string) {
+		t.Helper()
+		code, out, err := teeupCLI(ctx, nil, append(args, "--host", addr, "--node-id", "1", "--chain-id", "orgnet",
+			"--operator-key", filepath.Join(hosts[i], "keys", "operator.key"), "--root", filepath.Join(orgs[i], "root.crt"), mr)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return code, out
+	}
+	nodeMR, agentMRFlag := "--mrenclave="+mrenclave, "--agent-mrenclave="+agentMR
+	if code, out := remote(1, ports[8], nodeMR, "status"); code != 0 || !strings.Contains(out, "1 of chain orgnet") {
+		t.Fatalf("organisation 2 reads host 1's status: exit %d\n%s", code, out)
+	}
+	if code, out := remote(1, ports[9], agentMRFlag, "upgrade", "status"); code != 0 || !strings.Contains(out, "on host 1") {
+		t.Fatalf("organisation 2 reads host 1's agent: exit %d\n%s", code, out)
+	}
+	if code, out := remote(1, ports[8], nodeMR, "admin", "ingress", "close"); code == 0 || !strings.Contains(out, "may read but not write") {
+		t.Fatalf("organisation 2 closes host 1's ingress: exit %d\n%s", code, out)
+	}
+	if code, out := remote(0, ports[8], nodeMR, "admin", "ingress", "close", "--reason", "org 1 maintenance"); code != 0 || !strings.Contains(out, "ingress closed") {
+		t.Fatalf("organisation 1 closes its own ingress: exit %d\n%s", code, out)
+	}
+	if code, out := remote(0, ports[8], nodeMR, "admin", "ingress", "open"); code != 0 || !strings.Contains(out, "ingress open") {
+		t.Fatalf("organisation 1 reopens its own ingress: exit %d\n%s", code, out)
 	}
 }
 

@@ -110,12 +110,11 @@ func newCoordinator(opt Options) (*Coordinator, error) {
 	if err := opt.Topology.Validate(); err != nil {
 		return nil, err
 	}
-	c := &Coordinator{opt: opt, log: opt.Logger, out: opt.Progress,
-		admins: map[uint64]*nodeapi.AdminClient{}, agents: map[uint64]*agentapi.Client{}}
-	for _, h := range opt.Topology.Hosts {
-		c.admins[h.ID] = nodeapi.NewAdminClient(h.AdminSocket)
-		c.agents[h.ID] = agentapi.NewClient(h.AgentSocket)
+	admins, agents, err := dialHosts(opt.Topology)
+	if err != nil {
+		return nil, err
 	}
+	c := &Coordinator{opt: opt, log: opt.Logger, out: opt.Progress, admins: admins, agents: agents}
 	for _, p := range opt.Topology.NOGKeys {
 		k, err := keyfile.ReadPrivate(p)
 		if err != nil {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,7 +13,9 @@ import (
 	"time"
 
 	"github.com/teeup/teeup/agentapi"
+	"github.com/teeup/teeup/keyfile"
 	"github.com/teeup/teeup/nodeapi"
+	"github.com/teeup/teeup/remoteadmin"
 	"github.com/teeup/teeup/tee"
 )
 
@@ -51,9 +55,15 @@ func TestStepsFor(t *testing.T) {
 }
 
 func TestTopologyValidate(t *testing.T) {
-	ok := Topology{ChainID: "c", Hosts: []Host{{ID: 1, AdminSocket: "a", AgentSocket: "b"}}, OperatorKeys: []string{"x", "y"}}
+	ok := Topology{ChainID: "c", Hosts: []Host{{ID: 1, AdminSocket: "a", AgentSocket: "b"}}, OperatorKeys: []string{"x", "y"},
+		OperatorKey: "op.key", Root: "root.crt", NodeMREnclaves: []string{"aa"}, AgentMREnclaves: []string{"bb"}}
 	if err := ok.Validate(); err != nil {
 		t.Fatal(err)
+	}
+	remote := ok
+	remote.Hosts = []Host{{ID: 1, AdminAddr: "a.example:7301", AgentAddr: "a.example:7401"}, {ID: 2, AdminAddr: "b.example:7301", AgentSocket: "/s/agent.sock"}}
+	if err := remote.Validate(); err != nil {
+		t.Fatalf("remote topology: %v", err)
 	}
 	tests := []struct {
 		name string
@@ -62,8 +72,35 @@ func TestTopologyValidate(t *testing.T) {
 	}{
 		{"no chain", func(t *Topology) { t.ChainID = "" }, "chain id"},
 		{"no hosts", func(t *Topology) { t.Hosts = nil }, "host"},
-		{"missing socket", func(t *Topology) { t.Hosts = []Host{{ID: 1, AdminSocket: "a"}} }, "agent socket"},
+		{"missing socket", func(t *Topology) { t.Hosts = []Host{{ID: 1, AdminSocket: "a"}} }, "agent_socket"},
 		{"duplicate host", func(t *Topology) { t.Hosts = append(t.Hosts, t.Hosts[0]) }, "twice"},
+		{"no node id", func(t *Topology) { t.Hosts = []Host{{AdminSocket: "a", AgentSocket: "b"}} }, "node id"},
+		{"same admin socket, two ids", func(t *Topology) { t.Hosts = append(t.Hosts, Host{ID: 2, AdminSocket: "./a", AgentSocket: "c"}) }, "the same host twice"},
+		{"same agent socket, two ids", func(t *Topology) { t.Hosts = append(t.Hosts, Host{ID: 2, AdminSocket: "c", AgentSocket: "b"}) }, "the same host twice"},
+		{"a host's agent socket is its admin socket", func(t *Topology) { t.Hosts = []Host{{ID: 1, AdminSocket: "a", AgentSocket: "a"}} }, "the same host twice"},
+		{"socket and address for one API", func(t *Topology) { t.Hosts[0].AdminAddr = "h:1" }, "give one"},
+		{"same address, two spellings", func(t *Topology) {
+			t.Hosts = []Host{{ID: 1, AdminAddr: "Host.Example:7301", AgentAddr: "host.example:7401"}, {ID: 2, AdminAddr: "host.example.:07301", AgentAddr: "b:7401"}}
+		}, "the same host twice"},
+		{"same IP, two spellings", func(t *Topology) {
+			t.Hosts = []Host{{ID: 1, AdminAddr: "10.0.0.1:7301", AgentSocket: "s1"}, {ID: 2, AdminAddr: "[::ffff:10.0.0.1]:7301", AgentSocket: "s2"}}
+		}, "the same host twice"},
+		{"admin address is another host's agent address", func(t *Topology) {
+			t.Hosts = []Host{{ID: 1, AdminAddr: "a:1", AgentAddr: "a:2"}, {ID: 2, AdminAddr: "a:2", AgentAddr: "b:2"}}
+		}, "the same host twice"},
+		{"bad address", func(t *Topology) { t.Hosts = []Host{{ID: 1, AdminAddr: "nohostport", AgentSocket: "b"}} }, "address"},
+		{"remote without operator key", func(t *Topology) {
+			t.Hosts = []Host{{ID: 1, AdminAddr: "a:1", AgentSocket: "b"}}
+			t.OperatorKey = ""
+		}, "operator_key"},
+		{"remote nodes without measurements", func(t *Topology) {
+			t.Hosts = []Host{{ID: 1, AdminAddr: "a:1", AgentSocket: "b"}}
+			t.NodeMREnclaves = nil
+		}, "node_mrenclaves"},
+		{"remote agents without measurements", func(t *Topology) {
+			t.Hosts = []Host{{ID: 1, AdminSocket: "a", AgentAddr: "a:2"}}
+			t.AgentMREnclaves = nil
+		}, "agent_mrenclaves"},
 		{"one operator key", func(t *Topology) { t.OperatorKeys = []string{"x"} }, "operator"},
 	}
 	for _, tt := range tests {
@@ -174,5 +211,89 @@ func TestRunRefusesWithoutVersionOrNetwork(t *testing.T) {
 	_, err = Abort(context.Background(), Options{Root: t.TempDir(), Topology: Topology{}}, "x")
 	if err == nil {
 		t.Fatal("Abort with an empty topology succeeded")
+	}
+}
+
+// TestPlanReportsUnreachableHosts: a host whose node or agent does not
+// answer makes the plan an error (ErrUnreachable) naming it, not a "down"
+// row and success.
+func TestPlanReportsUnreachableHosts(t *testing.T) {
+	dir := t.TempDir()
+	var keys []string
+	for _, name := range []string{"k1", "k2"} {
+		p := filepath.Join(dir, name)
+		if _, err := keyfile.Generate(p); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, p)
+	}
+	top := Topology{ChainID: "c", OperatorKeys: keys, Hosts: []Host{
+		{ID: 1, AdminSocket: filepath.Join(dir, "n1.sock"), AgentSocket: filepath.Join(dir, "a1.sock")},
+		{ID: 2, AdminSocket: filepath.Join(dir, "n2.sock"), AgentSocket: filepath.Join(dir, "a2.sock")},
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := Plan(ctx, Options{Root: dir, Topology: top, Version: "2.0.0"})
+	if !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("Plan = %v, want ErrUnreachable", err)
+	}
+	if p == nil || len(p.Nodes) != 2 || p.Nodes[0].Error == "" || p.Nodes[1].Error == "" {
+		t.Fatalf("plan nodes %+v", p)
+	}
+	var b bytes.Buffer
+	PrintPlan(&b, p)
+	if !strings.Contains(b.String(), "host 2 UNREACHABLE") {
+		t.Fatalf("plan:\n%s", b.String())
+	}
+}
+
+// TestPlanRefusesAHostThatAnswersAsAnother: two topology entries that
+// reach the same host under different socket names (here a symlink) are
+// caught at run time: the second entry's node answers as node 1, and the
+// coordinator's client, addressing node 2, refuses it.
+func TestPlanRefusesAHostThatAnswersAsAnother(t *testing.T) {
+	dir := t.TempDir()
+	serve := func(name string, id uint64, body string) string {
+		sock := filepath.Join(dir, name)
+		ln, err := net.Listen("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := remoteadmin.CheckNodeID(id, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(body))
+		}))
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: time.Second}
+		go srv.Serve(ln)
+		t.Cleanup(func() { srv.Close() })
+		return sock
+	}
+	node1 := serve("n1.sock", 1, `{"node_id":1}`)
+	agent1 := serve("a1.sock", 1, `{"node_id":1}`)
+	alias := filepath.Join(dir, "n2.sock")
+	if err := os.Symlink(node1, alias); err != nil {
+		t.Fatal(err)
+	}
+	agent2 := serve("a2.sock", 2, `{"node_id":2}`)
+	var keys []string
+	for _, name := range []string{"k1", "k2"} {
+		p := filepath.Join(dir, name)
+		if _, err := keyfile.Generate(p); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, p)
+	}
+	top := Topology{ChainID: "c", OperatorKeys: keys, Hosts: []Host{
+		{ID: 1, AdminSocket: node1, AgentSocket: agent1},
+		{ID: 2, AdminSocket: alias, AgentSocket: agent2},
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := Plan(ctx, Options{Root: dir, Topology: top, Version: "2.0.0"})
+	if !errors.Is(err, ErrUnreachable) || !errors.Is(err, remoteadmin.ErrWrongNode) {
+		t.Fatalf("Plan = %v, want ErrUnreachable and ErrWrongNode", err)
+	}
+	if p.Nodes[0].Error != "" || !strings.Contains(p.Nodes[1].Error, "node 2") {
+		t.Fatalf("plan nodes %+v", p.Nodes)
 	}
 }

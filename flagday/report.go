@@ -3,6 +3,7 @@ package flagday
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -137,6 +138,9 @@ type PlanNode struct {
 	Ingress   nodeapi.IngressState
 	Agent     string
 	Staged    []string
+	// Error says why the host's node or agent did not answer (empty:
+	// both answered).
+	Error string `json:",omitempty"`
 }
 
 // stepChecks explains what each step does and verifies.
@@ -169,6 +173,7 @@ func Plan(ctx context.Context, opt Options) (*PlanReport, error) {
 	}
 	sts, _ := c.statuses(ctx)
 	ags := c.agentStatuses(ctx)
+	var unreachable []error
 	for _, h := range opt.Topology.Hosts {
 		pn := PlanNode{ID: h.ID, Version: "down", MREnclave: "-", Ingress: "-", Agent: "down"}
 		if st, ok := sts[h.ID]; ok {
@@ -176,6 +181,10 @@ func Plan(ctx context.Context, opt Options) (*PlanReport, error) {
 		}
 		if a, ok := ags[h.ID]; ok {
 			pn.Agent, pn.Staged = a.Installed.Version, a.Staged
+		}
+		if err := c.reach(ctx, h.ID); err != nil {
+			pn.Error = err.Error()
+			unreachable = append(unreachable, err)
 		}
 		p.Nodes = append(p.Nodes, pn)
 	}
@@ -191,6 +200,9 @@ func Plan(ctx context.Context, opt Options) (*PlanReport, error) {
 		if g.Schedule != nil {
 			p.Schedule = fmt.Sprintf("%s at height %d", g.Schedule.Version, g.Schedule.ActivationHeight)
 		}
+	}
+	if len(unreachable) > 0 {
+		return p, fmt.Errorf("%w: %w", ErrUnreachable, errors.Join(unreachable...))
 	}
 	return p, nil
 }
@@ -212,4 +224,9 @@ func PrintPlan(w io.Writer, p *PlanReport) {
 		fmt.Fprintf(tw, "  %d\t%d\t%s\t%s\t%s\t%s\t%v\n", n.ID, n.Height, n.Version, n.MREnclave, n.Ingress, n.Agent, n.Staged)
 	}
 	tw.Flush()
+	for _, n := range p.Nodes {
+		if n.Error != "" {
+			fmt.Fprintf(w, "  host %d UNREACHABLE: %s\n", n.ID, n.Error)
+		}
+	}
 }

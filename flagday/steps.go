@@ -379,6 +379,11 @@ func (c *Coordinator) snapshotInfo(id uint64, name string) *SnapshotInfo {
 		if h.ID != id {
 			continue
 		}
+		if h.AgentSocket == "" {
+			// A remote host: its snapshot is on its own machine (the
+			// agent's journal names it).
+			return &SnapshotInfo{Name: name}
+		}
 		dir := layout.AgentOfSocket(h.AgentSocket).Snapshot(name)
 		m, err := snapshot.Open(dir)
 		if err != nil {

@@ -11,16 +11,27 @@ package flagday
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/teeup/teeup/devnet"
 )
 
-// Host is one node's host as the coordinator reaches it.
+// Host is one node's host as the coordinator reaches it: on this machine
+// through the node's and the agent's unix sockets, or on any machine
+// through their remote admin APIs (admin_listen) over mutual TLS.
 type Host struct {
 	ID          uint64 `json:"id"`
-	AdminSocket string `json:"admin_socket"`
-	AgentSocket string `json:"agent_socket"`
+	AdminSocket string `json:"admin_socket,omitempty"`
+	AgentSocket string `json:"agent_socket,omitempty"`
+	// AdminAddr and AgentAddr (host:port) are the node's and the agent's
+	// remote admin APIs; either replaces the corresponding socket.
+	AdminAddr string `json:"admin_addr,omitempty"`
+	AgentAddr string `json:"agent_addr,omitempty"`
 }
 
 // Topology is the network the coordinator drives.
@@ -33,6 +44,19 @@ type Topology struct {
 	// OperatorKeys are operator test account key files: the first pays
 	// itself (self payment) and the second (cross payment).
 	OperatorKeys []string `json:"operator_keys"`
+
+	// For hosts reached remotely (admin_addr, agent_addr): OperatorKey is
+	// the key file the coordinator authenticates with (its operator's
+	// own: other hosts let it read, its own host lets it act), Root the
+	// attestation root to pin, NodeMREnclaves and AgentMREnclaves the
+	// node and agent measurements to accept (hex; list the running
+	// release's and the new one's).
+	OperatorKey     string   `json:"operator_key,omitempty"`
+	Root            string   `json:"root,omitempty"`
+	NodeMREnclaves  []string `json:"node_mrenclaves,omitempty"`
+	AgentMREnclaves []string `json:"agent_mrenclaves,omitempty"`
+	// AllowDebug accepts DEBUG enclaves on remote hosts (development).
+	AllowDebug bool `json:"allow_debug,omitempty"`
 }
 
 // FromDevnet derives the topology of a devnet.
@@ -50,23 +74,96 @@ func FromDevnet(n *devnet.Network) Topology {
 	return t
 }
 
-// Validate checks the topology is usable.
+// Remote reports whether any host is reached over its remote admin API.
+func (t Topology) Remote() bool {
+	return slices.ContainsFunc(t.Hosts, func(h Host) bool { return h.AdminAddr != "" || h.AgentAddr != "" })
+}
+
+// Validate checks the topology is usable: every host reachable one way,
+// no host listed twice — not by id, and not by a socket or an address
+// that another entry (or the same entry's other API) already names — and
+// what remote hosts need.
 func (t Topology) Validate() error {
 	if t.ChainID == "" || len(t.Hosts) == 0 {
 		return fmt.Errorf("topology: chain id and at least one host are required")
 	}
 	ids := make([]uint64, 0, len(t.Hosts))
+	seen := map[string]string{} // endpoint → which host's what
+	var nodesRemote, agentsRemote bool
 	for _, h := range t.Hosts {
-		if h.AdminSocket == "" || h.AgentSocket == "" {
-			return fmt.Errorf("topology: host %d needs its node admin socket and agent socket", h.ID)
+		if h.ID == 0 {
+			return fmt.Errorf("topology: a host without its node id (\"id\")")
 		}
 		if slices.Contains(ids, h.ID) {
 			return fmt.Errorf("topology: host %d listed twice", h.ID)
 		}
 		ids = append(ids, h.ID)
+		for _, api := range []struct{ name, socket, addr string }{
+			{"node", h.AdminSocket, h.AdminAddr}, {"agent", h.AgentSocket, h.AgentAddr},
+		} {
+			var key, field string
+			switch {
+			case api.socket != "" && api.addr != "":
+				return fmt.Errorf("topology: host %d names its %s both by socket and by address: give one", h.ID, api.name)
+			case api.socket != "":
+				key, field = "unix:"+filepath.Clean(api.socket), api.name+" socket "+api.socket
+			case api.addr != "":
+				norm, err := normalizeAddr(api.addr)
+				if err != nil {
+					return fmt.Errorf("topology: host %d %s address: %w", h.ID, api.name, err)
+				}
+				key, field = "tcp:"+norm, api.name+" address "+api.addr
+				if api.name == "node" {
+					nodesRemote = true
+				} else {
+					agentsRemote = true
+				}
+			default:
+				return fmt.Errorf("topology: host %d needs its %s admin socket (%s_socket) or address (%s_addr)", h.ID, api.name, map[string]string{"node": "admin", "agent": "agent"}[api.name], map[string]string{"node": "admin", "agent": "agent"}[api.name])
+			}
+			what := fmt.Sprintf("host %d's %s", h.ID, field)
+			if prev, dup := seen[key]; dup {
+				return fmt.Errorf("topology: %s is also %s: the same host twice", what, prev)
+			}
+			seen[key] = what
+		}
+	}
+	if nodesRemote || agentsRemote {
+		if t.OperatorKey == "" || t.Root == "" {
+			return fmt.Errorf("topology: hosts reached by address need \"operator_key\" (the key file you authenticate with) and \"root\" (the attestation root to pin)")
+		}
+		if nodesRemote && len(t.NodeMREnclaves) == 0 {
+			return fmt.Errorf("topology: hosts reached by admin_addr need \"node_mrenclaves\" (the node measurements to accept)")
+		}
+		if agentsRemote && len(t.AgentMREnclaves) == 0 {
+			return fmt.Errorf("topology: hosts reached by agent_addr need \"agent_mrenclaves\" (the agent measurements to accept)")
+		}
 	}
 	if len(t.OperatorKeys) < 2 {
 		return fmt.Errorf("topology: two operator test account keys are needed (self and cross payment)")
 	}
 	return nil
+}
+
+// normalizeAddr returns host:port in one spelling (lower-case name,
+// canonical IP, numeric port), so that two spellings of one address are
+// recognised as the same host.
+func normalizeAddr(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(strings.TrimSpace(addr))
+	if err != nil {
+		return "", err
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || p == 0 {
+		return "", fmt.Errorf("%q: port %q is not a port number", addr, port)
+	}
+	if host == "" {
+		return "", fmt.Errorf("%q: no host", addr)
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		host = ip.Unmap().WithZone("").String()
+	} else {
+		host = strings.TrimSuffix(strings.ToLower(host), ".")
+	}
+	return net.JoinHostPort(host, strconv.FormatUint(p, 10)), nil
 }

@@ -31,6 +31,12 @@ type ConfigOptions struct {
 	// DistributeDest is distribution's destination: a directory or an
 	// s3:// URL (default: the layout's dist directory).
 	DistributeDest string
+	// AdminListen and AgentListen (host:port), when set, serve the node's
+	// and the agent's admin APIs to remote operators over mutual TLS.
+	AdminListen, AgentListen string
+	// Operators are the hex public keys of the host's own operators,
+	// authorised in both configurations (admin_operators).
+	Operators []string
 }
 
 func (o ConfigOptions) withDefaults(l Layout) ConfigOptions {
@@ -51,13 +57,15 @@ func (o ConfigOptions) withDefaults(l Layout) ConfigOptions {
 func NodeConfig(l Layout, o ConfigOptions) node.Config {
 	o = o.withDefaults(l)
 	return node.Config{
-		NodeID:       o.NodeID,
-		Genesis:      l.Genesis(),
-		DataDir:      l.Data(),
-		Platform:     o.Platform,
-		PeerListen:   o.PeerListen,
-		ClientListen: o.ClientListen,
-		Bootstrap:    o.Bootstrap,
+		NodeID:         o.NodeID,
+		Genesis:        l.Genesis(),
+		DataDir:        l.Data(),
+		Platform:       o.Platform,
+		PeerListen:     o.PeerListen,
+		ClientListen:   o.ClientListen,
+		AdminListen:    o.AdminListen,
+		AdminOperators: o.Operators,
+		Bootstrap:      o.Bootstrap,
 	}.WithDefaults()
 }
 
@@ -76,6 +84,8 @@ func AgentConfig(l Layout, o ConfigOptions) agent.Config {
 		NodeLog:           filepath.Join(l.Logs(), "node.log"),
 		InitialRelease:    filepath.Join(o.ReleaseDir, ReleaseManifest),
 		InitialNodeBinary: filepath.Join(o.ReleaseDir, NodeBinary),
+		AdminListen:       o.AgentListen,
+		AdminOperators:    o.Operators,
 	}
 	if !o.NoDistribute {
 		c.Distribute = &agent.ProcessConfig{

@@ -13,13 +13,18 @@ var update = flag.Bool("update", false, "rewrite docs/examples from what host in
 // exampleDir is the host directory the checked-in examples describe.
 const exampleDir = "/srv/teeup"
 
+// exampleOperator is the operator key in the examples (the public key of
+// RFC 8032's first test vector: a real ed25519 key nobody uses).
+const exampleOperator = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+
 // TestExampleConfigs checks that docs/examples/node.json and agent.json are
-// exactly what 'teeup host init /srv/teeup --node-id 1 ...' writes, and that
+// exactly what 'teeup host init /srv/teeup --node-id 1 --admin-listen
+// 0.0.0.0:7301 --agent-listen 0.0.0.0:7401 ...' writes, and that
 // the programs' own loaders accept them (go test ./hostinit -run
 // TestExampleConfigs -update rewrites them).
 func TestExampleConfigs(t *testing.T) {
 	l := Layout{Dir: exampleDir}
-	o := ConfigOptions{NodeID: 1, Bootstrap: true}
+	o := ConfigOptions{NodeID: 1, Bootstrap: true, AdminListen: "0.0.0.0:7301", AgentListen: "0.0.0.0:7401", Operators: []string{exampleOperator}}
 	nc, err := EncodeNodeConfig(NodeConfig(l, o))
 	if err != nil {
 		t.Fatal(err)

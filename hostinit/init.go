@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 
@@ -167,6 +168,8 @@ func Init(opts Options) (*Result, error) {
 	}
 	cfg := opts.Config
 	cfg.NodeID, cfg.Platform = opts.Node.ID, plat.dir
+	// The host's own operator may use both admin APIs remotely.
+	cfg.Operators = []string{h.Node.Operator}
 	if err := writeConfigs(l, cfg); err != nil {
 		return nil, fmt.Errorf("host init %s: %w", dir, err)
 	}
@@ -216,6 +219,17 @@ func checkOptions(l Layout, opts *Options) error {
 			return fmt.Errorf("%w: the %s and the %s key are the same key; each role needs its own", ErrOptions, other, k.role)
 		}
 		seen[string(pub)] = k.role
+	}
+	for _, l := range []struct{ flag, addr string }{{"admin listen", opts.Config.AdminListen}, {"agent listen", opts.Config.AgentListen}} {
+		if l.addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(l.addr); err != nil {
+			return fmt.Errorf("%w: %s address: %w", ErrOptions, l.flag, err)
+		}
+	}
+	if a := opts.Config.AdminListen; a != "" && a == opts.Config.AgentListen {
+		return fmt.Errorf("%w: the node's and the agent's admin APIs cannot both listen on %s", ErrOptions, a)
 	}
 	set := 0
 	for _, p := range []string{opts.Platform, opts.CADir, opts.RootCert} {

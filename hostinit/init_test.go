@@ -7,11 +7,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/teeup/teeup/agent"
 	"github.com/teeup/teeup/keyfile"
 	"github.com/teeup/teeup/ledger"
+	"github.com/teeup/teeup/node"
 	"github.com/teeup/teeup/tee/sim"
 )
 
@@ -88,6 +91,19 @@ func TestInitByRequest(t *testing.T) {
 	}
 	if err := CheckConfigs(l.NodeConfig(), l.AgentConfig()); err != nil {
 		t.Fatal(err)
+	}
+	// Both configurations authorise the host's own operator key for
+	// remote admin; without --admin-listen/--agent-listen nothing listens.
+	nc, err := node.LoadConfig(l.NodeConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, err := agent.LoadConfig(l.AgentConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(nc.AdminOperators, []string{h.Node.Operator}) || !slices.Equal(ac.AdminOperators, []string{h.Node.Operator}) || nc.AdminListen != "" || ac.AdminListen != "" {
+		t.Fatalf("remote admin: node %v %q, agent %v %q", nc.AdminOperators, nc.AdminListen, ac.AdminOperators, ac.AdminListen)
 	}
 	// The request CA holder signs it; after installing, the platform opens.
 	csr, err := os.ReadFile(reqOut)
@@ -271,6 +287,12 @@ func TestInitRejects(t *testing.T) {
 		{"given key unreadable", func(d string) Options {
 			return Options{Dir: d, Node: testNode(1), RootCert: ca.root, NOGKey: garbage}
 		}, ErrOptions, "neither PEM nor 64 hex digits", true},
+		{"bad admin listen address", func(d string) Options {
+			return Options{Dir: d, Node: testNode(1), RootCert: ca.root, Config: ConfigOptions{AdminListen: "7301"}}
+		}, ErrOptions, "admin listen address", true},
+		{"node and agent on one listen address", func(d string) Options {
+			return Options{Dir: d, Node: testNode(1), RootCert: ca.root, Config: ConfigOptions{AdminListen: ":7301", AgentListen: ":7301"}}
+		}, ErrOptions, "cannot both listen", true},
 		{"one key for two roles", func(d string) Options {
 			k := filepath.Join(keys, "same.key")
 			return Options{Dir: d, Node: testNode(1), RootCert: ca.root, NOGKey: k, OperatorKey: k}
@@ -321,4 +343,27 @@ func hexOf(b []byte) string { return hex.EncodeToString(b) }
 func readOrNil(path string) []byte {
 	b, _ := os.ReadFile(path)
 	return b
+}
+
+// TestInitRemoteAdmin: --admin-listen and --agent-listen go into the
+// configurations, with the host's operator key authorised in both.
+func TestInitRemoteAdmin(t *testing.T) {
+	ca := newCA(t)
+	res, err := Init(Options{Dir: hostDir(t), Node: testNode(1), CADir: ca.caDir,
+		Config: ConfigOptions{AdminListen: "0.0.0.0:7301", AgentListen: "0.0.0.0:7401"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := node.LoadConfig(res.Layout.NodeConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, err := agent.LoadConfig(res.Layout.AgentConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := res.Host.Node.Operator
+	if nc.AdminListen != "0.0.0.0:7301" || ac.AdminListen != "0.0.0.0:7401" || !slices.Equal(nc.AdminOperators, []string{op}) || !slices.Equal(ac.AdminOperators, []string{op}) {
+		t.Fatalf("node %q %v, agent %q %v", nc.AdminListen, nc.AdminOperators, ac.AdminListen, ac.AdminOperators)
+	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/teeup/teeup/internal/unixsock"
 	"github.com/teeup/teeup/ledger"
 	"github.com/teeup/teeup/nodeapi"
+	"github.com/teeup/teeup/remoteadmin"
 )
 
 const maxRequestBody = 64 << 10
@@ -55,9 +56,10 @@ func (n *Node) clientServer(ln net.Listener) (*http.Server, net.Listener, error)
 	return srv, tls.NewListener(lim.Listener(ln), attest.ServerConfig(n.creds, nil)), nil
 }
 
-// startAdmin starts the admin API on its unix socket, at first with only
-// the status and stop endpoints (the node is starting, perhaps waiting for
-// the ledger key); startServers installs the whole API.
+// startAdmin starts the admin API on its unix socket (and, with
+// admin_listen, over TCP for remote operators: startRemoteAdmin), at first
+// with only the status and stop endpoints (the node is starting, perhaps
+// waiting for the ledger key); startServers installs the whole API.
 func (n *Node) startAdmin() (func(), error) {
 	early := n.earlyAdminMux()
 	n.admin.Store(&early)
@@ -66,7 +68,8 @@ func (n *Node) startAdmin() (func(), error) {
 		return nil, fmt.Errorf("admin API: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*n.admin.Load()).ServeHTTP(w, r) }),
+		Handler: remoteadmin.CheckNodeID(n.cfg.NodeID,
+			http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*n.admin.Load()).ServeHTTP(w, r) })),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 	go func() {
@@ -74,7 +77,12 @@ func (n *Node) startAdmin() (func(), error) {
 			n.log.Error("admin API stopped", "err", err)
 		}
 	}()
-	return func() { shutdown(srv) }, nil
+	stopRemote, err := n.startRemoteAdmin()
+	if err != nil {
+		shutdown(srv)
+		return nil, err
+	}
+	return func() { stopRemote(); shutdown(srv) }, nil
 }
 
 // earlyAdminMux serves status and stop while the node is not running.

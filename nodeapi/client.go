@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/teeup/teeup/attest"
+	"github.com/teeup/teeup/remoteadmin"
 )
 
 // maxResponse bounds a response body.
@@ -26,6 +27,9 @@ type caller struct {
 	base string
 	http *http.Client
 	what string
+	// node, if not 0, is the node addressed: requests name it (a node of
+	// another id refuses them) and an answer from another node is refused.
+	node uint64
 }
 
 func (c *caller) do(ctx context.Context, method, path string, in, out any) error {
@@ -44,11 +48,17 @@ func (c *caller) do(ctx context.Context, method, path string, in, out any) error
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if c.node != 0 {
+		req.Header.Set(remoteadmin.HeaderNodeID, strconv.FormatUint(c.node, 10))
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.what, err)
 	}
 	defer resp.Body.Close()
+	if got := resp.Header.Get(remoteadmin.HeaderNodeID); c.node != 0 && got != "" && got != strconv.FormatUint(c.node, 10) {
+		return fmt.Errorf("%s: %w: node %s answered, node %d was addressed", c.what, remoteadmin.ErrWrongNode, got, c.node)
+	}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	if err != nil {
 		return fmt.Errorf("%s %s: read response: %w", method, path, err)
@@ -232,8 +242,43 @@ func (c *Client) Submit(ctx context.Context, tx []byte) (*Receipt, error) {
 	return &r, nil
 }
 
-// AdminClient talks to a node's admin API over its unix socket.
+// AdminClient talks to a node's admin API: over its unix socket
+// (NewAdminClient), or over TCP with mutual TLS as a remote operator
+// (DialAdmin).
 type AdminClient struct{ reads }
+
+// DialAdmin returns a client of a host's remote admin API (the node's
+// admin_listen): every connection verifies that the server is an attested
+// node enclave of an expected measurement serving node t.NodeID of chain
+// t.ChainID, and authenticates with t.OperatorKey. What the key may do is
+// the host's decision (own operators write; the Node Operators Group and
+// member operators read).
+func DialAdmin(t remoteadmin.Target) (*AdminClient, error) {
+	v, err := t.Verifier()
+	if err != nil {
+		return nil, fmt.Errorf("node %d admin API at %s: %w", t.NodeID, t.Addr, err)
+	}
+	return DialAdminWith(t, v)
+}
+
+// DialAdminWith is DialAdmin with a given verifier of the node's
+// attestation (shared by the clients of several hosts).
+func DialAdminWith(t remoteadmin.Target, v *attest.Verifier) (*AdminClient, error) {
+	tr, err := t.TransportWith(remoteadmin.RoleNode, v)
+	if err != nil {
+		return nil, fmt.Errorf("node %d admin API at %s: %w", t.NodeID, t.Addr, err)
+	}
+	what := fmt.Sprintf("node %d admin API at %s", t.NodeID, t.Addr)
+	return &AdminClient{reads{c: caller{base: t.BaseURL(), http: &http.Client{Transport: tr, Timeout: 60 * time.Second}, what: what, node: t.NodeID}}}, nil
+}
+
+// ExpectNode makes the client address node id: its requests name the node
+// (a node of another id refuses them before acting) and an answer from
+// another node is an error (remoteadmin.ErrWrongNode). It returns a.
+func (a *AdminClient) ExpectNode(id uint64) *AdminClient {
+	a.c.node = id
+	return a
+}
 
 // NewAdminClient returns a client for the admin socket at path.
 func NewAdminClient(socket string) *AdminClient {

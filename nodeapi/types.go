@@ -5,12 +5,14 @@
 // The client API is HTTP/JSON over attested TLS: the client verifies the
 // node's quote against the expected MRENCLAVE before sending anything. The
 // admin API is HTTP/JSON over a local unix socket (mode 0600) for the
-// host's operator and agent.
+// host's operator and agent, and optionally over TCP with mutual TLS for
+// remote operators (package remoteadmin, DialAdmin).
 package nodeapi
 
 import (
 	"time"
 
+	"github.com/teeup/teeup/remoteadmin"
 	"github.com/teeup/teeup/tee"
 )
 
@@ -55,6 +57,13 @@ const (
 	// CodeTooLarge (HTTP 413) means the request body exceeded the node's
 	// bound.
 	CodeTooLarge = "too_large"
+	// CodeForbidden (HTTP 403, remote admin API): the operator key may not
+	// make this request on this host (errors.Is remoteadmin.ErrForbidden).
+	CodeForbidden = remoteadmin.CodeForbidden
+	// CodeUnauthenticated (HTTP 401, remote admin API): no operator key.
+	CodeUnauthenticated = remoteadmin.CodeUnauthenticated
+	// CodeWrongNode (HTTP 421): the request addressed another node.
+	CodeWrongNode = remoteadmin.CodeWrongNode
 )
 
 // Error is the body of every non-2xx response.
@@ -66,6 +75,13 @@ type Error struct {
 
 // Error implements error.
 func (e *Error) Error() string { return e.Message }
+
+// Is matches the remote admin refusals (remoteadmin.ErrForbidden,
+// ErrUnauthenticated, ErrWrongNode) by their code.
+func (e *Error) Is(target error) bool {
+	s := remoteadmin.CodeError(e.Code)
+	return s != nil && s == target
+}
 
 // SubmitRequest carries an encoded, signed transaction (hex).
 type SubmitRequest struct {

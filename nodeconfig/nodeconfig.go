@@ -5,6 +5,8 @@
 package nodeconfig
 
 import (
+	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -35,6 +37,16 @@ type Config struct {
 	ClientListen string `json:"client_listen,omitempty"`
 	// AdminSocket is the admin API's unix socket (default DATA/admin.sock).
 	AdminSocket string `json:"admin_socket,omitempty"`
+	// AdminListen, when set (host:port), serves the admin API also over
+	// TCP to remote operators with mutual TLS: the node's certificate is
+	// attested, the client's carries an operator's ed25519 key (package
+	// remoteadmin). Off by default.
+	AdminListen string `json:"admin_listen,omitempty"`
+	// AdminOperators are the hex ed25519 public keys of this host's own
+	// operators: they may read and write over AdminListen (so may the
+	// operator the chain records for this node; the Node Operators Group
+	// in force and the operators of the network's members may read).
+	AdminOperators []string `json:"admin_operators,omitempty"`
 	// HandoverSocket is where this node serves its keys to the upgrade
 	// agent (default DATA/handover.sock).
 	HandoverSocket string `json:"handover_socket,omitempty"`
@@ -186,6 +198,11 @@ func (c Config) Validate() error {
 	}
 	if len(c.AdminSocket) > 100 {
 		errs = append(errs, fmt.Errorf("admin_socket %q is too long for a unix socket path (max ~100 bytes)", c.AdminSocket))
+	}
+	for _, k := range c.AdminOperators {
+		if b, err := hex.DecodeString(k); err != nil || len(b) != ed25519.PublicKeySize {
+			errs = append(errs, fmt.Errorf("admin_operators: %q is not an ed25519 public key (64 hex digits)", k))
+		}
 	}
 	if err := c.ClientLimits.HTTPLimits(httplimit.DefaultMaxBody).WithDefaults().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("client_limits: %w", err))

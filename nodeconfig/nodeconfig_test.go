@@ -53,7 +53,7 @@ func TestConfigRejections(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	ok := Config{NodeID: 1, Genesis: "g", DataDir: "d"}
+	ok := Config{NodeID: 1, Genesis: "g", DataDir: "d", AdminListen: "127.0.0.1:7301", AdminOperators: []string{strings.Repeat("ab", 32)}}
 	if err := ok.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -67,6 +67,8 @@ func TestConfigValidate(t *testing.T) {
 		{"no data dir", func(c *Config) { c.DataDir = "" }, "data_dir"},
 		{"bad log level", func(c *Config) { c.LogLevel = "loud" }, "log_level"},
 		{"socket path too long", func(c *Config) { c.AdminSocket = "/" + strings.Repeat("x", 120) }, "too long"},
+		{"admin operator not hex", func(c *Config) { c.AdminOperators = []string{"zz"} }, "admin_operators"},
+		{"admin operator too short", func(c *Config) { c.AdminOperators = []string{strings.Repeat("ab", 31)} }, "admin_operators"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
