@@ -494,6 +494,21 @@ func containsAll(entries [][]byte, prefix string, count int) bool {
 	return true
 }
 
+// startCluster starts n nodes of measurement(1), each with its own
+// directory, compacting every compact entries (0: practically never).
+func startCluster(t *testing.T, n int, compact uint64) (*cluster, tee.Measurement, map[uint64]string) {
+	t.Helper()
+	c := newCluster(t, n)
+	c.compact = compact
+	m := measurement(1)
+	dirs := map[uint64]string{}
+	for id := uint64(1); id <= uint64(n); id++ {
+		dirs[id] = t.TempDir()
+		c.start(id, m, dirs[id])
+	}
+	return c, m, dirs
+}
+
 // sameOrder checks that every node's applied entries are a prefix of the
 // longest: one history, in one order.
 func (c *cluster) sameOrder(ids ...uint64) {
@@ -577,13 +592,7 @@ func TestImpostorMeasurementRefused(t *testing.T) {
 }
 
 func TestRestartKeepsLogAndCatchesUp(t *testing.T) {
-	c := newCluster(t, 3)
-	m := measurement(1)
-	dirs := map[uint64]string{}
-	for id := uint64(1); id <= 3; id++ {
-		dirs[id] = t.TempDir()
-		c.start(id, m, dirs[id])
-	}
+	c, m, dirs := startCluster(t, 3, 0)
 	c.commitAll("c", 10, 1, 2, 3)
 	// Stop node 3, write more, restart it: it resumes from its durable state
 	// without re-applying and catches up.
@@ -609,14 +618,7 @@ func TestRestartKeepsLogAndCatchesUp(t *testing.T) {
 // compact past what it has receives a state snapshot, installs it by
 // restarting, and continues from the log.
 func TestSnapshotCatchesUpNodeBehindCompaction(t *testing.T) {
-	c := newCluster(t, 3)
-	c.compact = 16
-	m := measurement(1)
-	dirs := map[uint64]string{}
-	for id := uint64(1); id <= 3; id++ {
-		dirs[id] = t.TempDir()
-		c.start(id, m, dirs[id])
-	}
+	c, m, dirs := startCluster(t, 3, 16)
 	c.commitAll("f", 10, 1, 2, 3)
 	c.nodes[3].stop()
 	c.commitAll("g", 80, 1, 2)
@@ -640,25 +642,12 @@ func TestSnapshotCatchesUpNodeBehindCompaction(t *testing.T) {
 // empty; raft must neither crash ("tocommit out of range") nor credit it
 // with entries it lost; it rejoins through a snapshot.
 func TestWipedNodeRejoins(t *testing.T) {
-	c := newCluster(t, 3)
-	c.compact = 16
-	m := measurement(1)
-	dirs := map[uint64]string{}
-	for id := uint64(1); id <= 3; id++ {
-		dirs[id] = t.TempDir()
-		c.start(id, m, dirs[id])
-	}
+	c, m, dirs := startCluster(t, 3, 16)
 	c.commitAll("w", 60, 1, 2, 3)
 	// Wipe a follower: the leader remembers what it acknowledged.
 	var l *testNode
 	waitFor(t, "a leader", func() bool { l = c.leader(); return l != nil })
 	victim := l.id%3 + 1
-	others := []uint64{}
-	for id := uint64(1); id <= 3; id++ {
-		if id != victim {
-			others = append(others, id)
-		}
-	}
 	c.nodes[victim].stop()
 	if err := os.RemoveAll(dirs[victim]); err != nil {
 		t.Fatal(err)
@@ -671,7 +660,6 @@ func TestWipedNodeRejoins(t *testing.T) {
 	if !containsAll(nv.entries(), "w", 60) {
 		t.Fatal("the wiped node did not get the state back")
 	}
-	_ = others
 	c.sameOrder(1, 2, 3)
 	if nv.runErr != nil && !errors.Is(nv.runErr, ErrInstallSnapshot) {
 		t.Fatalf("node %d stopped: %v", victim, nv.runErr)
@@ -684,13 +672,7 @@ func TestWipedNodeRejoins(t *testing.T) {
 // stale) and hands leadership over, which resets every follower's
 // progress, and the follower catches up from the log.
 func TestLeaderResetsAFollowerThatLostItsLog(t *testing.T) {
-	c := newCluster(t, 3)
-	m := measurement(1)
-	dirs := map[uint64]string{}
-	for id := uint64(1); id <= 3; id++ {
-		dirs[id] = t.TempDir()
-		c.start(id, m, dirs[id])
-	}
+	c, m, dirs := startCluster(t, 3, 0)
 	c.commitAll("y", 30, 1, 2, 3)
 	var l *testNode
 	waitFor(t, "a leader", func() bool { l = c.leader(); return l != nil })
@@ -711,24 +693,11 @@ func TestLeaderResetsAFollowerThatLostItsLog(t *testing.T) {
 // TestRestoredOldCopyRejoins: a node restored from a copy of its own
 // directory taken before two log compactions catches up, one history.
 func TestRestoredOldCopyRejoins(t *testing.T) {
-	c := newCluster(t, 3)
-	c.compact = 16
-	m := measurement(1)
-	dirs := map[uint64]string{}
-	for id := uint64(1); id <= 3; id++ {
-		dirs[id] = t.TempDir()
-		c.start(id, m, dirs[id])
-	}
+	c, m, dirs := startCluster(t, 3, 16)
 	c.commitAll("o", 10, 1, 2, 3)
 	var l *testNode
 	waitFor(t, "a leader", func() bool { l = c.leader(); return l != nil })
 	victim := l.id%3 + 1
-	others := []uint64{}
-	for id := uint64(1); id <= 3; id++ {
-		if id != victim {
-			others = append(others, id)
-		}
-	}
 	backup := filepath.Join(t.TempDir(), "backup")
 	c.nodes[victim].stop()
 	copyTree(t, dirs[victim], backup)
@@ -744,7 +713,6 @@ func TestRestoredOldCopyRejoins(t *testing.T) {
 	if !containsAll(nv.entries(), "p", 80) {
 		t.Fatal("the restored node did not catch up")
 	}
-	_ = others
 	c.sameOrder(1, 2, 3)
 }
 
@@ -796,14 +764,7 @@ func TestStateTransferSurvivesReceiverCrashes(t *testing.T) {
 	}
 	for _, point := range points {
 		t.Run(point, func(t *testing.T) {
-			c := newCluster(t, 3)
-			c.compact = 16
-			m := measurement(1)
-			dirs := map[uint64]string{}
-			for id := uint64(1); id <= 3; id++ {
-				dirs[id] = t.TempDir()
-				c.start(id, m, dirs[id])
-			}
+			c, m, dirs := startCluster(t, 3, 16)
 			c.commitAll("r", 5, 1, 2, 3)
 			c.nodes[3].stop()
 			c.commitAll("s", 60, 1, 2)

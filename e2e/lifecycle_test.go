@@ -17,24 +17,11 @@ import (
 	"github.com/teeup/teeup/nodeapi"
 )
 
-// startNetOpts starts a devnet like startNet, with options.
+// startNetOpts starts a devnet of nodes run without agents, with options.
 func startNetOpts(t *testing.T, opts devnet.UpOptions) *testNet {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	opts.Dir, opts.BinDir, opts.NoAgents = devnetDir(t), bins.dir, true
-	n, err := devnet.Up(ctx, opts)
-	if n != nil {
-		tn := &testNet{t: t, net: n}
-		t.Cleanup(tn.stop)
-		if err != nil {
-			t.Fatalf("devnet up: %v", err)
-		}
-		tn.dial()
-		return tn
-	}
-	t.Fatalf("devnet up: %v", err)
-	return nil
+	opts.NoAgents = true
+	return startNetWith(t, opts)
 }
 
 // background runs a load until stop is called, which returns its result.
