@@ -40,13 +40,11 @@ operators may run it remotely.`,
 			Short: map[bool]string{true: "Reopen client ingress on this node", false: "Close client ingress on this node (clients get 'closed for upgrade')"}[open],
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				a, err := t.admin()
-				if err != nil {
+				var s *nodeapi.Status
+				if err := withAdmin(&t, func(a *nodeapi.AdminClient) (err error) {
+					s, err = a.SetIngress(cmd.Context(), open, reason)
 					return err
-				}
-				defer a.Close()
-				s, err := a.SetIngress(cmd.Context(), open, reason)
-				if err != nil {
+				}); err != nil {
 					return fmt.Errorf("admin ingress %s: %w", verb, err)
 				}
 				return printStatus(cmd, s)
@@ -67,13 +65,11 @@ operators may run it remotely.`,
 			if err != nil {
 				return fmt.Errorf("admin halt: height %q: %w", args[0], err)
 			}
-			a, err := t.admin()
-			if err != nil {
+			var s *nodeapi.Status
+			if err := withAdmin(&t, func(a *nodeapi.AdminClient) (err error) {
+				s, err = a.Halt(cmd.Context(), h)
 				return err
-			}
-			defer a.Close()
-			s, err := a.Halt(cmd.Context(), h)
-			if err != nil {
+			}); err != nil {
 				return fmt.Errorf("admin halt: %w", err)
 			}
 			return printStatus(cmd, s)
@@ -85,13 +81,11 @@ operators may run it remotely.`,
 		Short: "Hand leadership away from this node, which must lead (to node N, or the most up-to-date voter)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := t.admin()
-			if err != nil {
+			var got uint64
+			if err := withAdmin(&t, func(a *nodeapi.AdminClient) (err error) {
+				got, err = a.TransferLeadership(cmd.Context(), to)
 				return err
-			}
-			defer a.Close()
-			got, err := a.TransferLeadership(cmd.Context(), to)
-			if err != nil {
+			}); err != nil {
 				return fmt.Errorf("admin leadership: %w", err)
 			}
 			fmt.Fprintf(stdoutOf(cmd), "node %d leads now\n", got)
@@ -104,12 +98,7 @@ operators may run it remotely.`,
 		Short: "Stop the node gracefully (an agent that supervises it starts it again)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := t.admin()
-			if err != nil {
-				return err
-			}
-			defer a.Close()
-			if err := a.Stop(cmd.Context()); err != nil {
+			if err := withAdmin(&t, func(a *nodeapi.AdminClient) error { return a.Stop(cmd.Context()) }); err != nil {
 				return fmt.Errorf("admin stop: %w", err)
 			}
 			fmt.Fprintf(stdoutOf(cmd), "node %d is stopping\n", t.nodeID)
@@ -121,13 +110,11 @@ operators may run it remotely.`,
 		Short: "Have the node attest every peer afresh over mutual attested TLS (its row of the attestation matrix; a read)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := t.admin()
-			if err != nil {
+			var res []nodeapi.PeerAttestation
+			if err := withAdmin(&t, func(a *nodeapi.AdminClient) (err error) {
+				res, err = a.AttestPeers(cmd.Context())
 				return err
-			}
-			defer a.Close()
-			res, err := a.AttestPeers(cmd.Context())
-			if err != nil {
+			}); err != nil {
 				return fmt.Errorf("admin attest-peers: %w", err)
 			}
 			if asJSON {

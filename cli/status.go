@@ -5,7 +5,19 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"github.com/teeup/teeup/nodeapi"
 )
+
+// withAdmin opens the target's admin client, runs fn with it and closes it.
+func withAdmin(t *target, fn func(*nodeapi.AdminClient) error) error {
+	a, err := t.admin()
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	return fn(a)
+}
 
 func newStatusCmd() *cobra.Command {
 	var t target
@@ -15,13 +27,11 @@ func newStatusCmd() *cobra.Command {
 		Short: "Show a node's status from its admin API (local socket or remote host)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, err := t.admin()
-			if err != nil {
+			var s *nodeapi.Status
+			if err := withAdmin(&t, func(a *nodeapi.AdminClient) (err error) {
+				s, err = a.Status(cmd.Context())
 				return err
-			}
-			defer a.Close()
-			s, err := a.Status(cmd.Context())
-			if err != nil {
+			}); err != nil {
 				return fmt.Errorf("status: %w", err)
 			}
 			out := stdoutOf(cmd)
@@ -30,6 +40,15 @@ func newStatusCmd() *cobra.Command {
 			}
 			tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
 			fmt.Fprintf(tw, "node\t%d of chain %s\n", s.NodeID, s.ChainID)
+			fmt.Fprintf(tw, "phase\t%s\n", s.Phase)
+			if s.NodeKey != "" {
+				fmt.Fprintf(tw, "node key\t%s\n", s.NodeKey)
+			}
+			sync := s.Sync.State
+			if s.Sync.Reason != "" {
+				sync += ": " + s.Sync.Reason
+			}
+			fmt.Fprintf(tw, "sync\t%s (network height %d, behind by %d)\n", sync, s.Sync.NetworkHeight, s.Sync.BehindBy)
 			fmt.Fprintf(tw, "version\t%s (schema %d)\n", s.Version, s.SchemaVersion)
 			fmt.Fprintf(tw, "mrenclave\t%s\n", s.MREnclave)
 			fmt.Fprintf(tw, "mrsigner\t%s (svn %d, debug %t, simulated %t)\n", s.MRSigner, s.SVN, s.Debug, s.Simulated)
