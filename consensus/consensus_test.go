@@ -134,10 +134,26 @@ func newCluster(t *testing.T, n int) *cluster {
 		t.Fatal(err)
 	}
 	c := &cluster{t: t, platform: p, addrs: map[uint64]string{}, nodes: map[uint64]*testNode{}}
+	t.Cleanup(c.dumpLogsOnFailure)
 	for i, a := range freeAddrs(t, n) {
 		c.addrs[uint64(i+1)] = a
 	}
 	return c
+}
+
+// dumpLogsOnFailure prints the last lines of every node's log when the
+// test failed, so that a failure seen once in CI can be diagnosed.
+func (c *cluster) dumpLogsOnFailure() {
+	if !c.t.Failed() {
+		return
+	}
+	for id, n := range c.nodes {
+		lines := strings.Split(n.logs.String(), "\n")
+		if len(lines) > 60 {
+			lines = lines[len(lines)-60:]
+		}
+		c.t.Logf("node %d log (last %d lines):\n%s", id, len(lines), strings.Join(lines, "\n"))
+	}
 }
 
 func (c *cluster) members() []uint64 {

@@ -110,10 +110,10 @@ type Raft struct {
 	confMu sync.Mutex
 	conf   *pb.ConfState
 
-	// amnesiaTerm is, per follower, the term in which this leader last
-	// handed leadership away because the follower lost state.
-	amnesiaMu   sync.Mutex
-	amnesiaTerm map[uint64]uint64
+	// amnesia is, per follower, when (term and time) this leader last
+	// acted on the follower's loss of acknowledged entries.
+	amnesiaMu sync.Mutex
+	amnesia   map[uint64]amnesiaAttempt
 }
 
 // Start opens raft storage and starts the node.
@@ -139,7 +139,7 @@ func Start(cfg Config) (*Raft, error) {
 	}
 	rc := &raft.Config{
 		ID:                        cfg.ID,
-		ElectionTick:              10,
+		ElectionTick:              electionTicks,
 		HeartbeatTick:             1,
 		Storage:                   st.Storage(),
 		Applied:                   cfg.Applied,
@@ -157,7 +157,7 @@ func Start(cfg Config) (*Raft, error) {
 		return nil, err
 	}
 	r := &Raft{cfg: cfg, log: cfg.Logger.With("component", "consensus"), storage: st, stopped: make(chan struct{}),
-		amnesiaTerm: make(map[uint64]uint64), conf: cfg.ConfState}
+		amnesia: make(map[uint64]amnesiaAttempt), conf: cfg.ConfState}
 	isGenesisMember := false
 	for _, id := range cfg.Members {
 		isGenesisMember = isGenesisMember || id == cfg.ID
@@ -647,6 +647,16 @@ func (r *Raft) TransferLeadershipTo(ctx context.Context, to uint64, reason strin
 	r.node.TransferLeadership(ctx, r.cfg.ID, to)
 }
 
+// electionTicks is raft's election timeout in ticks.
+const electionTicks = 10
+
+// amnesiaAttempt records when a leader acted on a follower that lost
+// acknowledged entries.
+type amnesiaAttempt struct {
+	term uint64
+	at   time.Time
+}
+
 // checkRejection, on the leader, looks at a follower's rejection of an
 // append before raft sees it. A follower rejects an append at an index at
 // or below what it acknowledged before only if it lost entries it had
@@ -671,12 +681,17 @@ func (r *Raft) checkRejection(m *pb.Message) {
 	if m.GetIndex() > match || match == 0 {
 		return
 	}
+	// Raft aborts a leadership transfer that did not complete within an
+	// election timeout and the leader then stays in the same term, so a
+	// follower still rejecting after that is handled again.
+	retry := 2 * electionTicks * r.cfg.TickInterval // two election timeouts
+	now := time.Now()
 	r.amnesiaMu.Lock()
-	if r.amnesiaTerm[from] == m.GetTerm() {
+	if last, ok := r.amnesia[from]; ok && last.term == m.GetTerm() && now.Sub(last.at) < retry {
 		r.amnesiaMu.Unlock()
-		return // already handled in this term
+		return // already being handled in this term
 	}
-	r.amnesiaTerm[from] = m.GetTerm()
+	r.amnesia[from] = amnesiaAttempt{term: m.GetTerm(), at: now}
 	r.amnesiaMu.Unlock()
 	r.log.Warn("follower lost entries it had acknowledged (its state was wiped or restored from an older copy)",
 		"peer", from, "acknowledged", match, "rejected_at", m.GetIndex())
