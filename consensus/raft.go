@@ -80,6 +80,13 @@ type Config struct {
 	// state snapshot.
 	CompactEvery uint64
 	CompactKeep  uint64
+	// CampaignFirst makes this node campaign as soon as it is connected to
+	// a quorum of voters, once, instead of waiting for an election timeout.
+	// A network that starts all at once (a flag day's new nodes) sets it
+	// on one node, chosen the same way by all, so the first election takes
+	// a round trip rather than one to two election timeouts. Campaigning
+	// is always safe in raft; on the wrong node it only costs an election.
+	CampaignFirst bool
 	// Logger receives structured logs.
 	Logger *slog.Logger
 }
@@ -192,19 +199,24 @@ func Start(cfg Config) (*Raft, error) {
 
 // soleVoter reports whether this node is the only voter it knows of.
 func (r *Raft) soleVoter() bool {
-	cs := r.cfg.ConfState
-	if cs == nil {
-		_, c, err := r.storage.Storage().InitialState()
-		if err != nil {
-			return false
-		}
-		cs = c
-	}
-	v := cs.GetVoters()
+	v := r.knownVoters()
 	if len(v) == 0 && len(r.cfg.Members) == 1 && r.cfg.Members[0] == r.cfg.ID && r.storage.Empty() {
 		return true // bootstrapping a one-node genesis
 	}
 	return len(v) == 1 && v[0] == r.cfg.ID
+}
+
+// knownVoters returns the voters raft applied last, or what the raft
+// storage recorded before anything was applied.
+func (r *Raft) knownVoters() []uint64 {
+	if cs := r.ConfState(); cs != nil {
+		return cs.GetVoters()
+	}
+	_, cs, err := r.storage.Storage().InitialState()
+	if err != nil {
+		return nil
+	}
+	return cs.GetVoters()
 }
 
 // Boot returns this process's boot info.
@@ -389,12 +401,19 @@ func (r *Raft) Run(ctx context.Context) error {
 			r.log.Debug("campaign", "err", err)
 		}
 	}
+	firstCampaign := campaignFirst{pending: r.cfg.CampaignFirst}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-ticker.C:
 			r.node.Tick()
+			if firstCampaign.due(r) {
+				r.log.Info("campaigning at once: connected to a quorum of voters at start")
+				if err := r.node.Campaign(ctx); err != nil {
+					r.log.Debug("campaign", "err", err)
+				}
+			}
 		case rd := <-r.node.Ready():
 			if err := r.handleReady(rd); err != nil {
 				if errors.Is(err, ErrInstallSnapshot) {
@@ -645,6 +664,52 @@ func (r *Raft) TransferLeadership(ctx context.Context, reason string, exclude ..
 func (r *Raft) TransferLeadershipTo(ctx context.Context, to uint64, reason string) {
 	r.log.Warn("transferring leadership", "to", to, "reason", reason)
 	r.node.TransferLeadership(ctx, r.cfg.ID, to)
+}
+
+// campaignFirst is Config.CampaignFirst's progress: it campaigns at most
+// once, within the first election timeout, while no leader is known.
+type campaignFirst struct {
+	pending bool
+	ticks   int
+}
+
+// due reports, once per tick, whether to campaign now.
+func (c *campaignFirst) due(r *Raft) bool {
+	if !c.pending {
+		return false
+	}
+	c.ticks++
+	if c.ticks > electionTicks || r.Leader() != 0 {
+		c.pending = false
+		return false
+	}
+	if !r.quorumConnected() {
+		return false
+	}
+	c.pending = false
+	return true
+}
+
+// quorumConnected reports whether this node and the voters it has a raft
+// connection to are a quorum.
+func (r *Raft) quorumConnected() bool {
+	voters := r.knownVoters()
+	if len(voters) == 0 {
+		return false
+	}
+	connected := map[uint64]bool{r.cfg.ID: true}
+	for _, p := range r.cfg.Transport.Peers() {
+		if p.Connected {
+			connected[p.ID] = true
+		}
+	}
+	n := 0
+	for _, v := range voters {
+		if connected[v] {
+			n++
+		}
+	}
+	return n > len(voters)/2
 }
 
 // electionTicks is raft's election timeout in ticks.
