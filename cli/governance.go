@@ -142,14 +142,25 @@ func submitGovernance(ctx context.Context, f *govFlags, what string, kind ledger
 	if err != nil {
 		return nil, fmt.Errorf("%s: committed as tx %s at height %d, but reading its status failed: %w", what, rec.TxID, rec.Height, err)
 	}
-	if st.Reason != "" {
-		return nil, &ExitError{Code: 1, Err: fmt.Errorf("%s: tx %s was committed at height %d with %s", what, rec.TxID, rec.Height, st.Reason)}
+	if committedWithoutEffect(st) {
+		return nil, &ExitError{Code: 1, Err: fmt.Errorf("%s: tx %s was %w at height %d: %s", what, rec.TxID, nodeapi.ErrNoEffect, rec.Height, st.Reason)}
 	}
 	g, err := node.Releases(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%s: committed as tx %s at height %d, but reading the governance state failed: %w", what, rec.TxID, rec.Height, err)
 	}
 	return &governanceTx{Receipt: rec, Sender: from.String(), Governance: g}, nil
+}
+
+// committedWithoutEffect reports whether a committed transaction's status
+// says it had no effect: its code is no_effect, or, from a node that
+// predates result codes, it carries a reason (only such a transaction
+// had one).
+func committedWithoutEffect(st *nodeapi.TxStatus) bool {
+	if st.Code != "" {
+		return ledger.Code(st.Code) == ledger.CodeNoEffect
+	}
+	return st.Reason != ""
 }
 
 func newReleaseProposeCmd() *cobra.Command {

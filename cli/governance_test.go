@@ -124,7 +124,7 @@ func (f *fakeNode) handler() http.Handler {
 			return
 		}
 		if !res.Accepted {
-			fail(w, http.StatusUnprocessableEntity, nodeapi.CodeRejected, "rejected: "+res.Reason)
+			reply(w, http.StatusUnprocessableEntity, nodeapi.Error{Code: nodeapi.CodeRejected, Message: "rejected: " + res.Reason, TxID: tx.ID().String(), TxCode: string(res.Code)})
 			return
 		}
 		f.changed.Broadcast()
@@ -142,7 +142,7 @@ func (f *fakeNode) handler() http.Handler {
 				f.changed.Wait()
 			}
 			st, _, _ := f.s.TxStatus(tx.ID())
-			reply(w, http.StatusOK, nodeapi.Receipt{TxID: tx.ID().String(), Status: st.State, Height: st.Height})
+			reply(w, http.StatusOK, nodeapi.Receipt{TxID: tx.ID().String(), Status: st.State, Height: st.Height, Code: string(st.Code)})
 			return
 		}
 		f.clock = f.clock.Add(time.Second)
@@ -160,7 +160,8 @@ func (f *fakeNode) handler() http.Handler {
 			timedOut()
 			return
 		}
-		reply(w, http.StatusOK, nodeapi.Receipt{TxID: tx.ID().String(), Status: ledger.StateCommitted, Height: res.Height})
+		st, _, _ := f.s.TxStatus(tx.ID())
+		reply(w, http.StatusOK, nodeapi.Receipt{TxID: tx.ID().String(), Status: ledger.StateCommitted, Height: res.Height, Code: string(st.Code)})
 	})
 	mux.HandleFunc("GET "+nodeapi.PathTx+"/{id}", func(w http.ResponseWriter, r *http.Request) {
 		id, err := ledger.ParseHash(r.PathValue("id"))
@@ -173,7 +174,7 @@ func (f *fakeNode) handler() http.Handler {
 			fail(w, http.StatusNotFound, nodeapi.CodeNotFound, "unknown transaction")
 			return
 		}
-		reply(w, http.StatusOK, nodeapi.TxStatus{TxID: id.String(), Status: st.State, Height: st.Height, Reason: st.Reason})
+		reply(w, http.StatusOK, nodeapi.TxStatus{TxID: id.String(), Status: st.State, Height: st.Height, Code: string(st.Code), Reason: st.Reason})
 	})
 	mux.HandleFunc("GET "+nodeapi.PathReleases, func(w http.ResponseWriter, r *http.Request) {
 		v, err := f.s.Governance()
@@ -407,32 +408,38 @@ func TestReleaseGovernanceRejections(t *testing.T) {
 	cases := []struct {
 		name string
 		args []string
-		want string
+		want string      // a refusal by the CLI itself: its message
+		code ledger.Code // a rejection by the ledger: its code
 	}{
-		{"propose without a key", []string{"propose", fx.releases["3.0.0"]}, "--key NOG_KEY is required"},
-		{"propose a missing file", []string{"propose", filepath.Join(fx.dir, "nope.json"), "--key", "nog-1"}, "load release"},
-		{"propose by a non-member", []string{"propose", fx.releases["3.0.0"], "--key", "user-1"}, "is not a member of the node operators group"},
-		{"propose an unsigned release", []string{"propose", third, "--key", "nog-1"}, "key management group threshold not met"},
-		{"propose twice", []string{"propose", fx.releases["2.0.0"], "--key", "nog-2"}, "duplicate proposal"},
-		{"propose with a missing key file", []string{"propose", fx.releases["3.0.0"], "--key", "nog-9"}, "nog-9"},
-		{"approve twice", []string{"approve", "2.0.0", "--key", "nog-1"}, "duplicate approval"},
-		{"approve another manifest", []string{"approve", "2.0.0", "--key", "nog-2", "--manifest", other}, "manifest hash mismatch"},
-		{"approve with the manifest of another version", []string{"approve", "3.0.0", "--key", "nog-2", "--manifest", other}, "is release 2.0.0, not 3.0.0"},
-		{"approve an unproposed version", []string{"approve", "9.0.0", "--key", "nog-2"}, "release 9.0.0 is not proposed on chain"},
-		{"approve a bad version", []string{"approve", "v2", "--key", "nog-2"}, "without the leading v"},
-		{"schedule without a height", []string{"schedule", "2.0.0", "--key", "nog-1"}, "--height H is required"},
-		{"schedule an unapproved release", []string{"schedule", "2.0.0", "--height", "100", "--key", "nog-1"}, "release 2.0.0 is not approved (1 of 2 approvals)"},
-		{"abort without a reason", []string{"abort", "2.0.0", "--key", "nog-1"}, "--reason TEXT is required"},
-		{"abort with nothing scheduled", []string{"abort", "2.0.0", "--reason", "x", "--key", "nog-1"}, "nothing is scheduled"},
-		{"rollback without versions", []string{"approve-rollback", "--from", "2.0.0", "--key", "nog-1"}, "--from V1 and --to V0 are required"},
-		{"rollback upwards", []string{"approve-rollback", "--from", "2.0.0", "--to", "3.0.0", "--key", "nog-1"}, "2.0.0 is not newer than 3.0.0"},
-		{"rollback between unapproved releases", []string{"approve-rollback", "--from", "3.0.0", "--to", "2.0.0", "--key", "nog-1"}, "is not approved"},
+		{"propose without a key", []string{"propose", fx.releases["3.0.0"]}, "--key NOG_KEY is required", ""},
+		{"propose a missing file", []string{"propose", filepath.Join(fx.dir, "nope.json"), "--key", "nog-1"}, "load release", ""},
+		{"propose by a non-member", []string{"propose", fx.releases["3.0.0"], "--key", "user-1"}, "", ledger.CodeNotMember},
+		{"propose an unsigned release", []string{"propose", third, "--key", "nog-1"}, "", ledger.CodeBadRelease},
+		{"propose twice", []string{"propose", fx.releases["2.0.0"], "--key", "nog-2"}, "", ledger.CodeDuplicate},
+		{"propose with a missing key file", []string{"propose", fx.releases["3.0.0"], "--key", "nog-9"}, "nog-9", ""},
+		{"approve twice", []string{"approve", "2.0.0", "--key", "nog-1"}, "", ledger.CodeDuplicate},
+		{"approve another manifest", []string{"approve", "2.0.0", "--key", "nog-2", "--manifest", other}, "", ledger.CodeBadRelease},
+		{"approve with the manifest of another version", []string{"approve", "3.0.0", "--key", "nog-2", "--manifest", other}, "is release 2.0.0, not 3.0.0", ""},
+		{"approve an unproposed version", []string{"approve", "9.0.0", "--key", "nog-2"}, "release 9.0.0 is not proposed on chain", ""},
+		{"approve a bad version", []string{"approve", "v2", "--key", "nog-2"}, "without the leading v", ""},
+		{"schedule without a height", []string{"schedule", "2.0.0", "--key", "nog-1"}, "--height H is required", ""},
+		{"schedule an unapproved release", []string{"schedule", "2.0.0", "--height", "100", "--key", "nog-1"}, "", ledger.CodeNotApproved},
+		{"abort without a reason", []string{"abort", "2.0.0", "--key", "nog-1"}, "--reason TEXT is required", ""},
+		{"abort with nothing scheduled", []string{"abort", "2.0.0", "--reason", "x", "--key", "nog-1"}, "", ledger.CodeConflict},
+		{"rollback without versions", []string{"approve-rollback", "--from", "2.0.0", "--key", "nog-1"}, "--from V1 and --to V0 are required", ""},
+		{"rollback upwards", []string{"approve-rollback", "--from", "2.0.0", "--to", "3.0.0", "--key", "nog-1"}, "2.0.0 is not newer than 3.0.0", ""},
+		{"rollback between unapproved releases", []string{"approve-rollback", "--from", "3.0.0", "--to", "2.0.0", "--key", "nog-1"}, "", ledger.CodeNotApproved},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			before := fx.governance(t)
 			_, err := fx.run(t, c.args...)
-			if err == nil || !strings.Contains(err.Error(), c.want) {
+			switch {
+			case c.code != "":
+				if !nodeapi.IsCode(err, nodeapi.CodeRejected) || nodeapi.TxCode(err) != string(c.code) {
+					t.Fatalf("got %v (tx code %q), want a rejection with code %q", err, nodeapi.TxCode(err), c.code)
+				}
+			case err == nil || !strings.Contains(err.Error(), c.want):
 				t.Fatalf("got %v, want an error containing %q", err, c.want)
 			}
 			after := fx.governance(t)
@@ -468,7 +475,7 @@ func TestReleaseCommandWithoutEffect(t *testing.T) {
 		t.Fatalf("first approval: %v", err1)
 	}
 	var ee *ExitError
-	if !errors.As(err, &ee) || ee.Code != 1 || !strings.Contains(err.Error(), "with no effect: duplicate approval") {
+	if !errors.As(err, &ee) || ee.Code != 1 || !errors.Is(err, nodeapi.ErrNoEffect) {
 		t.Fatalf("second approval: %v", err)
 	}
 	if g := fx.governance(t); len(g.Releases[0].Approvers) != 2 || !g.Releases[0].Approved() {
