@@ -474,6 +474,9 @@ func newReleaseListCmd() *cobra.Command {
 // printGovernance writes the governance state for people.
 func printGovernance(out io.Writer, g *nodeapi.Governance) error {
 	fmt.Fprintf(out, "chain %s at height %d; node operators quorum %d of %d\n", g.ChainID, g.Height, g.Quorum, g.Operators)
+	if g.RunningRelease != "" {
+		fmt.Fprintf(out, "running release %s (proposals and schedules must be newer, or allowed by an approved rollback)\n", g.RunningRelease)
+	}
 	if len(g.Releases) == 0 {
 		fmt.Fprintln(out, "no releases proposed")
 	} else {

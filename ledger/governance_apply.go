@@ -344,6 +344,9 @@ func (a *applier) proposeRelease(t *Tx, sr *release.SignedRelease, ph govPhase, 
 	if v, err := a.checkNewerThanApproved(sr); err != nil || v.failed() {
 		return v, err
 	}
+	if v, err := a.checkNotDowngrade(m.Version, "release"); err != nil || v.failed() {
+		return v, err
+	}
 	if !apply {
 		return verdict{}, nil
 	}
@@ -425,6 +428,9 @@ func (a *applier) scheduleUpgrade(member Address, p UpgradeSchedule, ph govPhase
 	}
 	if !r.Approved() {
 		return reject(CodeNotApproved, "release %s is not approved (%d of %d approvals)", p.Version, len(r.Approvers), a.quorum()), nil
+	}
+	if v, err := a.checkNotDowngrade(p.Version, "schedule of release"); err != nil || v.failed() {
+		return v, err
 	}
 	if ph.commit {
 		if p.ActivationHeight <= ph.height+MinActivationLead {

@@ -288,6 +288,9 @@ func (a *applier) block(blk *Block) (Result, error) {
 		a.s.log.Warn("block rejected", "height", h.Height, "proposer", h.Proposer, "code", v.code, "reason", v.reason)
 		return res, nil
 	}
+	if err := a.upgradeTakesEffect(h.Height); err != nil {
+		return Result{}, fmt.Errorf("block %d: %w", h.Height, err)
+	}
 	for i, e := range entries {
 		id, err := a.commitTx(h.Height, uint32(i), e)
 		if err != nil {
