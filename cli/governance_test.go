@@ -197,7 +197,7 @@ func fakeGovernanceJSON(v *ledger.GovernanceView) *nodeapi.Governance {
 		}
 		return out
 	}
-	g := &nodeapi.Governance{ChainID: govTestChain, Height: v.Height, Quorum: v.Quorum, Operators: v.Operators}
+	g := &nodeapi.Governance{ChainID: govTestChain, Height: v.Height, Quorum: v.Quorum, Operators: v.Operators, RunningRelease: v.Running}
 	for _, r := range v.Releases {
 		g.Releases = append(g.Releases, nodeapi.ReleaseInfo{Version: r.Version, ManifestHash: r.ManifestHash.String(),
 			NodeMREnclave: r.NodeMREnclave(), ProposedAt: r.ProposedAt, Approvers: addrs(r.Approvers), ApprovedAt: r.ApprovedAt, Release: r.Raw})
@@ -235,7 +235,7 @@ type govFixture struct {
 	releases    map[string]string // version → signed release file
 }
 
-func newGovFixture(t *testing.T) *govFixture {
+func newGovFixture(t *testing.T, edits ...func(*ledger.Genesis)) *govFixture {
 	t.Helper()
 	// A short directory: unix socket paths are limited to about 100 bytes.
 	dir, err := os.MkdirTemp("", "govcli")
@@ -263,6 +263,9 @@ func newGovFixture(t *testing.T) *govFixture {
 		Nodes:   []ledger.GenesisNode{{ID: 1, Name: "node-1", PeerAddr: "127.0.0.1:7001", ClientAddr: "127.0.0.1:8001"}},
 		KMG:     release.Group{Keys: []string{pub("kmg-1"), pub("kmg-2")}, Threshold: 2},
 		NOG:     release.Group{Keys: []string{pub("nog-1"), pub("nog-2"), pub("nog-3")}, Threshold: 2},
+	}
+	for _, e := range edits {
+		e(g)
 	}
 	s, err := ledger.Open(filepath.Join(dir, "ledger"), ledger.Options{Genesis: g, LedgerKey: ledger.LedgerKey{3}, SelfMeasurement: tee.Measurement{1}})
 	if err != nil {
@@ -505,4 +508,46 @@ func TestVoteCommittedAfterTimeout(t *testing.T) {
 	if _, ok := fx.governance(t).Release("3.0.0"); ok {
 		t.Fatal("the stalled proposal is on chain")
 	}
+}
+
+// TestEveryVoteConfirmedAfterTimeout: every governance command whose
+// submission is answered with a timeout after its transaction was
+// committed looks it up and succeeds (exit 0), and the chain holds its
+// effect.
+func TestEveryVoteConfirmedAfterTimeout(t *testing.T) {
+	fx := newGovFixture(t)
+	fx.node.answerLate(1000)
+	fx.mustRun(t, "propose", fx.releases["2.0.0"], "--key", "nog-1")
+	fx.mustRun(t, "approve", "2.0.0", "--key", "nog-2")
+	hs := fmt.Sprint(fx.governance(t).Height + ledger.MinScheduleLead + 5)
+	fx.mustRun(t, "schedule", "2.0.0", "--height", hs, "--key", "nog-1")
+	out := fx.mustRun(t, "schedule", "2.0.0", "--height", hs, "--key", "nog-3")
+	wantContains(t, out, "SCHEDULED at height "+hs)
+	fx.mustRun(t, "abort", "2.0.0", "--reason", "late answers", "--key", "nog-2")
+	out = fx.mustRun(t, "abort", "2.0.0", "--reason", "late answers", "--key", "nog-1")
+	wantContains(t, out, "ABORTED")
+	fx.mustRun(t, "propose", fx.releases["3.0.0"], "--key", "nog-2")
+	fx.mustRun(t, "approve", "3.0.0", "--key", "nog-3")
+	fx.mustRun(t, "approve-rollback", "--from", "3.0.0", "--to", "2.0.0", "--key", "nog-1")
+	fx.mustRun(t, "approve-rollback", "--from", "3.0.0", "--to", "2.0.0", "--key", "nog-2")
+	g := fx.governance(t)
+	if len(g.Approved) != 2 || len(g.Aborts) != 1 || g.Schedule != nil || !g.RollbackAllowed("3.0.0", "2.0.0") {
+		t.Fatalf("after late answers: %d approved, %d aborts, schedule %+v, rollbacks %+v", len(g.Approved), len(g.Aborts), g.Schedule, g.Rollbacks)
+	}
+}
+
+// TestReleaseDowngradeRefused: on a chain whose genesis names the running
+// release, proposing it again is rejected by the ledger with code
+// downgrade (exit 1), and 'release list' shows the running release.
+func TestReleaseDowngradeRefused(t *testing.T) {
+	fx := newGovFixture(t, func(g *ledger.Genesis) { g.Release = "2.0.0" })
+	_, err := fx.run(t, "propose", fx.releases["2.0.0"], "--key", "nog-1")
+	if !nodeapi.IsCode(err, nodeapi.CodeRejected) || nodeapi.TxCode(err) != string(ledger.CodeDowngrade) || exitCode(err) != 1 {
+		t.Fatalf("propose the running release: %v (tx code %q, exit %d)", err, nodeapi.TxCode(err), exitCode(err))
+	}
+	fx.mustRun(t, "propose", fx.releases["3.0.0"], "--key", "nog-1")
+	if g := fx.governance(t); g.RunningRelease != "2.0.0" || len(g.Releases) != 1 {
+		t.Fatalf("running release %q, %d releases; want 2.0.0 and only 3.0.0 proposed", g.RunningRelease, len(g.Releases))
+	}
+	wantContains(t, fx.mustRun(t, "list"), "running release 2.0.0")
 }
