@@ -136,7 +136,6 @@ func (a *Agent) run(ctx context.Context, opts Options) error {
 		node:         newSupervisor(layout.NodeProgram, a.dir.NodePID(), a.log),
 		agentID:      a.ownEnclaveID,
 		serveTimeout: time.Duration(a.cfg.ServeTimeout),
-		distBinary:   func() string { return a.journal.get().Installed.DistributeBinary },
 	}
 	if a.cfg.Distribute != nil {
 		a.host.dist = newSupervisor(layout.DistributeProgram, a.dir.DistributePID(), a.log)
@@ -171,7 +170,7 @@ func (a *Agent) run(ctx context.Context, opts Options) error {
 		a.host.node.set(a.host.nodeSpec(nodeInst))
 	}
 	if a.host.dist != nil && runDist {
-		a.host.dist.set(a.host.distSpec())
+		a.host.dist.set(a.host.distSpec(jj.Installed))
 	}
 
 	var wg sync.WaitGroup

@@ -255,7 +255,7 @@ func (a *Agent) handleDistribution(w http.ResponseWriter, r *http.Request) {
 	}
 	var err error
 	if req.Running {
-		err = a.host.StartDistribution(r.Context())
+		err = a.host.StartDistribution(r.Context(), a.journal.get().Installed)
 	} else {
 		err = a.host.StopDistribution(r.Context())
 	}
@@ -312,8 +312,8 @@ func (a *Agent) rollout(ctx context.Context, version string) (*Installation, err
 	if err := a.journal.update(func(jj *Journal) error { jj.Installed = target; return nil }); err != nil {
 		return nil, err
 	}
-	if a.host.dist != nil && a.host.distSpec() != nil {
-		if err := a.host.dist.start(ctx, a.host.distSpec()); err != nil {
+	if a.host.dist != nil {
+		if err := a.host.StartDistribution(ctx, target); err != nil {
 			return nil, fmt.Errorf("rollout %s: restart distribution: %w", version, err)
 		}
 	}
