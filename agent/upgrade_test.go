@@ -20,7 +20,7 @@ import (
 type fakeHost struct {
 	nodeRunning     string // version running, "" when stopped
 	distRunning     bool
-	distVersion     string // the release whose distribution binary runs
+	distVersion     string            // the release whose distribution binary runs
 	snapshots       map[string]string // name → ledger content
 	ledger          string
 	oldKeys         bool            // old version's sealed keys on disk
