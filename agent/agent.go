@@ -217,7 +217,7 @@ func (a *Agent) run(ctx context.Context, opts Options) error {
 	_ = srv.Shutdown(sctx)
 	cancel()
 	wg.Wait()
-	a.log.Info("agent stopped (the node keeps running)")
+	a.stopChildren(context.Cause(ctx))
 	return nil
 }
 

@@ -59,6 +59,13 @@ func (h *realHost) nodeSpec(inst Installation) *procSpec {
 		Log:    h.cfg.NodeLog,
 		Verify: func() error { return h.verifyInstallation(inst) },
 		Inputs: []string{inst.NodeBinary, layout.SigStruct(inst.NodeBinary), inst.ReleaseFile},
+		Image: func() (string, error) {
+			sr, err := h.verifiedRelease(inst)
+			if err != nil {
+				return "", err
+			}
+			return sr.Manifest.Node.SHA256, nil
+		},
 	}
 }
 
@@ -75,6 +82,16 @@ func (h *realHost) distSpec(inst Installation) *procSpec {
 		spec.Binary = inst.DistributeBinary
 		spec.Verify = func() error { return h.verifyDistribute(inst) }
 		spec.Inputs = []string{inst.DistributeBinary, inst.ReleaseFile}
+		spec.Image = func() (string, error) {
+			sr, err := h.verifiedRelease(inst)
+			if err != nil {
+				return "", err
+			}
+			if sr.Manifest.Distribute == nil {
+				return "", fmt.Errorf("release %s ships no teeup-distribute: %w", inst.Version, ErrBinaryRejected)
+			}
+			return sr.Manifest.Distribute.SHA256, nil
+		}
 	}
 	return spec
 }

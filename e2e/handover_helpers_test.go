@@ -340,10 +340,10 @@ func (hn *handoverNet) startAgent(ctx context.Context) {
 	})
 }
 
-// stopAgent stops the host's agent (the node runs on).
+// stopAgent stops the host's agent with SIGUSR2 (the node runs on).
 func (hn *handoverNet) stopAgent(ctx context.Context) {
 	hn.t.Helper()
-	if err := devnet.StopProcess(ctx, hn.host, devnet.AgentBin, 10*time.Second); err != nil {
+	if err := devnet.DetachAgent(ctx, hn.host, 10*time.Second); err != nil {
 		hn.t.Fatal(err)
 	}
 }
