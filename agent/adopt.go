@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/teeup/teeup/internal/proc"
@@ -36,6 +37,13 @@ func (s *supervisor) adopt(ctx context.Context, pid int, want *procSpec) error {
 		s.vouched = pid
 		s.mu.Unlock()
 		s.log.Info("adopted a running process: its image is the verified binary", "pid", pid, "binary", want.Binary)
+		// After a self-upgrade (exec) this process may still be its
+		// parent: reap it when it exits, so it does not linger as a
+		// zombie. For any other process Wait4 returns ECHILD at once.
+		go func() {
+			var ws syscall.WaitStatus
+			_, _ = syscall.Wait4(pid, &ws, 0, nil)
+		}()
 		return nil
 	}
 	err = fmt.Errorf("%w %s (pid %d): %w", ErrAdoptRefused, s.name, pid, err)

@@ -51,6 +51,8 @@ type Agent struct {
 	host     *realHost
 	upgrader *Upgrader
 	chain    chainView
+	metrics  *metrics
+	self     *selfDriver // the agent's own upgrade (self.go)
 
 	opMu    sync.Mutex // serialises upgrade operations (API, watcher, resume)
 	stageMu sync.Mutex // serialises staging (API and watcher)
@@ -126,6 +128,16 @@ func (a *Agent) run(ctx context.Context, opts Options) error {
 			return err
 		}
 		a.log.Info("initial release installed", "version", inst.Version, "mrenclave", inst.NodeMREnclave.Short())
+	}
+	if a.metrics, err = newMetrics(); err != nil {
+		return err
+	}
+	a.metrics.info.WithLabelValues(a.identity.UniqueID.String(), buildinfo.Version).Set(1)
+	// A self-upgrade in flight first: hand the process to the new agent,
+	// or, as the new agent, install the state handed to it.
+	a.self = newSelfDriver(a, a.metrics)
+	if err := a.self.atStart(ctx); err != nil {
+		return err
 	}
 	if _, err := a.ownEnclaveID(); err != nil {
 		return err
@@ -211,6 +223,8 @@ func (a *Agent) run(ctx context.Context, opts Options) error {
 	if *a.cfg.AutoUpgrade {
 		wg.Add(1)
 		go func() { defer wg.Done(); a.watch(ctx) }()
+		wg.Add(1)
+		go func() { defer wg.Done(); a.self.follow(ctx, time.Duration(a.cfg.PollInterval)) }()
 	}
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)

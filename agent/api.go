@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/teeup/teeup/agentapi"
 	"github.com/teeup/teeup/internal/buildinfo"
 	"github.com/teeup/teeup/remoteadmin"
@@ -29,6 +31,7 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("POST "+agentapi.PathFinalize, a.handleFinalize)
 	mux.HandleFunc("POST "+agentapi.PathDistribution, a.handleDistribution)
 	mux.HandleFunc("POST "+agentapi.PathRollout, a.handleRollout)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{}))
 	return mux
 }
 
@@ -75,6 +78,7 @@ func (a *Agent) status() agentapi.Status {
 		rec := *j.Upgrade
 		st.Upgrade = &rec
 	}
+	st.AgentUpgrade = j.Agent
 	if pid, exe, ok := a.host.node.running(); ok {
 		st.NodePID, st.NodeBinary = pid, exe
 	}

@@ -169,7 +169,12 @@ func (h *realHost) Snapshot(ctx context.Context, name string, from Installation)
 	return nil
 }
 
-func (h *realHost) sealAD(id string) []byte { return []byte("teeup agent held keys v1|" + id) }
+// sealAD is the additional data of the keys held for upgrade id.
+func (h *realHost) sealAD(id string) []byte { return heldKeysAD(id) }
+
+// heldKeysAD is the additional data the keys held for upgrade id are
+// sealed under (by this agent, or by its successor after a self-upgrade).
+func heldKeysAD(id string) []byte { return []byte("teeup agent held keys v1|" + id) }
 
 // heldKeys unseals the keys the agent holds for upgrade id.
 func (h *realHost) heldKeys(id string) ([]byte, error) {
