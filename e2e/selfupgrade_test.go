@@ -14,6 +14,7 @@ import (
 
 	"github.com/teeup/teeup/agent/selfupgrade"
 	"github.com/teeup/teeup/devnet"
+	"github.com/teeup/teeup/internal/fault"
 	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/remoteadmin"
 	"github.com/teeup/teeup/tee"
@@ -38,6 +39,82 @@ func (hn *handoverNet) agentMetrics(ctx context.Context) string {
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	return string(raw)
+}
+
+// publishAgentRelease stages release version with TestMain's node and
+// distribution and another agent build (the rogue agent's binary, signed
+// into this release), and has it approved on chain and staged.
+func (hn *handoverNet) publishAgentRelease(ctx context.Context, version string) *devnet.Release {
+	hn.t.Helper()
+	dir := hn.t.TempDir()
+	for src, dst := range map[string]string{
+		filepath.Join(bins.dir, devnet.NodeBin):       devnet.NodeBin,
+		filepath.Join(bins.dir, devnet.DistributeBin): devnet.DistributeBin,
+		hn.bins.rogueAgent:                            devnet.AgentBin,
+	} {
+		if err := copyExecutable(src, filepath.Join(dir, dst)); err != nil {
+			hn.t.Fatal(err)
+		}
+	}
+	rel, err := devnet.StageDirRelease(hn.net, dir, version)
+	if err != nil {
+		hn.t.Fatal(err)
+	}
+	hn.mustTeeup(ctx, "release", "propose", rel.ReleaseFile(), "--key", "nog-1", "--devnet", hn.net.Dir)
+	hn.mustTeeup(ctx, "release", "approve", rel.Version, "--key", "nog-2", "--devnet", hn.net.Dir)
+	hn.waitStaged(ctx, rel.Version)
+	return rel
+}
+
+// waitAgentMoved waits until the running agent is not oldAgent and its
+// self-upgrade is completed.
+func (hn *handoverNet) waitAgentMoved(ctx context.Context, oldAgent tee.Measurement) {
+	hn.t.Helper()
+	eventually(hn.t, 90*time.Second, "the agent moves to the release's agent", func() (bool, string) {
+		st, err := hn.agent.Status(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		if st.AgentUpgrade == nil {
+			return false, "no self-upgrade journalled; " + tail(filepath.Join(hn.host.LogDir, "agent.log"), 2)
+		}
+		return st.MREnclave != oldAgent && st.AgentUpgrade.Phase == selfupgrade.PhaseCompleted,
+			fmt.Sprintf("agent %s, self-upgrade %s %s", st.MREnclave.Short(), st.AgentUpgrade.Phase, st.AgentUpgrade.Error)
+	})
+}
+
+// TestAgentSelfUpgradeCrash crashes the agent (kill -9) at each
+// self-upgrade crash point — after the effect, before its journal write —
+// and restarts it from the old binary, as an init system would: it ends
+// with the new agent running and the node never touched.
+func TestAgentSelfUpgradeCrash(t *testing.T) {
+	for _, point := range []string{"agent.after-stage-agent", "agent.after-successor-handover", "agent.after-install-state"} {
+		t.Run(point, func(t *testing.T) {
+			if testing.Short() && point != "agent.after-install-state" {
+				t.Skip("-short runs a representative subset")
+			}
+			hn := startHandoverNet(t)
+			ctx := testCtx(t, 5*time.Minute)
+			st := hn.status(ctx)
+			oldAgent := st.MREnclave
+			nodePID, _ := devnet.ProcessAlive(hn.host, devnet.NodeBin)
+			hn.stopAgent(ctx) // SIGUSR2: the node runs on
+			t.Setenv(fault.EnvVar, "crash:"+point)
+			t.Setenv(fault.OnceDirEnvVar, t.TempDir())
+			hn.startAgent(ctx)
+			rel := hn.publishAgentRelease(ctx, "0.1.1")
+			if _, err := hn.agent.Rollout(ctx, rel.Version); err != nil {
+				t.Fatalf("rollout: %v", err)
+			}
+			hn.waitAgentGone(60 * time.Second)
+			hn.startAgent(ctx) // the old binary again
+			hn.waitAgentMoved(ctx, oldAgent)
+			if pid, ok := devnet.ProcessAlive(hn.host, devnet.NodeBin); !ok || pid != nodePID {
+				t.Fatalf("node pid %d (alive %t), was %d: the self-upgrade touched the node", pid, ok, nodePID)
+			}
+			hn.pay(ctx, st.Installed.NodeMREnclave, 1)
+		})
+	}
 }
 
 // TestAgentSelfUpgrade: a release that keeps the node and ships a new
@@ -78,39 +155,12 @@ func TestAgentSelfUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Release 0.1.1: the same node, distribution, and another agent build.
-	dir := t.TempDir()
-	for src, dst := range map[string]string{
-		filepath.Join(bins.dir, devnet.NodeBin):       devnet.NodeBin,
-		filepath.Join(bins.dir, devnet.DistributeBin): devnet.DistributeBin,
-		hn.bins.rogueAgent:                            devnet.AgentBin,
-	} {
-		if err := copyExecutable(src, filepath.Join(dir, dst)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	rel, err := devnet.StageDirRelease(hn.net, dir, "0.1.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hn.mustTeeup(ctx, "release", "propose", rel.ReleaseFile(), "--key", "nog-1", "--devnet", hn.net.Dir)
-	hn.mustTeeup(ctx, "release", "approve", rel.Version, "--key", "nog-2", "--devnet", hn.net.Dir)
-	hn.waitStaged(ctx, rel.Version)
+	rel := hn.publishAgentRelease(ctx, "0.1.1")
 	if _, err := hn.agent.Rollout(ctx, rel.Version); err != nil {
 		t.Fatalf("rollout: %v", err)
 	}
 
-	eventually(t, 90*time.Second, "the agent moves to the release's agent", func() (bool, string) {
-		st, err := hn.agent.Status(ctx)
-		if err != nil {
-			return false, err.Error()
-		}
-		if st.AgentUpgrade == nil {
-			return false, "no self-upgrade journalled; " + tail(filepath.Join(hn.host.LogDir, "agent.log"), 2)
-		}
-		return st.MREnclave != oldAgent && st.AgentUpgrade.Phase == selfupgrade.PhaseCompleted,
-			fmt.Sprintf("agent %s, self-upgrade %s %s", st.MREnclave.Short(), st.AgentUpgrade.Phase, st.AgentUpgrade.Error)
-	})
+	hn.waitAgentMoved(ctx, oldAgent)
 	st = hn.status(ctx)
 	if st.AgentUpgrade.From.MREnclave != oldAgent || st.AgentUpgrade.To.MREnclave != st.MREnclave {
 		t.Fatalf("self-upgrade record %+v: want from %s to the running %s", st.AgentUpgrade, oldAgent.Short(), st.MREnclave.Short())
