@@ -562,6 +562,17 @@ func (hn *handoverNet) checkProcesses(inst agentapi.Installation) {
 	if z := zombieChildren(agents[0], devnet.NodeBin); len(z) > 0 {
 		hn.t.Fatalf("the agent left zombie node processes %v", z)
 	}
+	if inst.DistributeBinary != "" && !hn.net.NoDistribute {
+		// Distribution follows the installed release's binary.
+		eventually(hn.t, 20*time.Second, "distribution runs "+inst.DistributeBinary, func() (bool, string) {
+			pid, ok := devnet.ProcessAlive(hn.host, devnet.DistributeBin)
+			if !ok {
+				return false, "distribution not running"
+			}
+			exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+			return exe == inst.DistributeBinary, "it runs " + exe
+		})
+	}
 }
 
 // procStat is what the handover tests read from /proc/PID/stat.
