@@ -205,7 +205,14 @@ func tamperRequest(t *testing.T, raw []byte) []byte {
 	if i < 0 {
 		t.Fatal("platform id not in the request")
 	}
-	blk.Bytes[i] ^= 0x01
+	// Another printable character, so that the request still parses and
+	// only its signature fails ('a' ^ 1 would be '`', not printable in
+	// ASN.1's PrintableString).
+	if blk.Bytes[i] == '0' {
+		blk.Bytes[i] = '1'
+	} else {
+		blk.Bytes[i] = '0'
+	}
 	return pem.EncodeToMemory(blk)
 }
 
