@@ -165,6 +165,11 @@ func TestAgentSelfUpgrade(t *testing.T) {
 	if st.AgentUpgrade.From.MREnclave != oldAgent || st.AgentUpgrade.To.MREnclave != st.MREnclave {
 		t.Fatalf("self-upgrade record %+v: want from %s to the running %s", st.AgentUpgrade, oldAgent.Short(), st.MREnclave.Short())
 	}
+	t.Logf("agent self-upgrade %s: journalled %s, completed %s later (the node served throughout)", st.AgentUpgrade.ID,
+		st.AgentUpgrade.StartedAt.Format(time.RFC3339Nano), st.AgentUpgrade.UpdatedAt.Sub(st.AgentUpgrade.StartedAt))
+	for _, s := range st.AgentUpgrade.Steps {
+		t.Logf("  %-12s %s", s.Phase, s.Took)
+	}
 	if got, want := st.AgentUpgrade.To.Binary, layout.Agent(hn.host.AgentDir).AgentBinary(rel.Version); got != want {
 		t.Fatalf("new agent runs %s, want the staged %s", got, want)
 	}
