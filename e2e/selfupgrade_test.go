@@ -180,6 +180,7 @@ func TestAgentSelfUpgrade(t *testing.T) {
 		t.Fatalf("node pid %d (alive %t), was %d: the self-upgrade touched the node", pid, ok, nodePID)
 	}
 	hn.pay(ctx, from.NodeMREnclave, 1)
+	hn.checkProcesses(st.Installed) // one agent, one node, distribution on the release's binary
 
 	// The held state is now sealed to the new agent, and only to it.
 	blob, err = os.ReadFile(adir.HeldKeys(heldID))
