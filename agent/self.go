@@ -132,16 +132,30 @@ func (d *selfDriver) follow(ctx context.Context, interval time.Duration) {
 		case <-t.C:
 		}
 		d.a.opMu.Lock()
-		rec := d.a.journal.get().Agent
-		act := selfupgrade.Decide(rec, d.observe())
-		var err error
-		if act.Kind != selfupgrade.None {
-			err = d.perform(ctx, rec, act)
+		// Step after step without waiting for the next tick, until
+		// there is nothing to do (or a step failed: its back-off).
+		for ctx.Err() == nil {
+			rec := d.a.journal.get().Agent
+			act := selfupgrade.Decide(rec, d.observe())
+			if act.Kind == selfupgrade.None {
+				break
+			}
+			var phase selfupgrade.Phase
+			var id string
+			if rec != nil {
+				phase, id = rec.Phase, rec.ID
+			}
+			if err := d.perform(ctx, rec, act); err != nil {
+				if ctx.Err() == nil {
+					d.a.log.Error("agent self-upgrade", "action", act.Kind.String(), "err", err)
+				}
+				break
+			}
+			if next := d.a.journal.get().Agent; next == nil || next.Phase == phase && next.ID == id {
+				break // nothing moved
+			}
 		}
 		d.a.opMu.Unlock()
-		if err != nil && ctx.Err() == nil {
-			d.a.log.Error("agent self-upgrade", "action", act.Kind.String(), "err", err)
-		}
 	}
 }
 
@@ -171,7 +185,7 @@ func (d *selfDriver) perform(ctx context.Context, rec *selfupgrade.Record, act s
 		err := d.execImage(act.Target.Binary)
 		return fmt.Errorf("exec %s: %w", act.Target.Binary, err)
 	case selfupgrade.Install:
-		if err := d.advance(rec, selfupgrade.PhaseInstalling, 0); err != nil {
+		if err := d.advance(rec, selfupgrade.PhaseInstalling, time.Since(rec.UpdatedAt)); err != nil {
 			return err
 		}
 		if err := d.install(rec); err != nil {
@@ -227,6 +241,7 @@ func (d *selfDriver) advance(rec *selfupgrade.Record, p selfupgrade.Phase, took 
 			return fmt.Errorf("journal: self-upgrade %s is not the current one", rec.ID)
 		}
 		j.Agent.Phase, j.Agent.Error, j.Agent.UpdatedAt = p, "", time.Now().UTC()
+		j.Agent.Steps = append(j.Agent.Steps, selfupgrade.Step{Phase: p, Took: took})
 		return nil
 	})
 	if err != nil {

@@ -165,6 +165,11 @@ func TestAgentSelfUpgrade(t *testing.T) {
 	if st.AgentUpgrade.From.MREnclave != oldAgent || st.AgentUpgrade.To.MREnclave != st.MREnclave {
 		t.Fatalf("self-upgrade record %+v: want from %s to the running %s", st.AgentUpgrade, oldAgent.Short(), st.MREnclave.Short())
 	}
+	t.Logf("agent self-upgrade %s: journalled %s, completed %s later (the node served throughout)", st.AgentUpgrade.ID,
+		st.AgentUpgrade.StartedAt.Format(time.RFC3339Nano), st.AgentUpgrade.UpdatedAt.Sub(st.AgentUpgrade.StartedAt))
+	for _, s := range st.AgentUpgrade.Steps {
+		t.Logf("  %-12s %s", s.Phase, s.Took)
+	}
 	if got, want := st.AgentUpgrade.To.Binary, layout.Agent(hn.host.AgentDir).AgentBinary(rel.Version); got != want {
 		t.Fatalf("new agent runs %s, want the staged %s", got, want)
 	}
@@ -175,6 +180,7 @@ func TestAgentSelfUpgrade(t *testing.T) {
 		t.Fatalf("node pid %d (alive %t), was %d: the self-upgrade touched the node", pid, ok, nodePID)
 	}
 	hn.pay(ctx, from.NodeMREnclave, 1)
+	hn.checkProcesses(st.Installed) // one agent, one node, distribution on the release's binary
 
 	// The held state is now sealed to the new agent, and only to it.
 	blob, err = os.ReadFile(adir.HeldKeys(heldID))

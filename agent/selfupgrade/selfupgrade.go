@@ -81,6 +81,14 @@ type Record struct {
 	// StartedAt and UpdatedAt are journal times.
 	StartedAt time.Time `json:"started_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// Steps are the phases reached, with how long each step took.
+	Steps []Step `json:"steps,omitempty"`
+}
+
+// Step is one phase reached and the duration of the step that reached it.
+type Step struct {
+	Phase Phase         `json:"phase"`
+	Took  time.Duration `json:"took"`
 }
 
 // Observation is what the agent sees when it decides.
