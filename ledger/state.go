@@ -126,7 +126,7 @@ func (a *applier) apply(cmd *Command) (Result, error) {
 // finish writes the accounts and meta records into the batch.
 func (a *applier) finish() error {
 	for addr, acct := range a.accounts {
-		if err := a.batch.Set(accountKey(addr), encodeAccount(*acct), nil); err != nil {
+		if err := a.s.rest.put(a.batch, a.s.rest.accountKey(addr), encodeAccount(*acct)); err != nil {
 			return err
 		}
 	}
@@ -161,7 +161,7 @@ func (a *applier) setStatus(id Hash, st TxStatus) error {
 	if err != nil {
 		return err
 	}
-	return a.batch.Set(statusKey(id), v, nil)
+	return a.s.rest.put(a.batch, a.s.rest.statusKey(id), v)
 }
 
 // submitTx admits a transaction to the pool or rejects it.
@@ -203,7 +203,7 @@ func (a *applier) submitTx(t *Tx) (Result, error) {
 	}
 	acct.Pending++
 	acct.PendingDebit += payment.Amount
-	if err := a.batch.Set(poolKey(a.st.pool.Next), t.Encode(), nil); err != nil {
+	if err := a.s.rest.put(a.batch, poolKey(a.st.pool.Next), t.Encode()); err != nil {
 		return Result{}, err
 	}
 	if err := a.governanceAdmitted(t); err != nil {
@@ -423,7 +423,7 @@ func (a *applier) commitTx(height uint64, index uint32, e poolEntry) (Hash, erro
 
 // indexPayment adds a payment to the account history of both parties.
 func (a *applier) indexPayment(height uint64, index uint32, id Hash, from Address, p Payment) error {
-	return writeHistory(a.batch, HistoryEntry{Height: height, Index: index, TxID: id, From: from, To: p.To, Amount: p.Amount})
+	return writeHistory(a.s.rest, a.batch, HistoryEntry{Height: height, Index: index, TxID: id, From: from, To: p.To, Amount: p.Amount})
 }
 
 // registerNode records a node's key and measurement.
