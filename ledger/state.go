@@ -194,7 +194,9 @@ func (a *applier) submitTx(t *Tx) (Result, error) {
 	}
 	if reason != "" {
 		res.Reason = reason
-		a.s.log.Debug("tx rejected", "tx", id, "from", t.From, "nonce", t.Nonce, "reason", reason)
+		// Neither the sender nor the reason (amounts, balances) is logged:
+		// the logs are the host's to read.
+		a.s.log.Debug("tx rejected", "tx", id)
 		return res, a.setStatus(id, TxStatus{State: StateRejected, Reason: reason})
 	}
 	acct, err := a.account(t.From)
