@@ -504,12 +504,18 @@ func (a *applier) member(id uint64) (Member, bool, error) {
 	if err != nil {
 		return Member{}, false, err
 	}
+	m, ok := findMember(ms, id)
+	return m, ok, nil
+}
+
+// findMember returns member id of ms; ok is false if it never was one.
+func findMember(ms []Member, id uint64) (Member, bool) {
 	for _, m := range ms {
 		if m.ID == id {
-			return m, true, nil
+			return m, true
 		}
 	}
-	return Member{}, false, nil
+	return Member{}, false
 }
 
 // putMember writes a member record. The first change writes the genesis
@@ -905,12 +911,8 @@ func (s *Store) Member(id uint64) (Member, bool, error) {
 	if err != nil {
 		return Member{}, false, err
 	}
-	for _, m := range ms {
-		if m.ID == id {
-			return m, true, nil
-		}
-	}
-	return Member{}, false, nil
+	m, ok := findMember(ms, id)
+	return m, ok, nil
 }
 
 // Groups returns the NOG and KMG in force.
