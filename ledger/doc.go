@@ -17,7 +17,12 @@
 //
 // Block bodies and raft entries are encrypted with AES-256-GCM under keys
 // derived with HKDF-SHA256 from the network's 32-byte ledger key (see
-// LedgerKey). Block headers are public and signed by their proposer.
+// LedgerKey). Block headers are public and signed by their proposer. From
+// schema 3 the records that reveal users or amounts (accounts, pool,
+// transaction statuses, account history) are sealed at rest with a
+// deterministic SIV AEAD bound to their storage key, and the keys that
+// would name an address or a transaction id carry a keyed hash of it (see
+// atrest.go).
 //
 // # State machine
 //
@@ -41,6 +46,9 @@
 //	p/<seq:8>                      pool entry (encoded transaction), in admission order
 //	n/<id:8>                       registered node
 //	x/<address:32><height:8><i:4>  account history (schema ≥ 2)
+//
+// From schema 3, <address> and <txid> in a/, t/ and x/ keys are keyed
+// hashes, and the values of a/, t/, p/ and x/ are sealed.
 //	g/                             release governance (see governance.go)
 //
 // The prefix r/ belongs to the consensus package (raft's durable log); the
