@@ -46,11 +46,11 @@
 //	p/<seq:8>                      pool entry (encoded transaction), in admission order
 //	n/<id:8>                       registered node
 //	x/<address:32><height:8><i:4>  account history (schema ≥ 2)
-//
-// From schema 3, <address> and <txid> in a/, t/ and x/ keys are keyed
-// hashes, and the values of a/, t/, p/ and x/ are sealed.
 //	g/                             release governance (see governance.go)
 //
 // The prefix r/ belongs to the consensus package (raft's durable log); the
 // ledger never reads or writes it.
+//
+// From schema 3, <address> and <txid> in a/, t/ and x/ keys are keyed
+// hashes, and the values of a/, t/, p/ and x/ are sealed.
 package ledger

@@ -487,7 +487,10 @@ func (s *Store) poolHead(r iterable, limit int) ([]poolEntry, error) {
 	}
 	var out []poolEntry
 	err := scan(r, []byte(prefixPool), false, func(k, v []byte) (bool, error) {
-		raw, err := s.rest.open(k, append([]byte(nil), v...))
+		raw, err := s.rest.open(k, v) // a copy, or v itself below schema 3
+		if s.rest == nil {
+			raw = append([]byte(nil), v...)
+		}
 		if err != nil {
 			return false, fmt.Errorf("pool entry %x: %w", k, err)
 		}
