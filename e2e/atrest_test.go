@@ -31,7 +31,8 @@ const (
 // of every host (data directory with the Pebble sstables, write-ahead logs
 // and manifests, agent directory, snapshots, distribution output, logs):
 // none holds the addresses (raw, hex, base64) or the amounts (decimal
-// text, 8-byte big-endian).
+// text, 8-byte big-endian), while a control needle stored in plaintext by
+// design (a node key) is found on every host.
 func TestNoUserDataAtRest(t *testing.T) {
 	tn := startNetWith(t, devnet.UpOptions{Nodes: 3})
 	ctx := testCtx(t, 3*time.Minute)
@@ -96,6 +97,19 @@ func TestNoUserDataAtRest(t *testing.T) {
 			leakscan.Needle{Name: "amount " + strconv.FormatUint(v, 10), Value: []byte(strconv.FormatUint(v, 10))},
 			leakscan.Needle{Name: fmt.Sprintf("amount %d (u64)", v), Value: binary.BigEndian.AppendUint64(nil, v)})
 	}
+	// The control: node 1's identity key is a network identity that every
+	// ledger keeps in plaintext (n/ records), so the scan must find it on
+	// every host.
+	const control = "node 1 key (control, plaintext by design)"
+	st, err := tn.admins[0].Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeKey, err := ledger.ParseAddress(st.NodeKey)
+	if err != nil {
+		t.Fatalf("node 1 key %q: %v", st.NodeKey, err)
+	}
+	needles = append(needles, leakscan.Needle{Name: control, Value: nodeKey[:]})
 	scan := func(when string) {
 		t.Helper()
 		var dirs []string
@@ -115,10 +129,18 @@ func TestNoUserDataAtRest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		controls := 0
 		for _, h := range hits {
+			if h.Needle == control {
+				controls++
+				continue
+			}
 			t.Errorf("%s: %s", when, h)
 		}
-		t.Logf("%s: scanned %d files, %d hits", when, files, len(hits))
+		if controls < len(tn.net.Hosts) {
+			t.Errorf("%s: the control needle was found %d times, want one per host at least: the scan proves nothing", when, controls)
+		}
+		t.Logf("%s: scanned %d files, %d hits (%d of them the control)", when, files, len(hits), controls)
 	}
 	scan("running")
 	// Stopped, the nodes have flushed what they held in memory.
