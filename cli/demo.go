@@ -19,7 +19,7 @@ func newDemoCmd() *cobra.Command {
 		Use:   "demo [--dir DIR]",
 		Short: "Build two node versions, run a 4-node network under load, upgrade it by flag day, verify, report",
 		Long: `The end-to-end demonstration. It builds teeup-node at version 1.0.0 (ledger schema 1) and
-2.0.0 (schema 2: their MRENCLAVEs differ), starts a 4-node devnet on simulated SGX hosts with
+2.0.0 (schema 3: their MRENCLAVEs differ), starts a 4-node devnet on simulated SGX hosts with
 agents and ledger distribution, sends payments under continuous load, signs release 2.0.0 with
 the Key Management Group and approves it on chain with the Node Operators Group, runs the flag
 day (scheduled on chain), verifies that no acknowledged payment was lost and that every node

@@ -132,7 +132,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 
 	// 1. Build the node at two versions.
 	t := time.Now()
-	say("building teeup-node 1.0.0 (ledger schema 1) and 2.0.0 (schema 2) from source")
+	say(fmt.Sprintf("building teeup-node 1.0.0 (ledger schema %d) and 2.0.0 (schema %d) from source", V1Schema, V2Schema))
 	b, err := buildVersions(ctx, opt)
 	if err != nil {
 		return nil, err
@@ -234,7 +234,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	}
 
 	// 7. Every node: the new enclave, identical blocks and balances.
-	rep.check("every node runs 2.0.0", verifyVersions(ctx, net, rel), fmt.Sprintf("MRENCLAVE %s, ledger schema 2 (migrated)", rel.NodeMREnclave.Short()))
+	rep.check("every node runs 2.0.0", verifyVersions(ctx, net, rel), fmt.Sprintf("MRENCLAVE %s, ledger schema %d (migrated)", rel.NodeMREnclave.Short(), V2Schema))
 	h, err := verifyBlocks(ctx, net)
 	rep.check("identical block hashes on every node", err, fmt.Sprintf("heights 0..%d compared on %d nodes", h, len(net.Hosts)))
 	n, err := verifyBalances(ctx, net)
@@ -305,8 +305,17 @@ func buildVersions(ctx context.Context, opt Options) (*builds, error) {
 	return b, nil
 }
 
+// Ledger schemas of the two node versions the demo builds: 1.0.0 runs the
+// initial layout and 2.0.0 the newest this source knows, so a flag day
+// runs every forward migration (the account history index, the at-rest
+// encryption of user records).
+const (
+	V1Schema = 1
+	V2Schema = 3
+)
+
 // BuildNodeVersions builds teeup-node from the module at src twice —
-// 1.0.0 pinned to ledger schema 1 and 2.0.0 at schema 2, so their
+// 1.0.0 pinned to ledger schema V1Schema and 2.0.0 at V2Schema, so their
 // MRENCLAVEs differ and 2.0.0 migrates — into dir/v1 and dir/v2, each
 // beside copies of binDir's teeup-agent and teeup-distribute (a flag day
 // changes the node, not the agent). tags are go build tags ("" for a
@@ -316,11 +325,12 @@ func BuildNodeVersions(ctx context.Context, src, binDir, dir, tags string) (v1Di
 	v1Dir, v2Dir = filepath.Join(dir, "v1"), filepath.Join(dir, "v2")
 	for i, out := range []string{v1Dir, v2Dir} {
 		v := fmt.Sprintf("%d.0.0", i+1)
+		schema := []int{V1Schema, V2Schema}[i]
 		if err := os.MkdirAll(out, 0o755); err != nil {
 			return "", "", err
 		}
 		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-tags", tags,
-			"-ldflags", fmt.Sprintf("-X github.com/teeup/teeup/internal/buildinfo.Version=%s -X github.com/teeup/teeup/internal/buildinfo.Schema=%d", v, i+1),
+			"-ldflags", fmt.Sprintf("-X github.com/teeup/teeup/internal/buildinfo.Version=%s -X github.com/teeup/teeup/internal/buildinfo.Schema=%d", v, schema),
 			"-o", filepath.Join(out, devnet.NodeBin), "./cmd/teeup-node")
 		cmd.Dir = src
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")

@@ -70,7 +70,7 @@ func verifyVersions(ctx context.Context, net *devnet.Network, rel *devnet.Releas
 		if err != nil {
 			return fmt.Errorf("node %d: %w", id, err)
 		}
-		if st.MREnclave != rel.NodeMREnclave || st.SchemaVersion != 2 {
+		if st.MREnclave != rel.NodeMREnclave || st.SchemaVersion != V2Schema {
 			return fmt.Errorf("node %d runs %s (%s) at schema %d", id, st.MREnclave.Short(), st.Version, st.SchemaVersion)
 		}
 	}

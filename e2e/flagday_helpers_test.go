@@ -30,11 +30,12 @@ import (
 
 // The two node versions a flag day moves between, as the demo builds them:
 // the version and the ledger schema are stamped into the binary, so their
-// MRENCLAVEs differ and 2.0.0 migrates the ledger from schema 1 to 2.
+// MRENCLAVEs differ and 2.0.0 migrates the ledger from schema 1 to the
+// newest (the account history, then the at-rest encryption).
 const (
 	flagdayV1     = "1.0.0"
 	flagdayV2     = "2.0.0"
-	flagdaySchema = 2 // the schema 2.0.0 runs at (1.0.0 runs at 1)
+	flagdaySchema = demo.V2Schema // the schema 2.0.0 runs at (1.0.0 runs at demo.V1Schema)
 )
 
 // flagdayBuilds are the release directories of the flag-day tests: each
@@ -61,7 +62,7 @@ func flagdayBinaries(t *testing.T) flagdayBuilds {
 }
 
 // buildFlagdayBinaries builds the demo's two node versions (1.0.0 at
-// schema 1, 2.0.0 at schema 2) into dir/v1 and dir/v2.
+// schema 1, 2.0.0 at demo.V2Schema) into dir/v1 and dir/v2.
 func buildFlagdayBinaries(dir string) (flagdayBuilds, error) {
 	root, err := moduleRoot()
 	if err != nil {

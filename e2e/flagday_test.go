@@ -54,7 +54,7 @@ type flagdayCase struct {
 }
 
 // TestFlagDay runs the whole flag day from 1.0.0 (schema 1) to 2.0.0
-// (schema 2) on a 4-node devnet of separate node, agent and distribution
+// (schema 3: every migration, the at-rest encryption included) on a 4-node devnet of separate node, agent and distribution
 // processes, under continuous client load, with a failure injected at a
 // different place in each case: the coordinator fails a step or is killed,
 // a migration fails, the new nodes fail attestation, a node or an agent is

@@ -17,7 +17,12 @@
 //
 // Block bodies and raft entries are encrypted with AES-256-GCM under keys
 // derived with HKDF-SHA256 from the network's 32-byte ledger key (see
-// LedgerKey). Block headers are public and signed by their proposer.
+// LedgerKey). Block headers are public and signed by their proposer. From
+// schema 3 the records that reveal users or amounts (accounts, pool,
+// transaction statuses, account history) are sealed at rest with a
+// deterministic SIV AEAD bound to their storage key, and the keys that
+// would name an address or a transaction id carry a keyed hash of it (see
+// atrest.go).
 //
 // # State machine
 //
@@ -45,4 +50,7 @@
 //
 // The prefix r/ belongs to the consensus package (raft's durable log); the
 // ledger never reads or writes it.
+//
+// From schema 3, <address> and <txid> in a/, t/ and x/ keys are keyed
+// hashes, and the values of a/, t/, p/ and x/ are sealed.
 package ledger

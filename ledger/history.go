@@ -7,16 +7,16 @@ import (
 )
 
 // writeHistory indexes a committed payment under its sender and its
-// recipient (once for a self-payment).
-func writeHistory(b *pebble.Batch, e HistoryEntry) error {
+// recipient (once for a self-payment), sealed by r (see atrest.go).
+func writeHistory(r *atRest, b *pebble.Batch, e HistoryEntry) error {
 	v := encodeHistory(e)
-	if err := b.Set(historyKey(e.From, e.Height, e.Index), v, nil); err != nil {
+	if err := r.put(b, r.historyKey(e.From, e.Height, e.Index), v); err != nil {
 		return fmt.Errorf("index payment %s: %w", e.TxID, err)
 	}
 	if e.To == e.From {
 		return nil
 	}
-	if err := b.Set(historyKey(e.To, e.Height, e.Index), v, nil); err != nil {
+	if err := r.put(b, r.historyKey(e.To, e.Height, e.Index), v); err != nil {
 		return fmt.Errorf("index payment %s: %w", e.TxID, err)
 	}
 	return nil
@@ -29,9 +29,16 @@ func (s *Store) AccountHistory(addr Address, limit int) ([]HistoryEntry, error) 
 	if s.schema < schemaAccountHistory {
 		return nil, fmt.Errorf("account history of %s: needs schema %d, the database is at %d: run 'teeup-node migrate'", addr, schemaAccountHistory, s.schema)
 	}
-	prefix := append([]byte(prefixHistory), addr[:]...)
+	if err := s.sealedReadable(); err != nil {
+		return nil, fmt.Errorf("account history of %s: %w", addr, err)
+	}
+	prefix := s.rest.historyPrefix(addr)
 	var out []HistoryEntry
 	err := scan(s.db, prefix, true, func(k, v []byte) (bool, error) {
+		v, err := s.rest.open(k, v)
+		if err != nil {
+			return false, err
+		}
 		e, err := decodeHistory(k, v)
 		if err != nil {
 			return false, err

@@ -16,6 +16,9 @@ const (
 	schemaInitial = 1
 	// schemaAccountHistory adds the x/ account history index.
 	schemaAccountHistory = 2
+	// schemaAtRest encrypts the records that reveal users or amounts and
+	// hashes the keys that would reveal addresses (see atrest.go).
+	schemaAtRest = 3
 )
 
 // Migration moves a ledger database from schema Version-1 to Version. Up
@@ -27,16 +30,23 @@ type Migration struct {
 	Version int
 	Name    string
 	Up      func(ctx context.Context, db *pebble.DB, b *pebble.Batch) error
+	// Scrub says that the migration replaces records whose old bytes must
+	// not stay on disk: after its commit Migrate compacts the whole
+	// database (see scrub in atrest_migrate.go).
+	Scrub bool
 }
 
 // DefaultMigrations returns the registry of this binary: version 1 is the
 // initial layout that Open creates (it has no Up), version 2
 // "account-tx-index" builds the account history index from the existing
-// blocks (it needs the ledger key).
+// blocks (it needs the ledger key), version 3 "encrypt-at-rest" seals the
+// records that reveal users or amounts and scrubs their plaintext (see
+// atrest.go; it needs the ledger key).
 func DefaultMigrations() []Migration {
 	return []Migration{
 		{Version: schemaInitial, Name: "initial-layout"},
 		{Version: schemaAccountHistory, Name: "account-tx-index", Up: buildAccountHistory},
+		{Version: schemaAtRest, Name: "encrypt-at-rest", Up: encryptAtRest, Scrub: true},
 	}
 }
 
@@ -153,6 +163,12 @@ func Migrate(ctx context.Context, dir string, opts MigrateOptions) (from, to int
 	}
 	po := pebbleOptions(opts.fs, base, true)
 	po.ReadOnly = opts.DryRun
+	scrubbed := false
+	defer func() {
+		if scrubbed && err == nil {
+			err = dropObsoleteLogs(dir, pebbleOptions(opts.fs, base, true))
+		}
+	}()
 	db, err := pebble.Open(dir, po)
 	if err != nil {
 		return 0, 0, nil, fmt.Errorf("migrate ledger %s: %w", dir, err)
@@ -162,6 +178,11 @@ func Migrate(ctx context.Context, dir string, opts MigrateOptions) (from, to int
 			err = fmt.Errorf("migrate ledger %s: %w", dir, cerr)
 		}
 	}()
+	if !opts.DryRun {
+		if scrubbed, err = finishScrub(ctx, db); err != nil {
+			return 0, 0, nil, fmt.Errorf("migrate ledger %s: %w", dir, err)
+		}
+	}
 	raw, ok, err := getFrom(db, keySchema)
 	if err != nil {
 		return 0, 0, nil, fmt.Errorf("migrate ledger %s: %w", dir, err)
@@ -200,6 +221,12 @@ func Migrate(ctx context.Context, dir string, opts MigrateOptions) (from, to int
 		step.Applied = true
 		steps = append(steps, step)
 		to = m.Version
+		if m.Scrub {
+			if err := scrub(ctx, db); err != nil {
+				return from, to, steps, fmt.Errorf("migrate ledger %s: schema %d %q is applied, removing the records it replaced from disk failed: %w (run the migration again to finish)", dir, m.Version, m.Name, err)
+			}
+			scrubbed = true
+		}
 		log.Info("migration applied", "dir", dir, "version", m.Version, "name", m.Name)
 	}
 	return from, to, steps, nil
@@ -219,6 +246,11 @@ func runMigration(ctx context.Context, db *pebble.DB, m Migration, before func(M
 	defer b.Close()
 	if err := m.Up(ctx, db, b); err != nil {
 		return err
+	}
+	if m.Scrub {
+		if err := b.Set(keyScrubPending, nil, nil); err != nil {
+			return err
+		}
 	}
 	if err := b.Set(keySchema, u64(uint64(m.Version)), nil); err != nil {
 		return err
@@ -266,7 +298,7 @@ func buildAccountHistory(ctx context.Context, db *pebble.DB, b *pebble.Batch) er
 				return false, fmt.Errorf("build account history: block %d tx %d: %w", h.Height, i, err)
 			}
 			e := HistoryEntry{Height: h.Height, Index: uint32(i), TxID: t.ID(), From: t.From, To: p.To, Amount: p.Amount}
-			if err := writeHistory(b, e); err != nil {
+			if err := writeHistory(nil, b, e); err != nil {
 				return false, err
 			}
 		}

@@ -79,7 +79,7 @@ func TestMigrate1To2BuildsTheIndex(t *testing.T) {
 	}
 	s1.Close()
 
-	from, to, steps, err := Migrate(context.Background(), dir, MigrateOptions{Key: testLedgerKey()})
+	from, to, steps, err := Migrate(context.Background(), dir, MigrateOptions{Key: testLedgerKey(), Target: schemaAccountHistory})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,8 @@ func TestMigrate1To2BuildsTheIndex(t *testing.T) {
 	// The migrated database is byte-identical to one that ran at schema 2
 	// from the start, where Apply maintained the index.
 	fresh := t.TempDir()
-	fs, err := Open(fresh, testOptions(testGenesis(3)))
+	schema2 := Options{Genesis: testGenesis(3), LedgerKey: testLedgerKey(), TargetSchema: schemaAccountHistory}
+	fs, err := Open(fresh, schema2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +101,7 @@ func TestMigrate1To2BuildsTheIndex(t *testing.T) {
 		t.Fatal("migrated database differs from a schema-2 database fed the same entries")
 	}
 
-	s, err := Open(dir, testOptions(testGenesis(3)))
+	s, err := Open(dir, schema2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +163,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 	}
 	digest := dirDigest(t, dir)
 	from, to, steps, err := Migrate(context.Background(), dir, MigrateOptions{Key: testLedgerKey()})
-	if err != nil || from != 2 || to != 2 || len(steps) != 0 {
+	if err != nil || from != 3 || to != 3 || len(steps) != 0 {
 		t.Fatalf("re-run: %d %d %+v %v", from, to, steps, err)
 	}
 	if dirDigest(t, dir) != digest {
@@ -195,7 +196,7 @@ func TestMigrateDryRunWritesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if from != 1 || to != 2 || !reflect.DeepEqual(steps, []MigrationStep{{Version: 2, Name: "account-tx-index"}}) {
+	if from != 1 || to != 3 || !reflect.DeepEqual(steps, []MigrationStep{{Version: 2, Name: "account-tx-index"}, {Version: 3, Name: "encrypt-at-rest"}}) {
 		t.Fatalf("dry run = %d %d %+v", from, to, steps)
 	}
 	if !reflect.DeepEqual(filesDigest(t, dir), before) {
@@ -289,8 +290,8 @@ func TestMigrateRejections(t *testing.T) {
 	}{
 		{"downgrade", migrated, MigrateOptions{Target: 1}, "downgrade"},
 		{"downgrade explains the way back", migrated, MigrateOptions{Target: 1}, "restore a snapshot to go back"},
-		{"target beyond the registry", migrated, MigrateOptions{Target: 3}, "target schema 3 is not in the registry"},
-		{"database newer than the registry", migrated, MigrateOptions{Migrations: DefaultMigrations()[:1]}, "database schema 2 is newer than this binary supports (1)"},
+		{"target beyond the registry", migrated, MigrateOptions{Target: 4}, "target schema 4 is not in the registry"},
+		{"database newer than the registry", migrated, MigrateOptions{Migrations: DefaultMigrations()[:1]}, "database schema 3 is newer than this binary supports (1)"},
 		{"empty registry", migrated, MigrateOptions{Migrations: []Migration{}}, "registry is empty"},
 		{"registry gap", migrated, MigrateOptions{Migrations: []Migration{{Version: 1, Name: "a"}, {Version: 3, Name: "c", Up: up}}}, "entry 1 has version 3, want 2"},
 		{"registry without name", migrated, MigrateOptions{Migrations: []Migration{{Version: 1}}}, "version 1 has no name"},
@@ -346,11 +347,11 @@ func TestMigrateEmptyLedgerAndCustomTarget(t *testing.T) {
 	}
 	s.Close()
 	var ran []int
-	ms := append(DefaultMigrations(), Migration{Version: 3, Name: "three", Up: func(ctx context.Context, db *pebble.DB, b *pebble.Batch) error {
+	ms := append(DefaultMigrations(), Migration{Version: 4, Name: "four", Up: func(ctx context.Context, db *pebble.DB, b *pebble.Batch) error {
 		if _, ok := LedgerKeyFromContext(ctx); !ok {
 			return errors.New("no key in the context")
 		}
-		return b.Set([]byte(GovernancePrefix+"three"), []byte{3}, nil)
+		return b.Set([]byte(GovernancePrefix+"four"), []byte{4}, nil)
 	}})
 	before := func(m Migration) error { ran = append(ran, m.Version); return nil }
 	from, to, steps, err := Migrate(context.Background(), dir, MigrateOptions{Key: testLedgerKey(), Migrations: ms, Target: 2, Before: before})
@@ -358,14 +359,14 @@ func TestMigrateEmptyLedgerAndCustomTarget(t *testing.T) {
 		t.Fatalf("to 2: %d %d %+v %v %v", from, to, steps, ran, err)
 	}
 	from, to, steps, err = Migrate(context.Background(), dir, MigrateOptions{Key: testLedgerKey(), Migrations: ms, Before: before})
-	if err != nil || from != 2 || to != 3 || len(steps) != 1 || steps[0].Name != "three" || !reflect.DeepEqual(ran, []int{2, 3}) {
-		t.Fatalf("to 3: %d %d %+v %v %v", from, to, steps, ran, err)
+	if err != nil || from != 2 || to != 4 || len(steps) != 2 || steps[1].Name != "four" || !reflect.DeepEqual(ran, []int{2, 3, 4}) {
+		t.Fatalf("to 4: %d %d %+v %v %v", from, to, steps, ran, err)
 	}
-	if schemaOf(t, dir) != 3 || countPrefix(t, dir, GovernancePrefix) != 1 {
-		t.Fatal("migration 3 not committed")
+	if schemaOf(t, dir) != 4 || countPrefix(t, dir, GovernancePrefix) != 1 {
+		t.Fatal("migration 4 not committed")
 	}
 	// This binary's Open refuses a database newer than it knows.
-	if _, err := Open(dir, Options{Genesis: testGenesis(1)}); err == nil || !strings.Contains(err.Error(), "database schema 3 is newer than this binary supports (2)") {
+	if _, err := Open(dir, Options{Genesis: testGenesis(1)}); err == nil || !strings.Contains(err.Error(), "database schema 4 is newer than this binary supports (3)") {
 		t.Fatalf("Open: %v", err)
 	}
 }

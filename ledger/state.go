@@ -138,7 +138,7 @@ func (a *applier) apply(cmd *Command) (Result, error) {
 // finish writes the accounts and meta records into the batch.
 func (a *applier) finish() error {
 	for addr, acct := range a.accounts {
-		if err := a.batch.Set(accountKey(addr), encodeAccount(*acct), nil); err != nil {
+		if err := a.s.rest.put(a.batch, a.s.rest.accountKey(addr), encodeAccount(*acct)); err != nil {
 			return err
 		}
 	}
@@ -173,7 +173,7 @@ func (a *applier) setStatus(id Hash, st TxStatus) error {
 	if err != nil {
 		return err
 	}
-	return a.batch.Set(statusKey(id), v, nil)
+	return a.s.rest.put(a.batch, a.s.rest.statusKey(id), v)
 }
 
 // submitTx admits a transaction to the pool or rejects it.
@@ -206,7 +206,9 @@ func (a *applier) submitTx(t *Tx) (Result, error) {
 	}
 	if v.failed() {
 		res.Code, res.Reason = v.code, v.reason
-		a.s.log.Debug("tx rejected", "tx", id, "from", t.From, "nonce", t.Nonce, "code", v.code, "reason", v.reason)
+		// Neither the sender nor the reason (amounts, balances) is logged:
+		// the logs are the host's to read. The code says what kind.
+		a.s.log.Debug("tx rejected", "tx", id, "code", v.code)
 		return res, a.setStatus(id, TxStatus{State: StateRejected, Code: v.code, Reason: v.reason})
 	}
 	acct, err := a.account(t.From)
@@ -215,7 +217,7 @@ func (a *applier) submitTx(t *Tx) (Result, error) {
 	}
 	acct.Pending++
 	acct.PendingDebit += payment.Amount
-	if err := a.batch.Set(poolKey(a.st.pool.Next), t.Encode(), nil); err != nil {
+	if err := a.s.rest.put(a.batch, poolKey(a.st.pool.Next), t.Encode()); err != nil {
 		return Result{}, err
 	}
 	if err := a.governanceAdmitted(t); err != nil {
@@ -440,7 +442,7 @@ func (a *applier) commitTx(height uint64, index uint32, e poolEntry) (Hash, erro
 
 // indexPayment adds a payment to the account history of both parties.
 func (a *applier) indexPayment(height uint64, index uint32, id Hash, from Address, p Payment) error {
-	return writeHistory(a.batch, HistoryEntry{Height: height, Index: index, TxID: id, From: from, To: p.To, Amount: p.Amount})
+	return writeHistory(a.s.rest, a.batch, HistoryEntry{Height: height, Index: index, TxID: id, From: from, To: p.To, Amount: p.Amount})
 }
 
 // registerNode records a node's key and measurement.

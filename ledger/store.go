@@ -51,6 +51,12 @@ type Store struct {
 	schema      int
 	log         *slog.Logger
 
+	// rest seals the records that reveal users or amounts; nil below
+	// schemaAtRest (see atrest.go). restLocked says that the schema
+	// seals them and the store has no ledger key to open them.
+	rest       *atRest
+	restLocked bool
+
 	// applyMu serialises Apply and BuildBlock, so that a block is built on
 	// a consistent head and pool.
 	applyMu sync.Mutex
@@ -93,8 +99,12 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open ledger %s: target schema %d is not one this binary knows (1 to %d)", dir, target, newest)
 	}
 	var cs *suite
+	var rest *atRest
 	if !opts.LedgerKey.IsZero() {
 		if cs, err = newSuite(opts.LedgerKey); err != nil {
+			return nil, fmt.Errorf("open ledger %s: %w", dir, err)
+		}
+		if rest, err = newAtRest(opts.LedgerKey); err != nil {
 			return nil, fmt.Errorf("open ledger %s: %w", dir, err)
 		}
 	}
@@ -112,6 +122,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		genesisHash: gh,
 		params:      opts.Genesis.Params.WithDefaults(),
 		crypto:      cs,
+		rest:        rest,
 		self:        opts.SelfMeasurement,
 		log:         log,
 	}
@@ -167,6 +178,7 @@ func (s *Store) load(target, newest int) error {
 		return fmt.Errorf("schema is %d, this binary needs %d: run 'teeup-node migrate'", v, target)
 	}
 	s.schema = int(v)
+	s.rest, s.restLocked = s.rest.forSchema(s.schema)
 	st, err := s.readState()
 	if err != nil {
 		return err
@@ -202,6 +214,10 @@ func (s *Store) initialise(target int) error {
 		return err
 	}
 	st := chainState{head: headRecord{Height: 0, Hash: b0.Hash(), Time: b0.Header.Time}}
+	var locked bool
+	if s.rest, locked = s.rest.forSchema(target); locked {
+		return fmt.Errorf("initialise ledger at schema %d: %w (it seals the genesis balances)", target, ErrNoLedgerKey)
+	}
 	b := s.db.NewBatch()
 	defer b.Close()
 	sets := []struct{ k, v []byte }{
@@ -215,7 +231,8 @@ func (s *Store) initialise(target int) error {
 		{keyPool, st.pool.encode()},
 	}
 	for _, a := range g.Accounts {
-		sets = append(sets, struct{ k, v []byte }{accountKey(a.Address), encodeAccount(Account{Balance: a.Balance})})
+		k := s.rest.accountKey(a.Address)
+		sets = append(sets, struct{ k, v []byte }{k, s.rest.seal(k, encodeAccount(Account{Balance: a.Balance}))})
 	}
 	for _, kv := range sets {
 		if err := b.Set(kv.k, kv.v, nil); err != nil {
@@ -357,9 +374,16 @@ func (s *Store) PoolSize() int { return int(s.state().pool.Size) }
 
 // Account returns an account's state; an unknown account is all zeros.
 func (s *Store) Account(a Address) (Account, error) {
-	v, ok, err := s.get(accountKey(a))
+	if err := s.sealedReadable(); err != nil {
+		return Account{}, fmt.Errorf("account %s: %w", a, err)
+	}
+	k := s.rest.accountKey(a)
+	v, ok, err := s.get(k)
 	if err != nil || !ok {
 		return Account{}, err
+	}
+	if v, err = s.rest.open(k, v); err != nil {
+		return Account{}, fmt.Errorf("account %s: %w", a, err)
 	}
 	acct, err := decodeAccount(v)
 	if err != nil {
@@ -371,9 +395,16 @@ func (s *Store) Account(a Address) (Account, error) {
 // TxStatus returns what the ledger knows of a transaction id; ok is false
 // if it never saw it.
 func (s *Store) TxStatus(id Hash) (status TxStatus, ok bool, err error) {
-	v, ok, err := s.get(statusKey(id))
+	if err := s.sealedReadable(); err != nil {
+		return TxStatus{}, false, fmt.Errorf("status of tx %s: %w", id, err)
+	}
+	k := s.rest.statusKey(id)
+	v, ok, err := s.get(k)
 	if err != nil || !ok {
 		return TxStatus{}, false, err
+	}
+	if v, err = s.rest.open(k, v); err != nil {
+		return TxStatus{}, false, fmt.Errorf("status of tx %s: %w", id, err)
 	}
 	st, err := decodeStatus(v)
 	if err != nil {
@@ -451,9 +482,18 @@ type iterable interface {
 
 // poolHead returns the first limit pool entries (all if limit ≤ 0).
 func (s *Store) poolHead(r iterable, limit int) ([]poolEntry, error) {
+	if err := s.sealedReadable(); err != nil {
+		return nil, fmt.Errorf("read pool: %w", err)
+	}
 	var out []poolEntry
 	err := scan(r, []byte(prefixPool), false, func(k, v []byte) (bool, error) {
-		raw := append([]byte(nil), v...)
+		raw, err := s.rest.open(k, v) // a copy, or v itself below schema 3
+		if s.rest == nil {
+			raw = append([]byte(nil), v...)
+		}
+		if err != nil {
+			return false, fmt.Errorf("pool entry %x: %w", k, err)
+		}
 		t, err := DecodeTx(raw)
 		if err != nil {
 			return false, fmt.Errorf("corrupt pool entry %x: %w", k, err)

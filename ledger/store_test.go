@@ -10,7 +10,7 @@ import (
 
 func TestOpenInitialises(t *testing.T) {
 	g := testGenesis(1)
-	s, err := Open(t.TempDir(), Options{Genesis: g, SelfMeasurement: [32]byte{4}})
+	s, err := Open(t.TempDir(), Options{Genesis: g, LedgerKey: testLedgerKey(), SelfMeasurement: [32]byte{4}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestOpenRejections(t *testing.T) {
 	}
 	makeLedger := func(schema int) func(*testing.T, string) {
 		return func(t *testing.T, dir string) {
-			s, err := Open(dir, Options{Genesis: testGenesis(1), TargetSchema: schema})
+			s, err := Open(dir, Options{Genesis: testGenesis(1), LedgerKey: testLedgerKey(), TargetSchema: schema})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -88,7 +88,7 @@ func TestOpenRejections(t *testing.T) {
 			}
 		}
 	}
-	defaults := func() Options { return Options{Genesis: testGenesis(1)} }
+	defaults := func() Options { return testOptions(testGenesis(1)) }
 	cases := []tcase{
 		{name: "no genesis", opts: func() Options { return Options{} }, want: "no genesis"},
 		{name: "invalid genesis", opts: func() Options {
@@ -96,29 +96,30 @@ func TestOpenRejections(t *testing.T) {
 			g.ChainID = "BAD"
 			return Options{Genesis: g}
 		}, want: "invalid genesis"},
-		{name: "unknown target schema", opts: func() Options { return Options{Genesis: testGenesis(1), TargetSchema: 3} }, want: "target schema 3 is not one this binary knows (1 to 2)"},
+		{name: "unknown target schema", opts: func() Options { return Options{Genesis: testGenesis(1), TargetSchema: 4} }, want: "target schema 4 is not one this binary knows (1 to 3)"},
 		{name: "negative target schema", opts: func() Options { return Options{Genesis: testGenesis(1), TargetSchema: -1} }, want: "target schema -1"},
 		{name: "other chain", prepare: makeLedger(0), opts: func() Options {
 			g := testGenesis(1)
 			g.ChainID = "other-chain"
-			return Options{Genesis: g}
+			return testOptions(g)
 		}, want: `database belongs to chain "test-chain", the genesis is for chain "other-chain"`},
 		{name: "other genesis of the same chain", prepare: makeLedger(0), opts: func() Options {
 			g := testGenesis(1)
 			g.Accounts[0].Balance++
-			return Options{Genesis: g}
+			return testOptions(g)
 		}, want: "wrong genesis file"},
 		{name: "schema older than the binary needs", prepare: makeLedger(1), opts: defaults,
-			want: "schema is 1, this binary needs 2: run 'teeup-node migrate'"},
+			want: "schema is 1, this binary needs 3: run 'teeup-node migrate'"},
 		{name: "schema newer than the target", prepare: makeLedger(2), opts: func() Options { return Options{Genesis: testGenesis(1), TargetSchema: 1} },
 			want: "schema is 2, this binary needs 1: run 'teeup-node migrate'"},
-		{name: "schema newer than the binary", prepare: rewrite(2, func(db *pebble.DB) error { return db.Set(keySchema, u64(99), pebble.Sync) }), opts: defaults,
-			want: "database schema 99 is newer than this binary supports (2)"},
-		{name: "corrupt schema record", prepare: rewrite(2, func(db *pebble.DB) error { return db.Set(keySchema, []byte{1}, pebble.Sync) }), opts: defaults,
+		{name: "no ledger key for a new ledger that seals its records", opts: func() Options { return Options{Genesis: testGenesis(1)} }, want: "initialise ledger at schema 3: no ledger key"},
+		{name: "schema newer than the binary", prepare: rewrite(3, func(db *pebble.DB) error { return db.Set(keySchema, u64(99), pebble.Sync) }), opts: defaults,
+			want: "database schema 99 is newer than this binary supports (3)"},
+		{name: "corrupt schema record", prepare: rewrite(3, func(db *pebble.DB) error { return db.Set(keySchema, []byte{1}, pebble.Sync) }), opts: defaults,
 			want: "corrupt schema version"},
-		{name: "missing head", prepare: rewrite(2, func(db *pebble.DB) error { return db.Delete(keyHead, pebble.Sync) }), opts: defaults,
+		{name: "missing head", prepare: rewrite(3, func(db *pebble.DB) error { return db.Delete(keyHead, pebble.Sync) }), opts: defaults,
 			want: "meta record m/head is missing"},
-		{name: "corrupt head", prepare: rewrite(2, func(db *pebble.DB) error { return db.Set(keyHead, []byte{1, 2}, pebble.Sync) }), opts: defaults,
+		{name: "corrupt head", prepare: rewrite(3, func(db *pebble.DB) error { return db.Set(keyHead, []byte{1, 2}, pebble.Sync) }), opts: defaults,
 			want: "corrupt ledger: m/head"},
 		{name: "not a ledger", prepare: func(t *testing.T, dir string) {
 			db := rawDB(t, dir)
