@@ -246,6 +246,7 @@ func (n *Node) adminMux() http.Handler {
 	mux.HandleFunc("GET "+nodeapi.PathBlocks+"/{height}", n.handleBlock)
 	mux.HandleFunc("GET "+nodeapi.PathHead, n.handleHead)
 	n.registerGovernanceHandlers(mux)
+	n.registerFlagDayHandlers(mux)
 	return mux
 }
 
