@@ -90,8 +90,8 @@ type State struct {
 	LateAttempts int  `json:"late_attempts,omitempty"`
 	// HandoverStartedAt is when this host's handover began, HandedOverAt
 	// when its new node served.
-	HandoverStartedAt time.Time `json:"handover_started_at,omitzero"`
-	HandedOverAt      time.Time `json:"handed_over_at,omitzero"`
+	HandoverStartedAt time.Time    `json:"handover_started_at,omitzero"`
+	HandedOverAt      time.Time    `json:"handed_over_at,omitzero"`
 	Attested          bool         `json:"attested,omitempty"`
 	Peers             []PeerResult `json:"peers,omitempty"`
 	Tested            bool         `json:"tested,omitempty"`
