@@ -351,7 +351,19 @@ func startRollback(s State, o Observation, reason string) (State, []Action) {
 	return s, []Action{{ActRollBack, reason}}
 }
 
+// rolledBackByHand reports whether the host runs the old release again
+// because the upgrade was rolled back outside this state machine (an
+// operator's teeup upgrade rollback).
+func rolledBackByHand(s State, o Observation) bool {
+	up := upgradeTo(o, s.Version)
+	return o.Running != s.Version && up != nil && up.Phase == PhaseRolledBack
+}
+
 func proving(cfg Config, s State, o Observation) (State, []Action) {
+	if rolledBackByHand(s, o) {
+		s, _ = startRollback(s, o, "rolled back by an operator")
+		return rollingBack(cfg, s, o)
+	}
 	c := o.Chain
 	if c != nil {
 		switch c.Outcome {
@@ -381,6 +393,10 @@ func proving(cfg Config, s State, o Observation) (State, []Action) {
 }
 
 func ready(cfg Config, s State, o Observation) (State, []Action) {
+	if rolledBackByHand(s, o) {
+		s, _ = startRollback(s, o, "rolled back by an operator")
+		return rollingBack(cfg, s, o)
+	}
 	if up := upgradeTo(o, s.Version); up != nil && up.Phase == PhaseFinalized {
 		s.Finalized, s.Stage, s.Outcome = true, StageDone, OutcomeReady
 		return s, nil

@@ -339,3 +339,22 @@ func TestExclusivity(t *testing.T) {
 		}
 	}
 }
+
+// TestRollbackByAnOperator: a rollback outside the state machine moves
+// the host to the old stage; it votes failure only if it never signed
+// readiness.
+func TestRollbackByAnOperator(t *testing.T) {
+	o := Observation{Now: at(time.Minute), Schedule: sched(), Running: "1.0.0", Upgrade: &Upgrade{To: v2, Phase: PhaseRolledBack}, Chain: &Chain{Outcome: OutcomePending}}
+	s, as := Decide(cfg, proved(), o)
+	wantActions(t, as, ActVoteFailure)
+	if s.Stage != StageOld || !s.FailureSigned {
+		t.Fatalf("state %+v", s)
+	}
+	signed := proved()
+	signed.ReadinessSigned, signed.Stage, signed.ReadyAt = true, StageReady, at(50*time.Second)
+	s, as = Decide(cfg, signed, o)
+	wantActions(t, as)
+	if s.Stage != StageOld || s.FailureSigned {
+		t.Fatalf("state %+v", s)
+	}
+}
