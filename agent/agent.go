@@ -51,6 +51,8 @@ type Agent struct {
 	host     *realHost
 	upgrader *Upgrader
 	chain    chainView
+	// flagDay drives this host's part of a flag day (agent/decide).
+	flagDay *flagDay
 
 	opMu    sync.Mutex // serialises upgrade operations (API, watcher, resume)
 	stageMu sync.Mutex // serialises staging (API and watcher)
@@ -186,6 +188,11 @@ func (a *Agent) run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	fd, err := a.newFlagDay()
+	if err != nil {
+		return err
+	}
+	a.flagDay = fd
 	srv := &http.Server{Handler: a.mux(), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -210,8 +217,9 @@ func (a *Agent) run(ctx context.Context, opts Options) error {
 		go func() { defer wg.Done(); a.resumeAfterRestart(ctx) }()
 	}
 	if *a.cfg.AutoUpgrade {
-		wg.Add(1)
+		wg.Add(2)
 		go func() { defer wg.Done(); a.watch(ctx) }()
+		go func() { defer wg.Done(); a.runFlagDay(ctx, fd) }()
 	}
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)

@@ -29,6 +29,7 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("POST "+agentapi.PathFinalize, a.handleFinalize)
 	mux.HandleFunc("POST "+agentapi.PathDistribution, a.handleDistribution)
 	mux.HandleFunc("POST "+agentapi.PathRollout, a.handleRollout)
+	mux.HandleFunc("GET "+PathFlagDay, func(w http.ResponseWriter, r *http.Request) { a.flagDay.handle(w, r) })
 	return mux
 }
 

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -141,6 +142,51 @@ func (n *Node) registerFlagDayHandlers(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+nodeapi.PathFlagDay, n.handleFlagDay)
 	mux.HandleFunc("POST "+nodeapi.PathFlagDayReadiness, n.handleReadiness)
 	mux.HandleFunc("POST "+nodeapi.PathFlagDayFailure, n.handleFailure)
+	mux.HandleFunc("POST "+nodeapi.PathFlagDayTestPayments, n.handleTestPayments)
+}
+
+// handleTestPayments sends the operator's self and cross test payments.
+func (n *Node) handleTestPayments(w http.ResponseWriter, r *http.Request) {
+	var req nodeapi.TestPaymentsRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	seed, err := hex.DecodeString(req.TestKeySeed)
+	if err != nil || len(seed) != ed25519.SeedSize {
+		writeErr(w, http.StatusBadRequest, nodeapi.CodeBadRequest, "test_key_seed: 64 hex digits expected", "")
+		return
+	}
+	key := ed25519.NewKeyFromSeed(seed)
+	self, err := ledger.AddressOf(key.Public().(ed25519.PublicKey))
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, nodeapi.CodeBadRequest, err.Error(), "")
+		return
+	}
+	to := []ledger.Address{self}
+	if req.CrossTo != "" {
+		cross, err := ledger.ParseAddress(req.CrossTo)
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, nodeapi.CodeBadRequest, "cross_to: "+err.Error(), "")
+			return
+		}
+		to = append(to, cross)
+	}
+	acct, err := n.store.Account(self)
+	if err != nil {
+		writeErr(w, http.StatusInternalServerError, nodeapi.CodeInternal, err.Error(), "")
+		return
+	}
+	var out nodeapi.TestPaymentsResponse
+	for i, addr := range to {
+		tx := ledger.NewPayment(n.genesis.ChainID, key, addr, 1, acct.Nonce+acct.Pending+uint64(i)+1)
+		rec, err := n.Submit(r.Context(), tx)
+		if err != nil {
+			writeErr(w, http.StatusServiceUnavailable, nodeapi.CodeUnavailable, fmt.Sprintf("test payment %d: %v", i+1, err), tx.ID().String())
+			return
+		}
+		out.Receipts = append(out.Receipts, *rec)
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (n *Node) handleFlagDay(w http.ResponseWriter, r *http.Request) {

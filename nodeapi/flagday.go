@@ -144,3 +144,41 @@ func (a *AdminClient) VoteFailure(ctx context.Context, req FailureRequest) (*Rec
 	}
 	return &r, nil
 }
+
+// PathFlagDayTestPayments: POST TestPaymentsRequest → TestPaymentsResponse.
+// The node signs a self payment and, if CrossTo is set, a cross payment of
+// 1 with the given test account key and waits until both are committed
+// (through the admin path, which works while ingress is closed).
+const PathFlagDayTestPayments = "/v1/flagday/test-payments"
+
+// TestPaymentsRequest carries the operator's test account key (hex
+// ed25519 seed; it is used for these two payments and not kept) and the
+// cross payment's recipient (hex address, optional).
+type TestPaymentsRequest struct {
+	TestKeySeed string `json:"test_key_seed"`
+	CrossTo     string `json:"cross_to,omitempty"`
+}
+
+// TestPaymentsResponse are the committed test payments.
+type TestPaymentsResponse struct {
+	Receipts []Receipt `json:"receipts"`
+}
+
+// TestPayments asks the node to send and commit the test payments.
+func (a *AdminClient) TestPayments(ctx context.Context, req TestPaymentsRequest) (*TestPaymentsResponse, error) {
+	var r TestPaymentsResponse
+	if err := a.c.do(ctx, http.MethodPost, PathFlagDayTestPayments, req, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// FlagDay reads a node's view of a flag day over the client API (the
+// view is public, like the governance state).
+func (c *Client) FlagDay(ctx context.Context) (*FlagDay, error) {
+	var out FlagDay
+	if err := c.c.do(ctx, http.MethodGet, PathFlagDay, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
