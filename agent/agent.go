@@ -217,9 +217,12 @@ func (a *Agent) run(ctx context.Context, opts Options) error {
 		go func() { defer wg.Done(); a.resumeAfterRestart(ctx) }()
 	}
 	if *a.cfg.AutoUpgrade {
-		wg.Add(2)
+		wg.Add(1)
 		go func() { defer wg.Done(); a.watch(ctx) }()
-		go func() { defer wg.Done(); a.runFlagDay(ctx, fd) }()
+		if !a.cfg.FlagDay.Coordinated {
+			wg.Add(1)
+			go func() { defer wg.Done(); a.runFlagDay(ctx, fd) }()
+		}
 	}
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)

@@ -26,6 +26,11 @@ import (
 // chain (package agent/decide); these are its deadlines and its test
 // payments.
 type FlagDayConfig struct {
+	// Coordinated leaves the flag day to an external coordinator (the
+	// former 'teeup flagday' mode): the agent only hands over when its
+	// node halts at the activation height, and neither proves, rolls back
+	// nor finalizes by itself. Off by default.
+	Coordinated bool `json:"coordinated,omitempty"`
 	// ReadyTimeout is how long after its new node serves the host waits
 	// for the chain to record the flag day ready before it rolls itself
 	// back (default 3m).

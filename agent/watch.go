@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/teeup/teeup/agentapi"
 	"github.com/teeup/teeup/nodeapi"
 	"github.com/teeup/teeup/release"
 	"github.com/teeup/teeup/tee"
@@ -119,7 +120,30 @@ func (a *Agent) watchOnce(ctx context.Context, failed map[string]time.Time) erro
 			a.log.Error("staging an approved release failed", "version", r.Version, "err", err)
 		}
 	}
-	// A scheduled flag day is the flag-day driver's (flagday.go): it hands
-	// over at H, proves the new node, rolls back and finalizes.
-	return nil
+	if !a.cfg.FlagDay.Coordinated {
+		// A scheduled flag day is the flag-day driver's (flagday.go): it
+		// hands over at H, proves the new node, rolls back and finalizes.
+		return nil
+	}
+	sch, err := a.chain.Schedule(ctx)
+	if err != nil || sch == nil {
+		return err
+	}
+	j := a.journal.get()
+	if j.Installed.NodeMREnclave == sch.NodeMREnclave {
+		return nil // already running it
+	}
+	if up := j.Upgrade; up != nil && up.To.Version == sch.Version && (up.Phase == PhaseCompleted || up.Terminal()) {
+		return nil // done (or rolled back: the coordinator decides what next)
+	}
+	st, err := a.chain.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if st.Height < sch.ActivationHeight || !st.Halted {
+		return nil
+	}
+	a.log.Info("node halted at the scheduled activation height: upgrading", "version", sch.Version, "height", sch.ActivationHeight)
+	_, err = a.upgradeNow(ctx, sch.Version, agentapi.ModeScheduled, sch.ActivationHeight, false)
+	return err
 }
