@@ -220,6 +220,9 @@ func writeAgentConfig(n *Network, h *Host, distribute bool) error {
 		return err
 	}
 	cfg.FlagDay = fd
+	if n.CoordinatorFree {
+		cfg.ServeTimeout = agent.Duration(30 * time.Second) // a host whose new node does not serve rolls back after this
+	}
 	raw, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		return err
