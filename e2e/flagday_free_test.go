@@ -181,6 +181,7 @@ func TestFlagDayWithoutCoordinator(t *testing.T) {
 	fn.awaitOutcome(ctx, flagdayV2, h2, decide.OutcomeReady, fn.v2, 4*time.Minute)
 	load.waitAckAbove(t, h2)
 	t.Logf("flag day 1 (%s at %d) settled in %s", flagdayV2, h2, time.Since(start).Round(100*time.Millisecond))
+	fn.logBreakdown(ctx, load, start, flagdayV2)
 	fd, err := fn.admins[0].FlagDay(ctx, flagdayV2, h2)
 	if err != nil || len(fd.Records) < fd.Quorum || fd.ReadyAt == 0 {
 		t.Fatalf("readiness on chain: %+v %v", fd, err)
@@ -204,6 +205,7 @@ func TestFlagDayWithoutCoordinator(t *testing.T) {
 	fn.awaitOutcome(ctx, flagdayV3, h3, decide.OutcomeReady, r3, 4*time.Minute)
 	load.waitAckAbove(t, h3)
 	t.Logf("flag day 2 (%s at %d) settled in %s", flagdayV3, h3, time.Since(start).Round(100*time.Millisecond))
+	fn.logBreakdown(ctx, load, start, flagdayV3)
 
 	res := load.stop(t)
 	fn.checkLoad(ctx, res)
@@ -260,4 +262,30 @@ func runAbortedFlagDay(t *testing.T, within time.Duration) {
 	res := load.stop(t)
 	fn.checkLoad(ctx, res)
 	fn.checkConsistent(ctx)
+}
+
+// logBreakdown logs the client downtime of the flag day to version (the
+// longest gap between acknowledged payments since from) and, per host,
+// where the time went: halt → handover start (the agent's poll), the
+// handover, the proof (attestation and test payments, until readiness is
+// submitted) and readiness → ready as the agent saw it.
+func (fn *flagdayNet) logBreakdown(ctx context.Context, load *loadRun, from time.Time, version string) {
+	fn.t.Helper()
+	fn.t.Logf("flag day to %s: client downtime (longest gap between acknowledged payments) %s",
+		version, load.longestGap(from, time.Now()).Round(time.Millisecond))
+	for i := range fn.net.Hosts {
+		s := fn.flagDayState(i + 1)
+		st := fn.agentStatus(ctx, i+1)
+		var handover time.Duration
+		var steps []string
+		if up := st.Upgrade; up != nil {
+			for _, p := range up.Steps {
+				handover += p.Duration
+				steps = append(steps, fmt.Sprintf("%s %s", p.Phase, p.Duration.Round(time.Millisecond)))
+			}
+		}
+		fn.t.Logf("  host %d: handover %s (%s); proof until readiness submitted %s; readiness → ready seen %s",
+			i+1, handover.Round(time.Millisecond), strings.Join(steps, ", "),
+			s.ReadinessSentAt.Sub(s.HandedOverAt).Round(time.Millisecond), s.ReadyAt.Sub(s.ReadinessSentAt).Round(time.Millisecond))
+	}
 }
