@@ -129,8 +129,9 @@ func (f *flagDay) handle(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, f.get())
 }
 
-// step runs one round: observe, decide, journal, act, journal.
-func (f *flagDay) step(ctx context.Context) error {
+// step runs one round: observe, decide, journal, act, journal. It
+// reports whether it acted (the driver then decides again at once).
+func (f *flagDay) step(ctx context.Context) (bool, error) {
 	o := f.observe(ctx)
 	prev := f.get()
 	s, actions := decide.Decide(f.cfg, prev, o)
@@ -138,19 +139,24 @@ func (f *flagDay) step(ctx context.Context) error {
 		f.a.log.Info("flag day", "version", s.Version, "activation_height", s.ActivationHeight, "stage", s.Stage, "from", prev.Stage, "reason", s.Reason)
 	}
 	if err := f.save(s); err != nil {
-		return err
+		return false, err
 	}
+	acted := false
 	for _, act := range actions {
+		acted = acted || act.Kind != decide.ActReportBlocked
 		r := f.act(ctx, s, act)
 		if r.Err != nil && ctx.Err() == nil {
 			f.a.log.Warn("flag-day action failed", "action", act.Kind, "err", r.Err)
 		}
 		s = decide.Apply(s, r)
 		if err := f.save(s); err != nil {
-			return err
+			return false, err
+		}
+		if r.Err != nil {
+			acted = false // wait for the next tick before trying again
 		}
 	}
-	return nil
+	return acted, nil
 }
 
 func (f *flagDay) observe(ctx context.Context) decide.Observation {
@@ -342,8 +348,12 @@ func (a *Agent) runFlagDay(ctx context.Context, f *flagDay) {
 	t := time.NewTicker(time.Duration(a.cfg.PollInterval))
 	defer t.Stop()
 	for {
-		if err := f.step(ctx); err != nil && ctx.Err() == nil {
+		acted, err := f.step(ctx)
+		if err != nil && ctx.Err() == nil {
 			a.log.Error("flag day step", "err", err)
+		}
+		if acted && ctx.Err() == nil {
+			continue // the next step follows at once (attest, pay, record readiness)
 		}
 		select {
 		case <-ctx.Done():

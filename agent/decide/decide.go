@@ -365,16 +365,22 @@ func proving(cfg Config, s State, o Observation) (State, []Action) {
 		return rollingBack(cfg, s, o)
 	}
 	c := o.Chain
+	readyNow := c != nil && c.Outcome == OutcomeReady
 	if c != nil {
 		switch c.Outcome {
 		case OutcomeReady:
-			s.Stage, s.ReadyAt = StageReady, o.Now
-			return ready(cfg, s, o)
+			if s.ReadinessSigned || c.OwnRecord {
+				s.Stage, s.ReadyAt = StageReady, o.Now
+				return ready(cfg, s, o)
+			}
+			// Ready without this host's record: prove and record it all
+			// the same (until the deadline), so that it is not marked
+			// absent; the ready deadline no longer applies.
 		case OutcomeExpired, OutcomeAborted:
 			return startRollback(s, o, fmt.Sprintf("the chain records the flag day to %s %s", s.Version, c.Outcome))
 		}
 	}
-	if o.Now.Sub(s.HandedOverAt) >= cfg.ReadyTimeout {
+	if !readyNow && o.Now.Sub(s.HandedOverAt) >= cfg.ReadyTimeout {
 		return startRollback(s, o, fmt.Sprintf("the chain did not record the flag day to %s ready within %s", s.Version, cfg.ReadyTimeout))
 	}
 	switch {

@@ -358,3 +358,24 @@ func TestRollbackByAnOperator(t *testing.T) {
 		t.Fatalf("state %+v", s)
 	}
 }
+
+// TestReadyBeforeOwnRecord: the chain became ready on other hosts'
+// records; this host still proves its new node and records readiness
+// (so it is not marked absent), without a ready deadline.
+func TestReadyBeforeOwnRecord(t *testing.T) {
+	s := State{Version: v2, ActivationHeight: h, Stage: StageProving, HandedOverAt: t0}
+	o := Observation{Now: t0.Add(cfg.ReadyTimeout + time.Second), Schedule: sched(), Running: v2, Chain: &Chain{Outcome: OutcomeReady}}
+	s, as := Decide(cfg, s, o)
+	wantActions(t, as, ActAttestPeers)
+	s = Apply(s, Result{Kind: ActAttestPeers})
+	s, as = Decide(cfg, s, o)
+	wantActions(t, as, ActTestPayments)
+	s = Apply(s, Result{Kind: ActTestPayments})
+	s, as = Decide(cfg, s, o)
+	wantActions(t, as, ActSubmitReadiness)
+	s, as = Decide(cfg, s, o)
+	wantActions(t, as)
+	if s.Stage != StageReady {
+		t.Fatalf("stage %s after signing readiness on a ready chain", s.Stage)
+	}
+}
