@@ -144,9 +144,12 @@ func (f *flagDay) step(ctx context.Context) (bool, error) {
 	acted := false
 	for _, act := range actions {
 		acted = acted || act.Kind != decide.ActReportBlocked
+		began := time.Now()
 		r := f.act(ctx, s, act)
 		if r.Err != nil && ctx.Err() == nil {
-			f.a.log.Warn("flag-day action failed", "action", act.Kind, "err", r.Err)
+			f.a.log.Warn("flag-day action failed", "action", act.Kind, "took", time.Since(began).String(), "err", r.Err)
+		} else if act.Kind != decide.ActReportBlocked {
+			f.a.log.Info("flag-day action done", "action", act.Kind, "took", time.Since(began).String())
 		}
 		s = decide.Apply(s, r)
 		if err := f.save(s); err != nil {
