@@ -53,6 +53,8 @@ type Agent struct {
 	chain    chainView
 	// flagDay drives this host's part of a flag day (agent/decide).
 	flagDay *flagDay
+	metrics *metrics
+	self    *selfDriver // the agent's own upgrade (self.go)
 
 	opMu    sync.Mutex // serialises upgrade operations (API, watcher, resume)
 	stageMu sync.Mutex // serialises staging (API and watcher)
@@ -129,6 +131,16 @@ func (a *Agent) run(ctx context.Context, opts Options) error {
 		}
 		a.log.Info("initial release installed", "version", inst.Version, "mrenclave", inst.NodeMREnclave.Short())
 	}
+	if a.metrics, err = newMetrics(); err != nil {
+		return err
+	}
+	a.metrics.info.WithLabelValues(a.identity.UniqueID.String(), buildinfo.Version).Set(1)
+	// A self-upgrade in flight first: hand the process to the new agent,
+	// or, as the new agent, install the state handed to it.
+	a.self = newSelfDriver(a, a.metrics)
+	if err := a.self.atStart(ctx); err != nil {
+		return err
+	}
 	if _, err := a.ownEnclaveID(); err != nil {
 		return err
 	}
@@ -138,7 +150,6 @@ func (a *Agent) run(ctx context.Context, opts Options) error {
 		node:         newSupervisor(layout.NodeProgram, a.dir.NodePID(), a.log),
 		agentID:      a.ownEnclaveID,
 		serveTimeout: time.Duration(a.cfg.ServeTimeout),
-		distBinary:   func() string { return a.journal.get().Installed.DistributeBinary },
 	}
 	if a.cfg.Distribute != nil {
 		a.host.dist = newSupervisor(layout.DistributeProgram, a.dir.DistributePID(), a.log)
@@ -173,7 +184,7 @@ func (a *Agent) run(ctx context.Context, opts Options) error {
 		a.host.node.set(a.host.nodeSpec(nodeInst))
 	}
 	if a.host.dist != nil && runDist {
-		a.host.dist.set(a.host.distSpec())
+		a.host.dist.set(a.host.distSpec(jj.Installed))
 	}
 
 	var wg sync.WaitGroup
@@ -223,13 +234,15 @@ func (a *Agent) run(ctx context.Context, opts Options) error {
 			wg.Add(1)
 			go func() { defer wg.Done(); a.runFlagDay(ctx, fd) }()
 		}
+		wg.Add(1)
+		go func() { defer wg.Done(); a.self.follow(ctx, time.Duration(a.cfg.PollInterval)) }()
 	}
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	_ = srv.Shutdown(sctx)
 	cancel()
 	wg.Wait()
-	a.log.Info("agent stopped (the node keeps running)")
+	a.stopChildren(context.Cause(ctx))
 	return nil
 }
 

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/teeup/teeup/agentapi"
 	"github.com/teeup/teeup/internal/buildinfo"
 	"github.com/teeup/teeup/remoteadmin"
@@ -30,6 +32,7 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("POST "+agentapi.PathDistribution, a.handleDistribution)
 	mux.HandleFunc("POST "+agentapi.PathRollout, a.handleRollout)
 	mux.HandleFunc("GET "+PathFlagDay, func(w http.ResponseWriter, r *http.Request) { a.flagDay.handle(w, r) })
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{}))
 	return mux
 }
 
@@ -76,6 +79,7 @@ func (a *Agent) status() agentapi.Status {
 		rec := *j.Upgrade
 		st.Upgrade = &rec
 	}
+	st.AgentUpgrade = j.Agent
 	if pid, exe, ok := a.host.node.running(); ok {
 		st.NodePID, st.NodeBinary = pid, exe
 	}
@@ -256,7 +260,7 @@ func (a *Agent) handleDistribution(w http.ResponseWriter, r *http.Request) {
 	}
 	var err error
 	if req.Running {
-		err = a.host.StartDistribution(r.Context())
+		err = a.host.StartDistribution(r.Context(), a.journal.get().Installed)
 	} else {
 		err = a.host.StopDistribution(r.Context())
 	}
@@ -313,8 +317,8 @@ func (a *Agent) rollout(ctx context.Context, version string) (*Installation, err
 	if err := a.journal.update(func(jj *Journal) error { jj.Installed = target; return nil }); err != nil {
 		return nil, err
 	}
-	if a.host.dist != nil && a.host.distSpec() != nil {
-		if err := a.host.dist.start(ctx, a.host.distSpec()); err != nil {
+	if a.host.dist != nil {
+		if err := a.host.StartDistribution(ctx, target); err != nil {
 			return nil, fmt.Errorf("rollout %s: restart distribution: %w", version, err)
 		}
 	}

@@ -34,8 +34,6 @@ type realHost struct {
 	node    *supervisor
 	dist    *supervisor
 	agentID func() (*release.EnclaveID, error)
-	// distBinary returns the installed release's distribution binary.
-	distBinary func() string
 
 	serveTimeout time.Duration
 
@@ -61,22 +59,57 @@ func (h *realHost) nodeSpec(inst Installation) *procSpec {
 		Log:    h.cfg.NodeLog,
 		Verify: func() error { return h.verifyInstallation(inst) },
 		Inputs: []string{inst.NodeBinary, layout.SigStruct(inst.NodeBinary), inst.ReleaseFile},
+		Image: func() (string, error) {
+			sr, err := h.verifiedRelease(inst)
+			if err != nil {
+				return "", err
+			}
+			return sr.Manifest.Node.SHA256, nil
+		},
 	}
 }
 
-// distSpec is how the agent runs distribution: the installed release's
-// verified binary when it ships one, the configured binary otherwise.
-func (h *realHost) distSpec() *procSpec {
+// distSpec is how the agent runs distribution for installation inst:
+// inst's release's teeup-distribute when it ships one — verified against
+// the signed release before every start — and the configured binary
+// otherwise.
+func (h *realHost) distSpec(inst Installation) *procSpec {
 	if h.cfg.Distribute == nil {
 		return nil
 	}
-	bin := h.cfg.Distribute.Binary
-	if h.distBinary != nil {
-		if b := h.distBinary(); b != "" {
-			bin = b
+	spec := &procSpec{Binary: h.cfg.Distribute.Binary, Args: h.cfg.Distribute.Args, Log: h.cfg.Distribute.Log}
+	if inst.DistributeBinary != "" {
+		spec.Binary = inst.DistributeBinary
+		spec.Verify = func() error { return h.verifyDistribute(inst) }
+		spec.Inputs = []string{inst.DistributeBinary, inst.ReleaseFile}
+		spec.Image = func() (string, error) {
+			sr, err := h.verifiedRelease(inst)
+			if err != nil {
+				return "", err
+			}
+			if sr.Manifest.Distribute == nil {
+				return "", fmt.Errorf("release %s ships no teeup-distribute: %w", inst.Version, ErrBinaryRejected)
+			}
+			return sr.Manifest.Distribute.SHA256, nil
 		}
 	}
-	return &procSpec{Binary: bin, Args: h.cfg.Distribute.Args, Log: h.cfg.Distribute.Log}
+	return spec
+}
+
+// verifyDistribute checks that inst's distribution binary is its signed
+// release's (Key Management Group threshold, network, SHA-256).
+func (h *realHost) verifyDistribute(inst Installation) error {
+	sr, err := h.verifiedRelease(inst)
+	if err != nil {
+		return err
+	}
+	if sr.Manifest.Distribute == nil {
+		return fmt.Errorf("release %s ships no teeup-distribute, yet %s is installed as its: %w", inst.Version, inst.DistributeBinary, ErrBinaryRejected)
+	}
+	if err := release.VerifyArtifact(inst.DistributeBinary, *sr.Manifest.Distribute); err != nil {
+		return fmt.Errorf("refusing to run %s: %w: %w", inst.DistributeBinary, ErrBinaryRejected, err)
+	}
+	return nil
 }
 
 // StopDistribution implements Host.
@@ -88,11 +121,12 @@ func (h *realHost) StopDistribution(ctx context.Context) error {
 }
 
 // StartDistribution implements Host.
-func (h *realHost) StartDistribution(ctx context.Context) error {
-	if h.dist == nil || h.distSpec() == nil {
+func (h *realHost) StartDistribution(ctx context.Context, inst Installation) error {
+	spec := h.distSpec(inst)
+	if h.dist == nil || spec == nil {
 		return nil
 	}
-	return h.dist.start(ctx, h.distSpec())
+	return h.dist.start(ctx, spec)
 }
 
 // Snapshot implements Host: a Pebble checkpoint written by the running old
@@ -135,7 +169,12 @@ func (h *realHost) Snapshot(ctx context.Context, name string, from Installation)
 	return nil
 }
 
-func (h *realHost) sealAD(id string) []byte { return []byte("teeup agent held keys v1|" + id) }
+// sealAD is the additional data of the keys held for upgrade id.
+func (h *realHost) sealAD(id string) []byte { return heldKeysAD(id) }
+
+// heldKeysAD is the additional data the keys held for upgrade id are
+// sealed under (by this agent, or by its successor after a self-upgrade).
+func heldKeysAD(id string) []byte { return []byte("teeup agent held keys v1|" + id) }
 
 // heldKeys unseals the keys the agent holds for upgrade id.
 func (h *realHost) heldKeys(id string) ([]byte, error) {
@@ -237,15 +276,9 @@ var (
 // SHA-256, MRENCLAVE and signature structure are the release's and the
 // journal's.
 func (h *realHost) verifyInstallation(inst Installation) error {
-	sr, err := release.Load(inst.ReleaseFile)
+	sr, err := h.verifiedRelease(inst)
 	if err != nil {
-		return fmt.Errorf("release %s: %w: %w", inst.Version, ErrReleaseRejected, err)
-	}
-	if err := sr.Verify(h.network.KMG); err != nil {
-		return fmt.Errorf("release %s: %w: %w", inst.Version, ErrReleaseRejected, err)
-	}
-	if sr.Manifest.NetworkID != h.network.ChainID {
-		return fmt.Errorf("release %s is for network %q, this is %q: %w", inst.Version, sr.Manifest.NetworkID, h.network.ChainID, ErrReleaseRejected)
+		return err
 	}
 	id, err := release.VerifyBinary(inst.NodeBinary, sr.Manifest.Node)
 	if err != nil {
@@ -255,6 +288,22 @@ func (h *realHost) verifyInstallation(inst Installation) error {
 		return fmt.Errorf("refusing to run %s: it measures %s, the journal expects %s: %w", inst.NodeBinary, id.UniqueID.Short(), inst.NodeMREnclave.Short(), ErrBinaryRejected)
 	}
 	return nil
+}
+
+// verifiedRelease loads inst's release manifest and checks it under the
+// Key Management Group for this network.
+func (h *realHost) verifiedRelease(inst Installation) (*release.SignedRelease, error) {
+	sr, err := release.Load(inst.ReleaseFile)
+	if err != nil {
+		return nil, fmt.Errorf("release %s: %w: %w", inst.Version, ErrReleaseRejected, err)
+	}
+	if err := sr.Verify(h.network.KMG); err != nil {
+		return nil, fmt.Errorf("release %s: %w: %w", inst.Version, ErrReleaseRejected, err)
+	}
+	if sr.Manifest.NetworkID != h.network.ChainID {
+		return nil, fmt.Errorf("release %s is for network %q, this is %q: %w", inst.Version, sr.Manifest.NetworkID, h.network.ChainID, ErrReleaseRejected)
+	}
+	return sr, nil
 }
 
 // serveKeys hands the keys held for upgrade id, over the second leg of the

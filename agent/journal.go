@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/teeup/teeup/agent/selfupgrade"
 	"github.com/teeup/teeup/agentapi"
 	"github.com/teeup/teeup/internal/fsutil"
 )
@@ -54,6 +55,8 @@ type Journal struct {
 	Installed Installation    `json:"installed"`
 	Upgrade   *UpgradeRecord  `json:"upgrade,omitempty"`
 	History   []UpgradeRecord `json:"history,omitempty"`
+	// Agent is the agent's own latest self-upgrade (selfupgrade.go).
+	Agent *selfupgrade.Record `json:"agent_upgrade,omitempty"`
 }
 
 // journalStore persists the journal atomically after every change.

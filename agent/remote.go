@@ -98,7 +98,7 @@ func (c *chainAuth) Policy() (remoteadmin.Policy, error) {
 // governancePolicy adds the chain's view, as the node reports it, to base
 // (see node.chainPolicy: the same rules).
 func governancePolicy(base remoteadmin.Policy, self uint64, g *nodeapi.Governance) (remoteadmin.Policy, error) {
-	var own, readers []remoteadmin.Key
+	var ops []remoteadmin.MemberOperator
 	for _, m := range g.Members {
 		if m.RemovedAt != 0 || m.Operator == "" {
 			continue
@@ -107,17 +107,11 @@ func governancePolicy(base remoteadmin.Policy, self uint64, g *nodeapi.Governanc
 		if err != nil {
 			return remoteadmin.Policy{}, fmt.Errorf("member %d: %w", m.ID, err)
 		}
-		if m.ID == self {
-			own = append(own, k)
-		}
-		readers = append(readers, k)
+		ops = append(ops, remoteadmin.MemberOperator{Node: m.ID, Operator: k})
 	}
+	var nog []string
 	if g.NOG != nil {
-		nog, err := remoteadmin.ParseKeys(g.NOG.Keys)
-		if err != nil {
-			return remoteadmin.Policy{}, fmt.Errorf("node operators group: %w", err)
-		}
-		readers = append(readers, nog...)
+		nog = g.NOG.Keys
 	}
-	return base.Add(own, readers), nil
+	return base.WithChain(self, ops, nog)
 }

@@ -26,6 +26,10 @@ type procSpec struct {
 	// refused spec is not verified again.
 	Verify func() error
 	Inputs []string
+	// Image, if set, returns the lower-case hex SHA-256 the running
+	// image of an adopted process must have (its verified release's);
+	// unset, the binary file's current content is the reference.
+	Image func() (string, error)
 }
 
 // ErrStartRefused is wrapped by the errors of a start that the spec's
@@ -95,6 +99,10 @@ type supervisor struct {
 	nextTry  time.Time
 	started  time.Time
 	refused  *refusal // the desired spec's last verification failed
+	// vouched is the pid of the live process known to run the desired
+	// binary: started by this supervisor after verification, or adopted
+	// after its running image was checked (adopt.go).
+	vouched int
 }
 
 func newSupervisor(name, pidPath string, log *slog.Logger) *supervisor {
@@ -186,7 +194,10 @@ func (s *supervisor) converge(ctx context.Context, force bool) error {
 		}
 		return nil
 	case alive && exe == filepath.Clean(want.Binary):
-		return nil
+		if err := s.adopt(ctx, pid, want); err == nil {
+			return nil
+		}
+		// Refused and stopped: start a verified process below.
 	case alive:
 		s.log.Info("replacing process running another binary", "pid", pid, "running", exe, "want", want.Binary)
 		if err := proc.StopFromFile(ctx, s.pidPath, exe, 15*time.Second); err != nil {
@@ -221,6 +232,7 @@ func (s *supervisor) converge(ctx context.Context, force bool) error {
 	if err != nil {
 		return fmt.Errorf("start %s: %w", s.name, err)
 	}
+	s.vouched = newPID
 	if s.failures > 0 {
 		s.log.Warn("restarted after an unexpected exit", "pid", newPID, "binary", want.Binary, "consecutive", s.failures)
 	} else {

@@ -17,8 +17,10 @@ import (
 type Host interface {
 	// StopDistribution stops the ledger distribution process.
 	StopDistribution(ctx context.Context) error
-	// StartDistribution (re)starts it.
-	StartDistribution(ctx context.Context) error
+	// StartDistribution (re)starts it on inst's distribution binary (the
+	// configured one when inst's release ships none): the release being
+	// installed, not the one the journal still records.
+	StartDistribution(ctx context.Context, inst Installation) error
 	// Snapshot writes (or, if it exists and verifies, reuses) the named
 	// snapshot of the ledger and the distribution state file.
 	Snapshot(ctx context.Context, name string, from Installation) error
@@ -184,7 +186,9 @@ func (u *Upgrader) runStep(ctx context.Context, p Phase, rec *UpgradeRecord) err
 	case PhaseNewServing:
 		return u.host.AwaitServing(ctx, rec.To)
 	case PhaseCompleted:
-		return u.host.StartDistribution(ctx)
+		// The new release's distribution binary: the journal installs
+		// rec.To only once this step is done.
+		return u.host.StartDistribution(ctx, rec.To)
 	default:
 		return fmt.Errorf("no step leads to phase %q", p)
 	}
@@ -241,7 +245,7 @@ func (u *Upgrader) Rollback(ctx context.Context, reason string, force bool) (*Up
 	if err := u.host.AwaitServing(ctx, rec.From); err != nil {
 		return rec, fmt.Errorf("rollback: %s does not serve: %w", rec.From.Version, err)
 	}
-	if err := u.host.StartDistribution(ctx); err != nil {
+	if err := u.host.StartDistribution(ctx, rec.From); err != nil {
 		return rec, fmt.Errorf("rollback: start distribution: %w", err)
 	}
 	err := u.journal.update(func(j *Journal) error {

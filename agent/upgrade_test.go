@@ -20,6 +20,7 @@ import (
 type fakeHost struct {
 	nodeRunning     string // version running, "" when stopped
 	distRunning     bool
+	distVersion     string            // the release whose distribution binary runs
 	snapshots       map[string]string // name → ledger content
 	ledger          string
 	oldKeys         bool            // old version's sealed keys on disk
@@ -51,11 +52,12 @@ func (h *fakeHost) StopDistribution(context.Context) error {
 	return nil
 }
 
-func (h *fakeHost) StartDistribution(context.Context) error {
+func (h *fakeHost) StartDistribution(_ context.Context, inst Installation) error {
 	if err := h.hit("StartDistribution"); err != nil {
 		return err
 	}
 	h.distRunning = true
+	h.distVersion = inst.Version
 	return nil
 }
 
@@ -195,6 +197,9 @@ func TestUpgradeHappyPath(t *testing.T) {
 	if rec.Phase != PhaseCompleted || h.nodeRunning != "2.0.0" || !h.distRunning || !h.newKeys {
 		t.Fatalf("after upgrade: phase %s, running %q, dist %t, new keys %t", rec.Phase, h.nodeRunning, h.distRunning, h.newKeys)
 	}
+	if h.distVersion != "2.0.0" {
+		t.Fatalf("distribution restarted on release %q's binary, want the new release's", h.distVersion)
+	}
 	if !h.oldKeys {
 		t.Fatal("old keys deleted before finalization")
 	}
@@ -277,6 +282,9 @@ func TestRollbackFromEveryPhase(t *testing.T) {
 			}
 			if rec.Phase != PhaseRolledBack || h.nodeRunning != "1.0.0" || !h.oldKeys || !h.distRunning {
 				t.Fatalf("after rollback: phase %s running %q oldKeys %t dist %t", rec.Phase, h.nodeRunning, h.oldKeys, h.distRunning)
+			}
+			if h.distVersion != "1.0.0" {
+				t.Fatalf("distribution after rollback runs release %q's binary, want the old release's", h.distVersion)
 			}
 			if h.ledger != "ledger@H" {
 				t.Fatalf("ledger after rollback = %q, want the snapshot's", h.ledger)

@@ -7,6 +7,7 @@ package agentapi
 import (
 	"errors"
 	"fmt"
+	"github.com/teeup/teeup/agent/selfupgrade"
 	"time"
 
 	"github.com/teeup/teeup/remoteadmin"
@@ -205,6 +206,9 @@ type Status struct {
 	// until a correct binary is installed or an operator changes what runs
 	// (an upgrade or a rollback).
 	NodeRefused *StartRefusal `json:"node_refused,omitempty"`
+	// AgentUpgrade is the agent's own latest self-upgrade: moving to the
+	// agent binary of the installed release.
+	AgentUpgrade *selfupgrade.Record `json:"agent_upgrade,omitempty"`
 }
 
 // RefusalCause says why the agent refused to start an enclave binary.

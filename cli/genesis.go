@@ -42,6 +42,7 @@ get the same hash.`,
 func newGenesisInitCmd() *cobra.Command {
 	var (
 		draft, chainID, timeStr string
+		startRelease            string
 		kmgT, nogT              int
 		params                  ledger.Params
 		blockInterval           time.Duration
@@ -54,13 +55,15 @@ func newGenesisInitCmd() *cobra.Command {
 consist of the bundles' keys plus any --kmg-key/--nog-key given here (members that run no
 node); the thresholds are checked against them at 'genesis finalize'. --time fixes the genesis
 time (default: now, to the second); give the same value to every operator who rebuilds the
-genesis independently.`,
+genesis independently. --release names the release version the network starts with: the chain
+then refuses to propose or schedule any version that is not newer (a downgrade) unless an
+approved rollback allows it; without it there is no floor until the first upgrade.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if chainID == "" || kmgT == 0 || nogT == 0 {
 				return errors.New("genesis init: --chain-id, --kmg-threshold and --nog-threshold are required")
 			}
-			opts := genesisdraft.Options{ChainID: chainID, KMGThreshold: kmgT, NOGThreshold: nogT, Params: params}
+			opts := genesisdraft.Options{ChainID: chainID, KMGThreshold: kmgT, NOGThreshold: nogT, Params: params, Release: startRelease}
 			opts.Params.BlockInterval = ledger.Duration(blockInterval)
 			if timeStr != "" {
 				t, err := time.Parse(time.RFC3339, timeStr)
@@ -102,6 +105,7 @@ genesis independently.`,
 	f.StringVar(&draft, "draft", defaultDraft, "draft file to create")
 	f.StringVar(&chainID, "chain-id", "", "the network's chain id: 1 to 64 characters a-z, 0-9, '-'; every transaction and release names it")
 	f.StringVar(&timeStr, "time", "", "genesis time, RFC 3339 (default: now, to the second)")
+	f.StringVar(&startRelease, "release", "", "the release version the network starts with (e.g. 1.0.0): proposals and schedules of versions not newer are refused on chain")
 	f.IntVar(&kmgT, "kmg-threshold", 0, "how many Key Management Group signatures a release needs")
 	f.IntVar(&nogT, "nog-threshold", 0, "how many Node Operators Group votes approve, schedule or abort a release")
 	f.DurationVar(&blockInterval, "block-interval", 0, "consensus block interval (default 500ms)")

@@ -142,14 +142,25 @@ func submitGovernance(ctx context.Context, f *govFlags, what string, kind ledger
 	if err != nil {
 		return nil, fmt.Errorf("%s: committed as tx %s at height %d, but reading its status failed: %w", what, rec.TxID, rec.Height, err)
 	}
-	if st.Reason != "" {
-		return nil, &ExitError{Code: 1, Err: fmt.Errorf("%s: tx %s was committed at height %d with %s", what, rec.TxID, rec.Height, st.Reason)}
+	if committedWithoutEffect(st) {
+		return nil, &ExitError{Code: 1, Err: fmt.Errorf("%s: tx %s was %w at height %d: %s", what, rec.TxID, nodeapi.ErrNoEffect, rec.Height, st.Reason)}
 	}
 	g, err := node.Releases(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%s: committed as tx %s at height %d, but reading the governance state failed: %w", what, rec.TxID, rec.Height, err)
 	}
 	return &governanceTx{Receipt: rec, Sender: from.String(), Governance: g}, nil
+}
+
+// committedWithoutEffect reports whether a committed transaction's status
+// says it had no effect: its code is no_effect, or, from a node that
+// predates result codes, it carries a reason (only such a transaction
+// had one).
+func committedWithoutEffect(st *nodeapi.TxStatus) bool {
+	if st.Code != "" {
+		return ledger.Code(st.Code) == ledger.CodeNoEffect
+	}
+	return st.Reason != ""
 }
 
 func newReleaseProposeCmd() *cobra.Command {
@@ -463,6 +474,9 @@ func newReleaseListCmd() *cobra.Command {
 // printGovernance writes the governance state for people.
 func printGovernance(out io.Writer, g *nodeapi.Governance) error {
 	fmt.Fprintf(out, "chain %s at height %d; node operators quorum %d of %d\n", g.ChainID, g.Height, g.Quorum, g.Operators)
+	if g.RunningRelease != "" {
+		fmt.Fprintf(out, "running release %s (proposals and schedules must be newer, or allowed by an approved rollback)\n", g.RunningRelease)
+	}
 	if len(g.Releases) == 0 {
 		fmt.Fprintln(out, "no releases proposed")
 	} else {

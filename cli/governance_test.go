@@ -124,7 +124,7 @@ func (f *fakeNode) handler() http.Handler {
 			return
 		}
 		if !res.Accepted {
-			fail(w, http.StatusUnprocessableEntity, nodeapi.CodeRejected, "rejected: "+res.Reason)
+			reply(w, http.StatusUnprocessableEntity, nodeapi.Error{Code: nodeapi.CodeRejected, Message: "rejected: " + res.Reason, TxID: tx.ID().String(), TxCode: string(res.Code)})
 			return
 		}
 		f.changed.Broadcast()
@@ -142,7 +142,7 @@ func (f *fakeNode) handler() http.Handler {
 				f.changed.Wait()
 			}
 			st, _, _ := f.s.TxStatus(tx.ID())
-			reply(w, http.StatusOK, nodeapi.Receipt{TxID: tx.ID().String(), Status: st.State, Height: st.Height})
+			reply(w, http.StatusOK, nodeapi.Receipt{TxID: tx.ID().String(), Status: st.State, Height: st.Height, Code: string(st.Code)})
 			return
 		}
 		f.clock = f.clock.Add(time.Second)
@@ -160,7 +160,8 @@ func (f *fakeNode) handler() http.Handler {
 			timedOut()
 			return
 		}
-		reply(w, http.StatusOK, nodeapi.Receipt{TxID: tx.ID().String(), Status: ledger.StateCommitted, Height: res.Height})
+		st, _, _ := f.s.TxStatus(tx.ID())
+		reply(w, http.StatusOK, nodeapi.Receipt{TxID: tx.ID().String(), Status: ledger.StateCommitted, Height: res.Height, Code: string(st.Code)})
 	})
 	mux.HandleFunc("GET "+nodeapi.PathTx+"/{id}", func(w http.ResponseWriter, r *http.Request) {
 		id, err := ledger.ParseHash(r.PathValue("id"))
@@ -173,7 +174,7 @@ func (f *fakeNode) handler() http.Handler {
 			fail(w, http.StatusNotFound, nodeapi.CodeNotFound, "unknown transaction")
 			return
 		}
-		reply(w, http.StatusOK, nodeapi.TxStatus{TxID: id.String(), Status: st.State, Height: st.Height, Reason: st.Reason})
+		reply(w, http.StatusOK, nodeapi.TxStatus{TxID: id.String(), Status: st.State, Height: st.Height, Code: string(st.Code), Reason: st.Reason})
 	})
 	mux.HandleFunc("GET "+nodeapi.PathReleases, func(w http.ResponseWriter, r *http.Request) {
 		v, err := f.s.Governance()
@@ -196,7 +197,7 @@ func fakeGovernanceJSON(v *ledger.GovernanceView) *nodeapi.Governance {
 		}
 		return out
 	}
-	g := &nodeapi.Governance{ChainID: govTestChain, Height: v.Height, Quorum: v.Quorum, Operators: v.Operators}
+	g := &nodeapi.Governance{ChainID: govTestChain, Height: v.Height, Quorum: v.Quorum, Operators: v.Operators, RunningRelease: v.Running}
 	for _, r := range v.Releases {
 		g.Releases = append(g.Releases, nodeapi.ReleaseInfo{Version: r.Version, ManifestHash: r.ManifestHash.String(),
 			NodeMREnclave: r.NodeMREnclave(), ProposedAt: r.ProposedAt, Approvers: addrs(r.Approvers), ApprovedAt: r.ApprovedAt, Release: r.Raw})
@@ -234,7 +235,7 @@ type govFixture struct {
 	releases    map[string]string // version → signed release file
 }
 
-func newGovFixture(t *testing.T) *govFixture {
+func newGovFixture(t *testing.T, edits ...func(*ledger.Genesis)) *govFixture {
 	t.Helper()
 	// A short directory: unix socket paths are limited to about 100 bytes.
 	dir, err := os.MkdirTemp("", "govcli")
@@ -262,6 +263,9 @@ func newGovFixture(t *testing.T) *govFixture {
 		Nodes:   []ledger.GenesisNode{{ID: 1, Name: "node-1", PeerAddr: "127.0.0.1:7001", ClientAddr: "127.0.0.1:8001"}},
 		KMG:     release.Group{Keys: []string{pub("kmg-1"), pub("kmg-2")}, Threshold: 2},
 		NOG:     release.Group{Keys: []string{pub("nog-1"), pub("nog-2"), pub("nog-3")}, Threshold: 2},
+	}
+	for _, e := range edits {
+		e(g)
 	}
 	s, err := ledger.Open(filepath.Join(dir, "ledger"), ledger.Options{Genesis: g, LedgerKey: ledger.LedgerKey{3}, SelfMeasurement: tee.Measurement{1}})
 	if err != nil {
@@ -407,32 +411,38 @@ func TestReleaseGovernanceRejections(t *testing.T) {
 	cases := []struct {
 		name string
 		args []string
-		want string
+		want string      // a refusal by the CLI itself: its message
+		code ledger.Code // a rejection by the ledger: its code
 	}{
-		{"propose without a key", []string{"propose", fx.releases["3.0.0"]}, "--key NOG_KEY is required"},
-		{"propose a missing file", []string{"propose", filepath.Join(fx.dir, "nope.json"), "--key", "nog-1"}, "load release"},
-		{"propose by a non-member", []string{"propose", fx.releases["3.0.0"], "--key", "user-1"}, "is not a member of the node operators group"},
-		{"propose an unsigned release", []string{"propose", third, "--key", "nog-1"}, "key management group threshold not met"},
-		{"propose twice", []string{"propose", fx.releases["2.0.0"], "--key", "nog-2"}, "duplicate proposal"},
-		{"propose with a missing key file", []string{"propose", fx.releases["3.0.0"], "--key", "nog-9"}, "nog-9"},
-		{"approve twice", []string{"approve", "2.0.0", "--key", "nog-1"}, "duplicate approval"},
-		{"approve another manifest", []string{"approve", "2.0.0", "--key", "nog-2", "--manifest", other}, "manifest hash mismatch"},
-		{"approve with the manifest of another version", []string{"approve", "3.0.0", "--key", "nog-2", "--manifest", other}, "is release 2.0.0, not 3.0.0"},
-		{"approve an unproposed version", []string{"approve", "9.0.0", "--key", "nog-2"}, "release 9.0.0 is not proposed on chain"},
-		{"approve a bad version", []string{"approve", "v2", "--key", "nog-2"}, "without the leading v"},
-		{"schedule without a height", []string{"schedule", "2.0.0", "--key", "nog-1"}, "--height H is required"},
-		{"schedule an unapproved release", []string{"schedule", "2.0.0", "--height", "100", "--key", "nog-1"}, "release 2.0.0 is not approved (1 of 2 approvals)"},
-		{"abort without a reason", []string{"abort", "2.0.0", "--key", "nog-1"}, "--reason TEXT is required"},
-		{"abort with nothing scheduled", []string{"abort", "2.0.0", "--reason", "x", "--key", "nog-1"}, "nothing is scheduled"},
-		{"rollback without versions", []string{"approve-rollback", "--from", "2.0.0", "--key", "nog-1"}, "--from V1 and --to V0 are required"},
-		{"rollback upwards", []string{"approve-rollback", "--from", "2.0.0", "--to", "3.0.0", "--key", "nog-1"}, "2.0.0 is not newer than 3.0.0"},
-		{"rollback between unapproved releases", []string{"approve-rollback", "--from", "3.0.0", "--to", "2.0.0", "--key", "nog-1"}, "is not approved"},
+		{"propose without a key", []string{"propose", fx.releases["3.0.0"]}, "--key NOG_KEY is required", ""},
+		{"propose a missing file", []string{"propose", filepath.Join(fx.dir, "nope.json"), "--key", "nog-1"}, "load release", ""},
+		{"propose by a non-member", []string{"propose", fx.releases["3.0.0"], "--key", "user-1"}, "", ledger.CodeNotMember},
+		{"propose an unsigned release", []string{"propose", third, "--key", "nog-1"}, "", ledger.CodeBadRelease},
+		{"propose twice", []string{"propose", fx.releases["2.0.0"], "--key", "nog-2"}, "", ledger.CodeDuplicate},
+		{"propose with a missing key file", []string{"propose", fx.releases["3.0.0"], "--key", "nog-9"}, "nog-9", ""},
+		{"approve twice", []string{"approve", "2.0.0", "--key", "nog-1"}, "", ledger.CodeDuplicate},
+		{"approve another manifest", []string{"approve", "2.0.0", "--key", "nog-2", "--manifest", other}, "", ledger.CodeBadRelease},
+		{"approve with the manifest of another version", []string{"approve", "3.0.0", "--key", "nog-2", "--manifest", other}, "is release 2.0.0, not 3.0.0", ""},
+		{"approve an unproposed version", []string{"approve", "9.0.0", "--key", "nog-2"}, "release 9.0.0 is not proposed on chain", ""},
+		{"approve a bad version", []string{"approve", "v2", "--key", "nog-2"}, "without the leading v", ""},
+		{"schedule without a height", []string{"schedule", "2.0.0", "--key", "nog-1"}, "--height H is required", ""},
+		{"schedule an unapproved release", []string{"schedule", "2.0.0", "--height", "100", "--key", "nog-1"}, "", ledger.CodeNotApproved},
+		{"abort without a reason", []string{"abort", "2.0.0", "--key", "nog-1"}, "--reason TEXT is required", ""},
+		{"abort with nothing scheduled", []string{"abort", "2.0.0", "--reason", "x", "--key", "nog-1"}, "", ledger.CodeConflict},
+		{"rollback without versions", []string{"approve-rollback", "--from", "2.0.0", "--key", "nog-1"}, "--from V1 and --to V0 are required", ""},
+		{"rollback upwards", []string{"approve-rollback", "--from", "2.0.0", "--to", "3.0.0", "--key", "nog-1"}, "2.0.0 is not newer than 3.0.0", ""},
+		{"rollback between unapproved releases", []string{"approve-rollback", "--from", "3.0.0", "--to", "2.0.0", "--key", "nog-1"}, "", ledger.CodeNotApproved},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			before := fx.governance(t)
 			_, err := fx.run(t, c.args...)
-			if err == nil || !strings.Contains(err.Error(), c.want) {
+			switch {
+			case c.code != "":
+				if !nodeapi.IsCode(err, nodeapi.CodeRejected) || nodeapi.TxCode(err) != string(c.code) {
+					t.Fatalf("got %v (tx code %q), want a rejection with code %q", err, nodeapi.TxCode(err), c.code)
+				}
+			case err == nil || !strings.Contains(err.Error(), c.want):
 				t.Fatalf("got %v, want an error containing %q", err, c.want)
 			}
 			after := fx.governance(t)
@@ -468,7 +478,7 @@ func TestReleaseCommandWithoutEffect(t *testing.T) {
 		t.Fatalf("first approval: %v", err1)
 	}
 	var ee *ExitError
-	if !errors.As(err, &ee) || ee.Code != 1 || !strings.Contains(err.Error(), "with no effect: duplicate approval") {
+	if !errors.As(err, &ee) || ee.Code != 1 || !errors.Is(err, nodeapi.ErrNoEffect) {
 		t.Fatalf("second approval: %v", err)
 	}
 	if g := fx.governance(t); len(g.Releases[0].Approvers) != 2 || !g.Releases[0].Approved() {
@@ -498,4 +508,46 @@ func TestVoteCommittedAfterTimeout(t *testing.T) {
 	if _, ok := fx.governance(t).Release("3.0.0"); ok {
 		t.Fatal("the stalled proposal is on chain")
 	}
+}
+
+// TestEveryVoteConfirmedAfterTimeout: every governance command whose
+// submission is answered with a timeout after its transaction was
+// committed looks it up and succeeds (exit 0), and the chain holds its
+// effect.
+func TestEveryVoteConfirmedAfterTimeout(t *testing.T) {
+	fx := newGovFixture(t)
+	fx.node.answerLate(1000)
+	fx.mustRun(t, "propose", fx.releases["2.0.0"], "--key", "nog-1")
+	fx.mustRun(t, "approve", "2.0.0", "--key", "nog-2")
+	hs := fmt.Sprint(fx.governance(t).Height + ledger.MinScheduleLead + 5)
+	fx.mustRun(t, "schedule", "2.0.0", "--height", hs, "--key", "nog-1")
+	out := fx.mustRun(t, "schedule", "2.0.0", "--height", hs, "--key", "nog-3")
+	wantContains(t, out, "SCHEDULED at height "+hs)
+	fx.mustRun(t, "abort", "2.0.0", "--reason", "late answers", "--key", "nog-2")
+	out = fx.mustRun(t, "abort", "2.0.0", "--reason", "late answers", "--key", "nog-1")
+	wantContains(t, out, "ABORTED")
+	fx.mustRun(t, "propose", fx.releases["3.0.0"], "--key", "nog-2")
+	fx.mustRun(t, "approve", "3.0.0", "--key", "nog-3")
+	fx.mustRun(t, "approve-rollback", "--from", "3.0.0", "--to", "2.0.0", "--key", "nog-1")
+	fx.mustRun(t, "approve-rollback", "--from", "3.0.0", "--to", "2.0.0", "--key", "nog-2")
+	g := fx.governance(t)
+	if len(g.Approved) != 2 || len(g.Aborts) != 1 || g.Schedule != nil || !g.RollbackAllowed("3.0.0", "2.0.0") {
+		t.Fatalf("after late answers: %d approved, %d aborts, schedule %+v, rollbacks %+v", len(g.Approved), len(g.Aborts), g.Schedule, g.Rollbacks)
+	}
+}
+
+// TestReleaseDowngradeRefused: on a chain whose genesis names the running
+// release, proposing it again is rejected by the ledger with code
+// downgrade (exit 1), and 'release list' shows the running release.
+func TestReleaseDowngradeRefused(t *testing.T) {
+	fx := newGovFixture(t, func(g *ledger.Genesis) { g.Release = "2.0.0" })
+	_, err := fx.run(t, "propose", fx.releases["2.0.0"], "--key", "nog-1")
+	if !nodeapi.IsCode(err, nodeapi.CodeRejected) || nodeapi.TxCode(err) != string(ledger.CodeDowngrade) || exitCode(err) != 1 {
+		t.Fatalf("propose the running release: %v (tx code %q, exit %d)", err, nodeapi.TxCode(err), exitCode(err))
+	}
+	fx.mustRun(t, "propose", fx.releases["3.0.0"], "--key", "nog-1")
+	if g := fx.governance(t); g.RunningRelease != "2.0.0" || len(g.Releases) != 1 {
+		t.Fatalf("running release %q, %d releases; want 2.0.0 and only 3.0.0 proposed", g.RunningRelease, len(g.Releases))
+	}
+	wantContains(t, fx.mustRun(t, "list"), "running release 2.0.0")
 }

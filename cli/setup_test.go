@@ -205,7 +205,14 @@ func tamperRequest(t *testing.T, raw []byte) []byte {
 	if i < 0 {
 		t.Fatal("platform id not in the request")
 	}
-	blk.Bytes[i] ^= 0x01
+	// Another printable character, so that the request still parses and
+	// only its signature fails ('a' ^ 1 would be '`', not printable in
+	// ASN.1's PrintableString).
+	if blk.Bytes[i] == '0' {
+		blk.Bytes[i] = '1'
+	} else {
+		blk.Bytes[i] = '0'
+	}
 	return pem.EncodeToMemory(blk)
 }
 
@@ -305,7 +312,7 @@ func TestGenesisCommands(t *testing.T) {
 	extraNOG := filepath.Join(dir, "nog-x.key")
 	extraHex := strings.TrimSpace(mustRun(t, "keys", "gen", "--out", extraNOG))
 	out := mustRun(t, "genesis", "init", "--draft", draft, "--chain-id", "orgnet", "--kmg-threshold", "2", "--nog-threshold", "3",
-		"--time", "2026-11-21T00:00:00Z", "--block-interval", "200ms", "--nog-key", extraNOG+".pub", "--account", user+"=500:user-1")
+		"--time", "2026-11-21T00:00:00Z", "--block-interval", "200ms", "--nog-key", extraNOG+".pub", "--account", user+"=500:user-1", "--release", "1.0.0")
 	if !strings.Contains(out, "chain orgnet, time 2026-11-21T00:00:00Z") {
 		t.Fatalf("genesis init: %q", out)
 	}
@@ -337,7 +344,7 @@ func TestGenesisCommands(t *testing.T) {
 	if h, _ := g.Hash(); h.String() != m[1] {
 		t.Fatalf("printed hash %s, file hashes %s", m[1], h)
 	}
-	if len(g.Nodes) != 3 || g.Nodes[0].Operator == "" || g.NOG.Keys[3] != extraHex || len(g.Accounts) != 4 || g.Accounts[3].Label != "user-1" || time.Duration(g.Params.BlockInterval) != 200*time.Millisecond {
+	if len(g.Nodes) != 3 || g.Nodes[0].Operator == "" || g.NOG.Keys[3] != extraHex || len(g.Accounts) != 4 || g.Accounts[3].Label != "user-1" || time.Duration(g.Params.BlockInterval) != 200*time.Millisecond || g.Release != "1.0.0" {
 		t.Fatalf("genesis %+v", g)
 	}
 	failRun(t, "already exists", "genesis", "finalize", "--draft", draft, "--out", gpath)
@@ -367,6 +374,7 @@ func TestGenesisCommands(t *testing.T) {
 		{"init bad chain id", []string{"genesis", "init", "--draft", filepath.Join(dir, "d2"), "--chain-id", "Org Net", "--kmg-threshold", "1", "--nog-threshold", "1"}, "may only contain"},
 		{"init bad time", []string{"genesis", "init", "--draft", filepath.Join(dir, "d2"), "--chain-id", "x", "--kmg-threshold", "1", "--nog-threshold", "1", "--time", "tomorrow"}, "--time"},
 		{"init bad account", []string{"genesis", "init", "--draft", filepath.Join(dir, "d2"), "--chain-id", "x", "--kmg-threshold", "1", "--nog-threshold", "1", "--account", "abc"}, "ADDRESS=BALANCE"},
+		{"init bad release", []string{"genesis", "init", "--draft", filepath.Join(dir, "d2"), "--chain-id", "x", "--kmg-threshold", "1", "--nog-threshold", "1", "--release", "v1"}, "release"},
 		{"init bad key", []string{"genesis", "init", "--draft", filepath.Join(dir, "d2"), "--chain-id", "x", "--kmg-threshold", "1", "--nog-threshold", "1", "--kmg-key", "nokey"}, "--kmg-key"},
 		{"add to a missing draft", []string{"genesis", "add", "--draft", filepath.Join(dir, "none.json"), bundles[0]}, "no such file"},
 		{"add a non-bundle", []string{"genesis", "add", "--draft", draft, gpath}, "malformed"},

@@ -116,6 +116,13 @@ resumes or rolls back.`,
 				fmt.Fprintf(w, "NODE NOT STARTED (%s since %s): %s\n  the agent verifies the binary before every start; install the signed release's binary, or roll back or upgrade\n",
 					r.Cause, r.Since.Format(time.RFC3339), r.Error)
 			}
+			if a := st.AgentUpgrade; a != nil {
+				fmt.Fprintf(w, "agent self-upgrade %s: %s -> %s (release %s) %s", a.ID, a.From.MREnclave.Short(), a.To.MREnclave.Short(), a.To.Version, a.Phase)
+				if a.Error != "" {
+					fmt.Fprintf(w, " (attempt %d: %s; retry at %s)", a.Attempts, a.Error, a.RetryAt.Format(time.RFC3339))
+				}
+				fmt.Fprintln(w)
+			}
 			if st.Upgrade != nil {
 				return writeUpgradeRecord(w, st.Upgrade)
 			}

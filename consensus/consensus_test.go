@@ -98,6 +98,10 @@ type cluster struct {
 	// authorize, if set, is every node's authorizer.
 	authorize func(self, id uint64, key ed25519.PublicKey, purpose Purpose) error
 	compact   uint64
+	// tick is every node's raft tick (default 20ms); campaignFirst, if
+	// set, is the node started with Config.CampaignFirst.
+	tick          time.Duration
+	campaignFirst uint64
 }
 
 // freeAddrs returns n distinct free loopback addresses: every port stays
@@ -134,10 +138,26 @@ func newCluster(t *testing.T, n int) *cluster {
 		t.Fatal(err)
 	}
 	c := &cluster{t: t, platform: p, addrs: map[uint64]string{}, nodes: map[uint64]*testNode{}}
+	t.Cleanup(c.dumpLogsOnFailure)
 	for i, a := range freeAddrs(t, n) {
 		c.addrs[uint64(i+1)] = a
 	}
 	return c
+}
+
+// dumpLogsOnFailure prints the last lines of every node's log when the
+// test failed, so that a failure seen once in CI can be diagnosed.
+func (c *cluster) dumpLogsOnFailure() {
+	if !c.t.Failed() {
+		return
+	}
+	for id, n := range c.nodes {
+		lines := strings.Split(n.logs.String(), "\n")
+		if len(lines) > 60 {
+			lines = lines[len(lines)-60:]
+		}
+		c.t.Logf("node %d log (last %d lines):\n%s", id, len(lines), strings.Join(lines, "\n"))
+	}
 }
 
 func (c *cluster) members() []uint64 {
@@ -277,9 +297,14 @@ func (n *testNode) runOnce(ctx context.Context, started func(error)) error {
 	if compact == 0 {
 		compact = 1 << 20
 	}
+	tick := n.c.tick
+	if tick == 0 {
+		tick = 20 * time.Millisecond
+	}
 	r, err = Start(Config{
 		ID: n.id, Members: n.c.members(), DB: db, Applied: applied, ConfState: conf, Transport: tr, Logger: logger,
-		TickInterval: 20 * time.Millisecond, Machine: (*testMachine)(n), CompactEvery: compact, CompactKeep: compact / 4,
+		TickInterval: tick, Machine: (*testMachine)(n), CompactEvery: compact, CompactKeep: compact / 4,
+		CampaignFirst: n.c.campaignFirst == n.id,
 	})
 	if err != nil {
 		started(err)
@@ -897,4 +922,30 @@ func TestReauthorizeDropsRevokedPeer(t *testing.T) {
 		}
 	}
 	c.requireLog("no longer authorised", 1, 2)
+}
+
+// TestCampaignFirstElectsAtOnce: the node started with CampaignFirst
+// campaigns as soon as it is connected to a quorum, so it wins the first
+// election while the others would still wait out an election timeout
+// (ticks of 400 ms here: none of them campaigns for at least 4 s).
+func TestCampaignFirstElectsAtOnce(t *testing.T) {
+	c := newCluster(t, 3)
+	c.tick = 400 * time.Millisecond
+	c.campaignFirst = 3
+	m := measurement(1)
+	for id := uint64(1); id <= 3; id++ {
+		c.start(id, m, "")
+	}
+	var l *testNode
+	waitFor(t, "a leader", func() bool { l = c.leader(); return l != nil })
+	if l.id != 3 || l.rf().Term() != 2 {
+		t.Fatalf("first leader %d at term %d, want node 3 at term 2", l.id, l.rf().Term())
+	}
+	c.requireLog("campaigning at once", 3)
+	for _, id := range []uint64{1, 2} {
+		if strings.Contains(c.nodes[id].logs.String(), "became pre-candidate") {
+			t.Errorf("node %d campaigned too", id)
+		}
+	}
+	c.commitAll("a", 3, 1, 2, 3)
 }

@@ -80,6 +80,13 @@ type Config struct {
 	// state snapshot.
 	CompactEvery uint64
 	CompactKeep  uint64
+	// CampaignFirst makes this node campaign as soon as it is connected to
+	// a quorum of voters, once, instead of waiting for an election timeout.
+	// A network that starts all at once (a flag day's new nodes) sets it
+	// on one node, chosen the same way by all, so the first election takes
+	// a round trip rather than one to two election timeouts. Campaigning
+	// is always safe in raft; on the wrong node it only costs an election.
+	CampaignFirst bool
 	// Logger receives structured logs.
 	Logger *slog.Logger
 }
@@ -110,10 +117,10 @@ type Raft struct {
 	confMu sync.Mutex
 	conf   *pb.ConfState
 
-	// amnesiaTerm is, per follower, the term in which this leader last
-	// handed leadership away because the follower lost state.
-	amnesiaMu   sync.Mutex
-	amnesiaTerm map[uint64]uint64
+	// amnesia is, per follower, when (term and time) this leader last
+	// acted on the follower's loss of acknowledged entries.
+	amnesiaMu sync.Mutex
+	amnesia   map[uint64]amnesiaAttempt
 }
 
 // Start opens raft storage and starts the node.
@@ -139,7 +146,7 @@ func Start(cfg Config) (*Raft, error) {
 	}
 	rc := &raft.Config{
 		ID:                        cfg.ID,
-		ElectionTick:              10,
+		ElectionTick:              electionTicks,
 		HeartbeatTick:             1,
 		Storage:                   st.Storage(),
 		Applied:                   cfg.Applied,
@@ -157,7 +164,7 @@ func Start(cfg Config) (*Raft, error) {
 		return nil, err
 	}
 	r := &Raft{cfg: cfg, log: cfg.Logger.With("component", "consensus"), storage: st, stopped: make(chan struct{}),
-		amnesiaTerm: make(map[uint64]uint64), conf: cfg.ConfState}
+		amnesia: make(map[uint64]amnesiaAttempt), conf: cfg.ConfState}
 	isGenesisMember := false
 	for _, id := range cfg.Members {
 		isGenesisMember = isGenesisMember || id == cfg.ID
@@ -192,19 +199,24 @@ func Start(cfg Config) (*Raft, error) {
 
 // soleVoter reports whether this node is the only voter it knows of.
 func (r *Raft) soleVoter() bool {
-	cs := r.cfg.ConfState
-	if cs == nil {
-		_, c, err := r.storage.Storage().InitialState()
-		if err != nil {
-			return false
-		}
-		cs = c
-	}
-	v := cs.GetVoters()
+	v := r.knownVoters()
 	if len(v) == 0 && len(r.cfg.Members) == 1 && r.cfg.Members[0] == r.cfg.ID && r.storage.Empty() {
 		return true // bootstrapping a one-node genesis
 	}
 	return len(v) == 1 && v[0] == r.cfg.ID
+}
+
+// knownVoters returns the voters raft applied last, or what the raft
+// storage recorded before anything was applied.
+func (r *Raft) knownVoters() []uint64 {
+	if cs := r.ConfState(); cs != nil {
+		return cs.GetVoters()
+	}
+	_, cs, err := r.storage.Storage().InitialState()
+	if err != nil {
+		return nil
+	}
+	return cs.GetVoters()
 }
 
 // Boot returns this process's boot info.
@@ -389,12 +401,19 @@ func (r *Raft) Run(ctx context.Context) error {
 			r.log.Debug("campaign", "err", err)
 		}
 	}
+	firstCampaign := campaignFirst{pending: r.cfg.CampaignFirst}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-ticker.C:
 			r.node.Tick()
+			if firstCampaign.due(r) {
+				r.log.Info("campaigning at once: connected to a quorum of voters at start")
+				if err := r.node.Campaign(ctx); err != nil {
+					r.log.Debug("campaign", "err", err)
+				}
+			}
 		case rd := <-r.node.Ready():
 			if err := r.handleReady(rd); err != nil {
 				if errors.Is(err, ErrInstallSnapshot) {
@@ -647,6 +666,62 @@ func (r *Raft) TransferLeadershipTo(ctx context.Context, to uint64, reason strin
 	r.node.TransferLeadership(ctx, r.cfg.ID, to)
 }
 
+// campaignFirst is Config.CampaignFirst's progress: it campaigns at most
+// once, within the first election timeout, while no leader is known.
+type campaignFirst struct {
+	pending bool
+	ticks   int
+}
+
+// due reports, once per tick, whether to campaign now.
+func (c *campaignFirst) due(r *Raft) bool {
+	if !c.pending {
+		return false
+	}
+	c.ticks++
+	if c.ticks > electionTicks || r.Leader() != 0 {
+		c.pending = false
+		return false
+	}
+	if !r.quorumConnected() {
+		return false
+	}
+	c.pending = false
+	return true
+}
+
+// quorumConnected reports whether this node and the voters it has a raft
+// connection to are a quorum.
+func (r *Raft) quorumConnected() bool {
+	voters := r.knownVoters()
+	if len(voters) == 0 {
+		return false
+	}
+	connected := map[uint64]bool{r.cfg.ID: true}
+	for _, p := range r.cfg.Transport.Peers() {
+		if p.Connected {
+			connected[p.ID] = true
+		}
+	}
+	n := 0
+	for _, v := range voters {
+		if connected[v] {
+			n++
+		}
+	}
+	return n > len(voters)/2
+}
+
+// electionTicks is raft's election timeout in ticks.
+const electionTicks = 10
+
+// amnesiaAttempt records when a leader acted on a follower that lost
+// acknowledged entries.
+type amnesiaAttempt struct {
+	term uint64
+	at   time.Time
+}
+
 // checkRejection, on the leader, looks at a follower's rejection of an
 // append before raft sees it. A follower rejects an append at an index at
 // or below what it acknowledged before only if it lost entries it had
@@ -671,12 +746,17 @@ func (r *Raft) checkRejection(m *pb.Message) {
 	if m.GetIndex() > match || match == 0 {
 		return
 	}
+	// Raft aborts a leadership transfer that did not complete within an
+	// election timeout and the leader then stays in the same term, so a
+	// follower still rejecting after that is handled again.
+	retry := 2 * electionTicks * r.cfg.TickInterval // two election timeouts
+	now := time.Now()
 	r.amnesiaMu.Lock()
-	if r.amnesiaTerm[from] == m.GetTerm() {
+	if last, ok := r.amnesia[from]; ok && last.term == m.GetTerm() && now.Sub(last.at) < retry {
 		r.amnesiaMu.Unlock()
-		return // already handled in this term
+		return // already being handled in this term
 	}
-	r.amnesiaTerm[from] = m.GetTerm()
+	r.amnesia[from] = amnesiaAttempt{term: m.GetTerm(), at: now}
 	r.amnesiaMu.Unlock()
 	r.log.Warn("follower lost entries it had acknowledged (its state was wiped or restored from an older copy)",
 		"peer", from, "acknowledged", match, "rejected_at", m.GetIndex())

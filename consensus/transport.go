@@ -784,15 +784,23 @@ func (t *Transport) sendLoop(ctx context.Context, id uint64, p *peer) {
 	}()
 	status := time.NewTicker(statusInterval)
 	defer status.Stop()
+	// The first connection is made at once, not at the first message: a
+	// network starting all at once (a flag day) can then elect a leader
+	// as soon as a quorum is up (Config.CampaignFirst).
+	connectNow := true
 	for {
 		var m *pb.Message
-		select {
-		case <-ctx.Done():
-			return
-		case m = <-p.queue:
-		case <-status.C:
-			if t.cfg.Status == nil {
-				continue
+		if connectNow {
+			connectNow = false
+		} else {
+			select {
+			case <-ctx.Done():
+				return
+			case m = <-p.queue:
+			case <-status.C:
+				if t.cfg.Status == nil {
+					continue
+				}
 			}
 		}
 		if conn == nil {
@@ -838,10 +846,13 @@ func (t *Transport) sendLoop(ctx context.Context, id uint64, p *peer) {
 			t.log.Info("connected to peer", "id", id, "mrenclave", peer.Identity.UniqueID.Short())
 		}
 		var err error
-		if m != nil {
+		switch {
+		case m != nil:
 			err = t.writeBatch(conn, w, m, p.queue)
-		} else {
+		case t.cfg.Status != nil:
 			err = t.writeStatus(conn, w)
+		default:
+			continue // connected at start, nothing to say yet
 		}
 		if err == nil {
 			t.updatePeer(id, func(p *PeerInfo) { p.LastSent = time.Now() })

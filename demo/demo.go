@@ -380,8 +380,15 @@ func Approve(ctx context.Context, net *devnet.Network, releaseFile string) error
 		if err != nil {
 			return err
 		}
-		if _, err := a.Submit(ctx, tx.Encode()); err != nil {
-			return err
+		// A vote whose wait for its block timed out may still be
+		// committed: look it up before failing; one committed without
+		// effect is a failure too.
+		rec, err := nodeapi.SubmitAndConfirm(ctx, a, tx.Encode(), tx.ID().String(), 30*time.Second)
+		if err != nil {
+			return fmt.Errorf("%s by nog-%d: %w", step.kind, i+1, err)
+		}
+		if ledger.Code(rec.Code) == ledger.CodeNoEffect {
+			return fmt.Errorf("%s by nog-%d: tx %s at height %d: %w", step.kind, i+1, rec.TxID, rec.Height, nodeapi.ErrNoEffect)
 		}
 	}
 	return nil

@@ -181,6 +181,9 @@ func voteMember(ctx context.Context, n *Network, kind ledger.TxKind, payload []b
 		if err != nil {
 			return ids, fmt.Errorf("vote of nog-%d: %w", i, err)
 		}
+		if ledger.Code(rec.Code) == ledger.CodeNoEffect {
+			return ids, fmt.Errorf("vote of nog-%d: tx %s at height %d: %w", i, rec.TxID, rec.Height, nodeapi.ErrNoEffect)
+		}
 		ids = append(ids, rec.TxID)
 	}
 	return ids, nil

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/teeup/teeup/internal/netns"
@@ -102,6 +103,13 @@ func startProgram(n *Network, h *Host, prog string, args []string, log string) (
 // teeup-distribute) gracefully, then forcibly after grace.
 func StopProcess(ctx context.Context, h *Host, prog string, grace time.Duration) error {
 	return proc.StopFromFile(ctx, pidFile(h, prog), prog, grace)
+}
+
+// DetachAgent stops a host's agent with SIGUSR2, which leaves its node
+// and distribution running (a restarted agent adopts them); SIGKILL after
+// grace.
+func DetachAgent(ctx context.Context, h *Host, grace time.Duration) error {
+	return proc.StopFromFileWith(ctx, pidFile(h, AgentBin), AgentBin, syscall.SIGUSR2, grace)
 }
 
 // ProcessAlive reports whether a host's program runs, and its pid.

@@ -157,6 +157,9 @@ func Up(ctx context.Context, opts UpOptions) (*Network, error) {
 		NOG:     release.Group{Keys: keys["nog"], Threshold: NOGQuorum},
 		Params:  ledger.Params{BlockInterval: ledger.Duration(opts.BlockInterval)},
 	}
+	if release.ValidateVersion(rel.Version) == nil {
+		g.Release = rel.Version // the chain refuses downgrades below it
+	}
 	for i, h := range n.Hosts {
 		// Node N is operated by the holder of operator-N: that key may
 		// re-key the node (teeup member rekey).

@@ -120,45 +120,46 @@ func TestBadTransactionsAreRejected(t *testing.T) {
 		name string
 		tx   func(next uint64, balance uint64) []byte
 		code string
-		want string
+		// txCode is the ledger's code of a rejection (code rejected).
+		txCode ledger.Code
 	}{
 		{"bad signature", func(next, _ uint64) []byte {
 			tx := ledger.NewPayment(chain, payer, to, 5, next)
 			tx.Sig[10] ^= 0x01
 			return tx.Encode()
-		}, nodeapi.CodeRejected, "bad signature"},
+		}, nodeapi.CodeRejected, ledger.CodeBadSignature},
 		{"overdraft", func(next, balance uint64) []byte {
 			return ledger.NewPayment(chain, payer, to, balance+1, next).Encode()
-		}, nodeapi.CodeRejected, "insufficient funds"},
+		}, nodeapi.CodeRejected, ledger.CodeInsufficientFunds},
 		{"replayed nonce", func(_, _ uint64) []byte {
 			return ledger.NewPayment(chain, payer, to, 2, used).Encode()
-		}, nodeapi.CodeRejected, "bad nonce"},
+		}, nodeapi.CodeRejected, ledger.CodeBadNonce},
 		{"future nonce", func(next, _ uint64) []byte {
 			return ledger.NewPayment(chain, payer, to, 2, next+5).Encode()
-		}, nodeapi.CodeRejected, "bad nonce"},
+		}, nodeapi.CodeRejected, ledger.CodeBadNonce},
 		{"wrong chain id", func(next, _ uint64) []byte {
 			return ledger.NewPayment(chain+"-other", payer, to, 5, next).Encode()
-		}, nodeapi.CodeRejected, "wrong chain id"},
+		}, nodeapi.CodeRejected, ledger.CodeWrongChain},
 		{"zero amount", func(next, _ uint64) []byte {
 			return ledger.NewPayment(chain, payer, to, 0, next).Encode()
-		}, nodeapi.CodeRejected, "zero amount"},
+		}, nodeapi.CodeRejected, ledger.CodeMalformed},
 		{"unknown kind", func(next, _ uint64) []byte {
 			tx := &ledger.Tx{ChainID: chain, Kind: 99, Nonce: next, Payload: ledger.EncodePayment(ledger.Payment{To: to, Amount: 5})}
 			if err := tx.Sign(payer); err != nil {
 				t.Fatal(err)
 			}
 			return tx.Encode()
-		}, nodeapi.CodeRejected, "unknown tx kind"},
-		{"malformed bytes", func(_, _ uint64) []byte { return garbage }, nodeapi.CodeBadRequest, "malformed transaction"},
-		{"empty", func(_, _ uint64) []byte { return nil }, nodeapi.CodeBadRequest, "malformed transaction"},
+		}, nodeapi.CodeRejected, ledger.CodeMalformed},
+		{"malformed bytes", func(_, _ uint64) []byte { return garbage }, nodeapi.CodeBadRequest, ""},
+		{"empty", func(_, _ uint64) []byte { return nil }, nodeapi.CodeBadRequest, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := tn.balances(ctx, 1, []ledger.Address{from, to})
 			raw := tt.tx(before[from].Nonce+1, before[from].Balance)
 			_, err := tn.clients[0].Submit(ctx, raw)
-			if !nodeapi.IsCode(err, tt.code) || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("submit: %v, want code %s and %q", err, tt.code, tt.want)
+			if !nodeapi.IsCode(err, tt.code) || nodeapi.TxCode(err) != string(tt.txCode) {
+				t.Fatalf("submit: %v (tx code %q), want code %s and tx code %q", err, nodeapi.TxCode(err), tt.code, tt.txCode)
 			}
 			if tx, derr := ledger.DecodeTx(raw); derr == nil {
 				st, err := tn.txStatus(ctx, 1, tx.ID())

@@ -340,10 +340,10 @@ func (hn *handoverNet) startAgent(ctx context.Context) {
 	})
 }
 
-// stopAgent stops the host's agent (the node runs on).
+// stopAgent stops the host's agent with SIGUSR2 (the node runs on).
 func (hn *handoverNet) stopAgent(ctx context.Context) {
 	hn.t.Helper()
-	if err := devnet.StopProcess(ctx, hn.host, devnet.AgentBin, 10*time.Second); err != nil {
+	if err := devnet.DetachAgent(ctx, hn.host, 10*time.Second); err != nil {
 		hn.t.Fatal(err)
 	}
 }
@@ -561,6 +561,17 @@ func (hn *handoverNet) checkProcesses(inst agentapi.Installation) {
 	}
 	if z := zombieChildren(agents[0], devnet.NodeBin); len(z) > 0 {
 		hn.t.Fatalf("the agent left zombie node processes %v", z)
+	}
+	if inst.DistributeBinary != "" && !hn.net.NoDistribute {
+		// Distribution follows the installed release's binary.
+		eventually(hn.t, 20*time.Second, "distribution runs "+inst.DistributeBinary, func() (bool, string) {
+			pid, ok := devnet.ProcessAlive(hn.host, devnet.DistributeBin)
+			if !ok {
+				return false, "distribution not running"
+			}
+			exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+			return exe == inst.DistributeBinary, "it runs " + exe
+		})
 	}
 }
 

@@ -389,7 +389,14 @@ func (c *Coordinator) submitGovernance(ctx context.Context, a *nodeapi.AdminClie
 	}
 	// A vote whose wait for its block timed out may still be committed:
 	// the chain says, not the timeout.
-	return nodeapi.SubmitAndConfirm(ctx, a, tx.Encode(), tx.ID().String(), voteConfirmWait)
+	rec, err := nodeapi.SubmitAndConfirm(ctx, a, tx.Encode(), tx.ID().String(), voteConfirmWait)
+	if err != nil {
+		return nil, err
+	}
+	if ledger.Code(rec.Code) == ledger.CodeNoEffect {
+		return rec, fmt.Errorf("%s tx %s at height %d: %w", kind, rec.TxID, rec.Height, nodeapi.ErrNoEffect)
+	}
+	return rec, nil
 }
 
 // voteConfirmWait is how long a vote whose submission ended without the

@@ -121,6 +121,11 @@ type PlanReport struct {
 	Nodes     []PlanNode
 	Schedule  string
 	Approvals string
+	// Running is the release the chain runs ("" if it names none).
+	Running string
+	// Blocker says why the preflight would refuse the flag day on the
+	// chain's governance state alone (a downgrade), "" if nothing does.
+	Blocker string
 }
 
 // PlanStep is one step with the checks it makes.
@@ -145,7 +150,7 @@ type PlanNode struct {
 
 // stepChecks explains what each step does and verifies.
 var stepChecks = map[string]string{
-	StepPreflight:    "release approved on chain with KMG signatures; its node MRENCLAVE differs from the running one; every node healthy on one version; every agent staged and verified the binary",
+	StepPreflight:    "release approved on chain with KMG signatures and newer than the release the chain runs (or an approved rollback allows it); its node MRENCLAVE differs from the running one; every node healthy on one version; every agent staged and verified the binary",
 	StepSchedule:     "NOG quorum votes schedule version V at height H on chain (H ≥ head + lead); the schedule is in force",
 	StepCloseIngress: "every node refuses new client requests (scheduled: nodes close ingress themselves before H; manual: closed now)",
 	StepHalt:         "no transaction pending; every node stands at exactly H, halted, with the same block hash (manual: a network-wide halt at H is committed)",
@@ -200,6 +205,10 @@ func Plan(ctx context.Context, opt Options) (*PlanReport, error) {
 		if g.Schedule != nil {
 			p.Schedule = fmt.Sprintf("%s at height %d", g.Schedule.Version, g.Schedule.ActivationHeight)
 		}
+		p.Running = g.RunningRelease
+		if err := checkNotDowngrade(g, opt.Version); err != nil {
+			p.Blocker = err.Error()
+		}
 	}
 	if len(unreachable) > 0 {
 		return p, fmt.Errorf("%w: %w", ErrUnreachable, errors.Join(unreachable...))
@@ -210,6 +219,12 @@ func Plan(ctx context.Context, opt Options) (*PlanReport, error) {
 // PrintPlan writes a plan for humans.
 func PrintPlan(w io.Writer, p *PlanReport) {
 	fmt.Fprintf(w, "flag day plan: upgrade to %s (%s mode)\n  release: %s\n", p.Version, p.Mode, p.Approvals)
+	if p.Running != "" {
+		fmt.Fprintf(w, "  running on chain: %s\n", p.Running)
+	}
+	if p.Blocker != "" {
+		fmt.Fprintf(w, "  BLOCKED: %s\n", p.Blocker)
+	}
 	if p.Schedule != "" {
 		fmt.Fprintf(w, "  scheduled on chain: %s\n", p.Schedule)
 	}

@@ -18,11 +18,13 @@ import (
 	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/ledger"
 	"github.com/teeup/teeup/nodeapi"
+	"github.com/teeup/teeup/release"
 	"github.com/teeup/teeup/snapshot"
 )
 
 // preflight checks the release and the network before anything changes:
-// the release is approved on chain, differs in node MRENCLAVE from the
+// the release is approved on chain, is not a downgrade from the release
+// the chain runs (ErrDowngrade), differs in node MRENCLAVE from the
 // running one (otherwise no flag day is needed), every node is healthy on
 // the same version, and every agent has the release staged and verified.
 func (c *Coordinator) preflight(ctx context.Context) (string, error) {
@@ -33,6 +35,9 @@ func (c *Coordinator) preflight(ctx context.Context) (string, error) {
 	}
 	g, err := c.governance(ctx)
 	if err != nil {
+		return "", err
+	}
+	if err := checkNotDowngrade(g, rec.Version); err != nil {
 		return "", err
 	}
 	sr, _, err := releaseOf(g, rec.Version)
@@ -88,6 +93,41 @@ func (c *Coordinator) preflight(ctx context.Context) (string, error) {
 	_ = c.j.update(func(r *Record) { r.FromMREnclave, r.ToMREnclave, r.FromVersion = from, to, fromVersion })
 	return fmt.Sprintf("release %s approved (node MRENCLAVE %s -> %s); %d nodes healthy on %s; staged and verified on every host",
 		rec.Version, from.Short(), to.Short(), len(sts), fromVersion), nil
+}
+
+// ErrDowngrade is wrapped by the preflight's error (and named by a plan)
+// when the flag day's release is not newer than the release the chain
+// runs and no approved rollback allows it: the chain refuses to schedule
+// it (ledger code downgrade) and agents refuse to hand keys to it.
+var ErrDowngrade = errors.New("downgrade")
+
+// checkNotDowngrade refuses a flag day to version unless it is newer than
+// the chain's running release, or an approved rollback record allows
+// exactly it (the ledger's rule for schedules).
+func checkNotDowngrade(g *nodeapi.Governance, version string) error {
+	cur := g.RunningRelease
+	if cur == "" {
+		return nil // the genesis names no release and no upgrade took effect yet
+	}
+	c, err := release.CompareVersions(version, cur)
+	if err != nil {
+		return fmt.Errorf("compare release %s with the running release %s: %w", version, cur, err)
+	}
+	if c > 0 {
+		return nil
+	}
+	for _, rb := range g.Rollbacks {
+		if rb.To == version {
+			return nil
+		}
+	}
+	rel := "older than"
+	if c == 0 {
+		rel = "the same as"
+	}
+	return fmt.Errorf("%w: release %s is %s the release the network runs (%s): the chain refuses to schedule it and agents refuse to hand keys to it; "+
+		"to go back, a Node Operators Group quorum must first approve the rollback: teeup release approve-rollback --from %s --to %s",
+		ErrDowngrade, version, rel, cur, cur, version)
 }
 
 // schedule votes the upgrade on chain with the coordinator's Node

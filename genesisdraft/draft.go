@@ -32,6 +32,9 @@ type Draft struct {
 	NOG Group `json:"nog"`
 	// Accounts are initial balances besides the operator test accounts.
 	Accounts []ledger.GenesisAccount `json:"accounts,omitempty"`
+	// Release is the version of the release the network starts with
+	// (ledger.Genesis.Release), optional.
+	Release string `json:"release,omitempty"`
 	// Bundles are the hosts' bundles, in the order they were added.
 	Bundles []Bundle `json:"bundles"`
 }
@@ -56,6 +59,9 @@ type Options struct {
 	ExtraNOGKeys []string
 	// Accounts are initial balances besides the operator test accounts.
 	Accounts []ledger.GenesisAccount
+	// Release is the version the network starts with ("": none named, no
+	// downgrade floor until the first upgrade).
+	Release string
 }
 
 // New starts a draft: it checks the chain id, time, parameters, thresholds
@@ -74,6 +80,7 @@ func New(opts Options) (*Draft, error) {
 		KMG:      Group{Threshold: opts.KMGThreshold, Keys: slices.Clone(opts.ExtraKMGKeys)},
 		NOG:      Group{Threshold: opts.NOGThreshold, Keys: slices.Clone(opts.ExtraNOGKeys)},
 		Accounts: slices.Clone(opts.Accounts),
+		Release:  opts.Release,
 		Bundles:  []Bundle{},
 	}
 	if !opts.Time.IsZero() {
@@ -98,6 +105,11 @@ func (d *Draft) checkHead() error {
 	}
 	if err := d.Params.Validate(); err != nil {
 		return fmt.Errorf("%w: params: %w", ErrMalformed, err)
+	}
+	if d.Release != "" {
+		if err := release.ValidateVersion(d.Release); err != nil {
+			return fmt.Errorf("%w: release: %w", ErrMalformed, err)
+		}
 	}
 	for _, g := range []struct {
 		name string
@@ -243,6 +255,7 @@ func (d *Draft) Genesis() (*ledger.Genesis, error) {
 		Params:  d.Params,
 		KMG:     release.Group{Threshold: d.KMG.Threshold},
 		NOG:     release.Group{Threshold: d.NOG.Threshold},
+		Release: d.Release,
 	}
 	for _, b := range bs {
 		g.Nodes = append(g.Nodes, b.Node)

@@ -127,7 +127,7 @@ func TestDraftFinalize(t *testing.T) {
 func TestDraftExtras(t *testing.T) {
 	d, err := New(Options{ChainID: "orgnet", Time: draftTime, KMGThreshold: 2, NOGThreshold: 1,
 		ExtraKMGKeys: []string{key(900)}, ExtraNOGKeys: []string{key(901)},
-		Accounts: []ledger.GenesisAccount{{Address: addr(902), Balance: 5, Label: "user"}}})
+		Accounts: []ledger.GenesisAccount{{Address: addr(902), Balance: 5, Label: "user"}}, Release: "1.4.0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,6 +155,9 @@ func TestDraftExtras(t *testing.T) {
 	if len(g.Accounts) != 3 || g.Accounts[2].Address != addr(902) {
 		t.Fatalf("accounts %+v", g.Accounts)
 	}
+	if g.Release != "1.4.0" {
+		t.Fatalf("genesis release %q, want the draft's 1.4.0", g.Release)
+	}
 	// An extra key may not reappear in a bundle.
 	clash := bundle(3)
 	clash.NOGKey = key(900)
@@ -176,6 +179,7 @@ func TestNewDraftRejects(t *testing.T) {
 		{"kmg threshold 0", func(o *Options) { o.KMGThreshold = 0 }, "kmg threshold 0"},
 		{"nog threshold -1", func(o *Options) { o.NOGThreshold = -1 }, "nog threshold -1"},
 		{"bad params", func(o *Options) { o.Params.MaxPool = -1 }, "max_pool -1"},
+		{"bad release", func(o *Options) { o.Release = "v1.0" }, "release"},
 		{"bad extra kmg key", func(o *Options) { o.ExtraKMGKeys = []string{"beef"} }, "kmg key"},
 		{"upper-case extra nog key", func(o *Options) { o.ExtraNOGKeys = []string{strings.ToUpper(key(1))} }, "not lower-case hex"},
 		{"key in both groups", func(o *Options) { o.ExtraKMGKeys = []string{key(1)}; o.ExtraNOGKeys = []string{key(1)} }, "already in the draft"},

@@ -55,6 +55,15 @@ func NodePeer(m tee.Measurement, allowDebug bool) Peer {
 	return Peer{Role: release.RoleNode, MREnclave: m, AllowDebug: allowDebug}
 }
 
+// SuccessorPeer is an agent's rule for its own upgrade, on both sides of
+// it: the old agent hands its held state only to, and the new agent takes
+// it only from, an upgrade agent whose enclave ID the Key Management Group
+// signed with exactly measurement m (the other agent's, from the signed
+// release); a debug agent only when allowDebug.
+func SuccessorPeer(m tee.Measurement, allowDebug bool) Peer {
+	return Peer{Role: release.RoleAgent, MREnclave: m, AllowDebug: allowDebug}
+}
+
 // AcceptRequester is the rule as a ProviderConfig.AcceptRequester (the
 // protocol has already verified the requester's enclave ID).
 func (p Peer) AcceptRequester(role release.Role, id tee.Identity) error {

@@ -30,6 +30,11 @@ func TestPeerRules(t *testing.T) {
 		{"agent refuses an agent", NodePeer(m, false), release.RoleAgent, id(m, false), signed, ErrWrongRole},
 		{"agent refuses a debug node", NodePeer(m, false), release.RoleNode, id(m, true), nil, ErrDebugEnclave},
 		{"agent allowed debug nodes", NodePeer(m, true), release.RoleNode, id(m, true), nil, nil},
+		{"agent accepts its signed successor", SuccessorPeer(m, false), release.RoleAgent, id(m, false), signed, nil},
+		{"agent refuses another agent as successor", SuccessorPeer(m, false), release.RoleAgent, id(other, false), signed, ErrWrongEnclave},
+		{"agent refuses a node as successor", SuccessorPeer(m, false), release.RoleNode, id(m, false), nil, ErrWrongRole},
+		{"agent refuses a debug successor", SuccessorPeer(m, false), release.RoleAgent, id(m, true), signed, ErrDebugEnclave},
+		{"successor refuses an unsigned predecessor", SuccessorPeer(m, false), release.RoleAgent, id(m, false), nil, ErrNoEnclaveID},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

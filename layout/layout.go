@@ -133,6 +133,45 @@ func (d Agent) HeldKeysDir() string { return filepath.Join(string(d), "keys") }
 // HeldKeys is the key file the agent sealed for upgrade id.
 func (d Agent) HeldKeys(id string) string { return filepath.Join(d.HeldKeysDir(), id+sealedSuffix) }
 
+// ValidID reports whether id can name a file in an agent directory (an
+// upgrade or self-upgrade id): non-empty, no separator, not a dot name.
+func ValidID(id string) bool {
+	return id != "" && id[0] != '.' && !strings.ContainsAny(id, "/\x00")
+}
+
+// HeldKeysID parses the name of a file in HeldKeysDir: the upgrade id it
+// holds keys for, and whether the name is a held key file's.
+func HeldKeysID(name string) (string, bool) {
+	id, ok := strings.CutSuffix(name, sealedSuffix)
+	return id, ok && ValidID(id)
+}
+
+// Agents holds the agent binaries staged for self-upgrades, one
+// directory per release version.
+func (d Agent) Agents() string { return filepath.Join(string(d), "agents") }
+
+// AgentBinary is the staged teeup-agent of release version v; its
+// signature structure is SigStruct(AgentBinary(v)).
+func (d Agent) AgentBinary(v string) string {
+	return filepath.Join(d.Agents(), v, AgentProgram)
+}
+
+// SuccessorDir holds the state an agent handed to its successor.
+func (d Agent) SuccessorDir() string { return filepath.Join(string(d), "successor") }
+
+// SuccessorState is the held state handed over in self-upgrade id,
+// sealed to the new agent.
+func (d Agent) SuccessorState(id string) string {
+	return filepath.Join(d.SuccessorDir(), id+sealedSuffix)
+}
+
+// SuccessorSocket is where the old agent serves its held state to the new
+// agent during a self-upgrade.
+func (d Agent) SuccessorSocket() string { return filepath.Join(string(d), "successor.sock") }
+
+// SuccessorLog is the new agent's output while it runs in handover mode.
+func (d Agent) SuccessorLog() string { return filepath.Join(string(d), "successor.log") }
+
 // Snapshots holds the agent's ledger snapshots.
 func (d Agent) Snapshots() string { return filepath.Join(string(d), "snapshots") }
 

@@ -56,6 +56,12 @@ type Genesis struct {
 	// approves a release on chain.
 	NOG    release.Group `json:"nog"`
 	Params Params        `json:"params"`
+	// Release is the version of the release the network starts with,
+	// optional: proposals and schedules of versions that are not newer are
+	// refused as downgrades (see Store.RunningRelease). Omitted when empty,
+	// so a genesis without it hashes as before the field existed, and then
+	// there is no floor until the first upgrade takes effect.
+	Release string `json:"release,omitempty"`
 }
 
 // GenesisNode is a consensus node of the initial network.
@@ -184,7 +190,8 @@ func ParseGenesis(b []byte) (*Genesis, error) {
 // Validate checks the genesis: chain id of 1 to 64 characters [a-z0-9-];
 // a time; 1 to 7 nodes with distinct ids ≥ 1, distinct host:port
 // addresses and valid operator keys where given (GenesisNode.Validate); distinct accounts whose balances sum without overflow; valid
-// KMG and NOG groups with lower-case hex keys; parameters in range.
+// KMG and NOG groups with lower-case hex keys; parameters in range; a
+// release, when named, that is a valid version.
 func (g *Genesis) Validate() error {
 	if err := ValidateChainID(g.ChainID); err != nil {
 		return fmt.Errorf("invalid genesis: %w", err)
@@ -215,6 +222,11 @@ func (g *Genesis) Validate() error {
 	}
 	if err := g.Params.Validate(); err != nil {
 		return fmt.Errorf("invalid genesis: params: %w", err)
+	}
+	if g.Release != "" {
+		if err := release.ValidateVersion(g.Release); err != nil {
+			return fmt.Errorf("invalid genesis: release: %w", err)
+		}
 	}
 	return nil
 }

@@ -60,6 +60,7 @@ import (
 //	g/a/<n:8>          release sequence number of the n-th approved release
 //	g/x/<n:8>          abort record
 //	g/b/<n:8>          rollback record
+//	g/running          the running release, once an upgrade took effect (running.go)
 //
 // An empty g/ means no governance yet, so schema 1 and 2 databases need no
 // migration.
@@ -372,6 +373,9 @@ type GovernanceView struct {
 	// Approved are the versions of the approved releases, in approval
 	// order (which is also increasing version order).
 	Approved []string
+	// Running is the release the network runs (see Store.RunningRelease):
+	// "" if the genesis named none and no upgrade took effect yet.
+	Running string
 	// Schedule is the schedule in force, nil if none.
 	Schedule      *Schedule
 	ScheduleVotes []ScheduleVote

@@ -182,8 +182,8 @@ func (a *applier) quorum() int {
 }
 
 // checkGovernance checks a governance transaction at admission; it
-// returns a rejection reason or "".
-func (a *applier) checkGovernance(t *Tx) (string, error) {
+// returns a rejection or the zero verdict.
+func (a *applier) checkGovernance(t *Tx) (verdict, error) {
 	ph := govPhase{height: a.st.head.Height}
 	return a.governanceTx(t, ph, false)
 }
@@ -193,13 +193,13 @@ func (a *applier) governanceAdmitted(t *Tx) error {
 	if t.Kind != TxAbortUpgrade && t.Kind != TxUpgradeFailure {
 		return nil
 	}
-	reason, err := a.governanceTx(t, govPhase{height: a.st.head.Height}, true)
+	v, err := a.governanceTx(t, govPhase{height: a.st.head.Height}, true)
 	if err != nil {
 		return err
 	}
-	if reason != "" {
+	if v.failed() {
 		// checkGovernance passed on the same state a moment ago.
-		return fmt.Errorf("abort vote %s passed admission and then failed: %s", t.ID(), reason)
+		return fmt.Errorf("abort vote %s passed admission and then failed: %s", t.ID(), v.reason)
 	}
 	return nil
 }
@@ -207,7 +207,7 @@ func (a *applier) governanceAdmitted(t *Tx) error {
 // commitGovernance executes a governance transaction committed in the
 // block at height: it consumes the sender's nonce and, unless the state
 // changed since admission in a way that makes it void, takes effect. It
-// returns why it had no effect, or "".
+// returns why it had no effect (its status then has CodeNoEffect), or "".
 func (a *applier) commitGovernance(height uint64, t *Tx) (string, error) {
 	from, err := a.account(t.From)
 	if err != nil {
@@ -221,20 +221,20 @@ func (a *applier) commitGovernance(height uint64, t *Tx) (string, error) {
 	if t.Kind == TxAbortUpgrade || t.Kind == TxUpgradeFailure {
 		return "", nil // took effect when admitted
 	}
-	reason, err := a.governanceTx(t, govPhase{commit: true, height: height}, true)
+	v, err := a.governanceTx(t, govPhase{commit: true, height: height}, true)
 	if err != nil {
 		return "", err
 	}
-	if reason != "" {
-		a.s.log.Info("governance tx committed without effect", "tx", t.ID(), "kind", t.Kind, "reason", reason)
-		return "no effect: " + reason, nil
+	if v.failed() {
+		a.s.log.Info("governance tx committed without effect", "tx", t.ID(), "kind", t.Kind, "code", v.code, "reason", v.reason)
+		return noEffectPrefix + v.reason, nil
 	}
 	return "", nil
 }
 
 // governanceTx checks a governance transaction in phase ph and, if apply
 // is set and it passes, performs its effect.
-func (a *applier) governanceTx(t *Tx, ph govPhase, apply bool) (string, error) {
+func (a *applier) governanceTx(t *Tx, ph govPhase, apply bool) (verdict, error) {
 	if t.Kind == TxRekeyNode {
 		return a.membershipTx(t, ph, apply) // its operator may send it too
 	}
@@ -242,10 +242,10 @@ func (a *applier) governanceTx(t *Tx, ph govPhase, apply bool) (string, error) {
 		return a.flagDayTx(t, ph, apply) // node keys and member operators send them
 	}
 	if _, err := a.membership(); err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	if !a.isOperator(t.From) {
-		return fmt.Sprintf("%s is not a member of the node operators group in force", t.From), nil
+		return reject(CodeNotMember, "%s is not a member of the node operators group in force", t.From), nil
 	}
 	if t.Kind.IsMembership() {
 		return a.membershipTx(t, ph, apply)
@@ -254,109 +254,112 @@ func (a *applier) governanceTx(t *Tx, ph govPhase, apply bool) (string, error) {
 	case TxProposeRelease:
 		sr, err := DecodeReleaseProposal(t.Payload)
 		if err != nil {
-			return fmt.Sprintf("bad payload: %v", err), nil
+			return reject(CodeMalformed, "bad payload: %v", err), nil
 		}
 		return a.proposeRelease(t, sr, ph, apply)
 	case TxApproveRelease:
 		p, err := DecodeReleaseApproval(t.Payload)
 		if err != nil {
-			return fmt.Sprintf("bad payload: %v", err), nil
+			return reject(CodeMalformed, "bad payload: %v", err), nil
 		}
 		return a.approveRelease(t.From, p, ph, apply)
 	case TxScheduleUpgrade:
 		p, err := DecodeUpgradeSchedule(t.Payload)
 		if err != nil {
-			return fmt.Sprintf("bad payload: %v", err), nil
+			return reject(CodeMalformed, "bad payload: %v", err), nil
 		}
 		return a.scheduleUpgrade(t.From, p, ph, apply)
 	case TxAbortUpgrade:
 		p, err := DecodeUpgradeAbort(t.Payload)
 		if err != nil {
-			return fmt.Sprintf("bad payload: %v", err), nil
+			return reject(CodeMalformed, "bad payload: %v", err), nil
 		}
 		return a.abortUpgrade(t.From, p, ph, apply)
 	case TxApproveRollback:
 		p, err := DecodeRollbackApproval(t.Payload)
 		if err != nil {
-			return fmt.Sprintf("bad payload: %v", err), nil
+			return reject(CodeMalformed, "bad payload: %v", err), nil
 		}
 		return a.approveRollback(t.From, p, ph, apply)
 	default:
-		return fmt.Sprintf("%s is not a governance kind", t.Kind), nil
+		return reject(CodeMalformed, "%s is not a governance kind", t.Kind), nil
 	}
 }
 
 // checkNewerThanApproved refuses a release that is not newer than every
 // approved release, or that would take the ledger schema back.
-func (a *applier) checkNewerThanApproved(sr *release.SignedRelease) (string, error) {
+func (a *applier) checkNewerThanApproved(sr *release.SignedRelease) (verdict, error) {
 	approved, err := a.approvedReleases()
 	if err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	m := &sr.Manifest
 	for _, r := range approved {
 		c, err := release.CompareVersions(m.Version, r.Version)
 		if err != nil {
-			return "", fmt.Errorf("corrupt governance: %w", err)
+			return verdict{}, fmt.Errorf("corrupt governance: %w", err)
 		}
 		if c <= 0 {
-			return fmt.Sprintf("downgrade: release %s is not newer than approved release %s", m.Version, r.Version), nil
+			return reject(CodeDowngrade, "downgrade: release %s is not newer than approved release %s", m.Version, r.Version), nil
 		}
 		if s := r.Release.Manifest.SchemaVersion; m.SchemaVersion != 0 && m.SchemaVersion < s {
-			return fmt.Sprintf("schema regression: release %s migrates to schema %d, approved release %s already to %d", m.Version, m.SchemaVersion, r.Version, s), nil
+			return reject(CodeDowngrade, "schema regression: release %s migrates to schema %d, approved release %s already to %d", m.Version, m.SchemaVersion, r.Version, s), nil
 		}
 	}
-	return "", nil
+	return verdict{}, nil
 }
 
-// verifyReason maps a KMG verification error to a rejection reason.
-func verifyReason(err error) string {
+// verifyReason maps a KMG verification error to a rejection.
+func verifyReason(err error) verdict {
 	var te *release.ThresholdError
 	switch {
 	case errors.As(err, &te):
-		return fmt.Sprintf("key management group threshold not met: %v", err)
+		return reject(CodeBadRelease, "key management group threshold not met: %v", err)
 	case errors.Is(err, release.ErrNotMember):
-		return fmt.Sprintf("signature outside the key management group: %v", err)
+		return reject(CodeBadRelease, "signature outside the key management group: %v", err)
 	default:
-		return fmt.Sprintf("release does not verify: %v", err)
+		return reject(CodeBadRelease, "release does not verify: %v", err)
 	}
 }
 
-func (a *applier) proposeRelease(t *Tx, sr *release.SignedRelease, ph govPhase, apply bool) (string, error) {
+func (a *applier) proposeRelease(t *Tx, sr *release.SignedRelease, ph govPhase, apply bool) (verdict, error) {
 	m := &sr.Manifest
 	if m.NetworkID != a.s.genesis.ChainID {
-		return fmt.Sprintf("wrong network: release %s is for network %q, this chain is %q", m.Version, m.NetworkID, a.s.genesis.ChainID), nil
+		return reject(CodeWrongChain, "wrong network: release %s is for network %q, this chain is %q", m.Version, m.NetworkID, a.s.genesis.ChainID), nil
 	}
 	if m.SchemaVersion > MaxReleaseSchema {
-		return fmt.Sprintf("schema version %d of release %s is above %d", m.SchemaVersion, m.Version, MaxReleaseSchema), nil
+		return reject(CodeBadRelease, "schema version %d of release %s is above %d", m.SchemaVersion, m.Version, MaxReleaseSchema), nil
 	}
 	kmg, err := a.kmg()
 	if err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	if err := sr.Verify(kmg); err != nil {
 		return verifyReason(err), nil
 	}
 	prev, _, ok, err := a.releaseByVersion(m.Version)
 	if err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	if ok {
-		return fmt.Sprintf("duplicate proposal: release %s was proposed at height %d", m.Version, prev.ProposedAt), nil
+		return reject(CodeDuplicate, "duplicate proposal: release %s was proposed at height %d", m.Version, prev.ProposedAt), nil
 	}
-	if reason, err := a.checkNewerThanApproved(sr); err != nil || reason != "" {
-		return reason, err
+	if v, err := a.checkNewerThanApproved(sr); err != nil || v.failed() {
+		return v, err
+	}
+	if v, err := a.checkNotDowngrade(m.Version, "release"); err != nil || v.failed() {
+		return v, err
 	}
 	if !apply {
-		return "", nil
+		return verdict{}, nil
 	}
 	hash, err := ManifestHash(sr)
 	if err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	g, err := a.governance()
 	if err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	seq := g.releases
 	g.releases++
@@ -367,107 +370,110 @@ func (a *applier) proposeRelease(t *Tx, sr *release.SignedRelease, ph govPhase, 
 	a.s.log.Info("release proposed", "version", m.Version, "height", ph.height, "proposer", t.From, "node_mrenclave", m.Node.MREnclave)
 	if len(r.Approvers) >= a.quorum() {
 		if err := a.approve(g, seq, r, ph.height); err != nil {
-			return "", err
+			return verdict{}, err
 		}
 	}
 	if err := a.govSet(govReleaseKey(seq), encodeReleaseRecord(r)); err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	if err := a.govSet(govVersionKey(m.Version), u64(seq)); err != nil {
-		return "", err
+		return verdict{}, err
 	}
-	return "", a.saveGovernance()
+	return verdict{}, a.saveGovernance()
 }
 
-func (a *applier) approveRelease(member Address, p ReleaseApproval, ph govPhase, apply bool) (string, error) {
+func (a *applier) approveRelease(member Address, p ReleaseApproval, ph govPhase, apply bool) (verdict, error) {
 	r, seq, ok, err := a.releaseByVersion(p.Version)
 	if err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	if !ok {
-		return fmt.Sprintf("unknown release %s: it was never proposed", p.Version), nil
+		return reject(CodeUnknownRelease, "unknown release %s: it was never proposed", p.Version), nil
 	}
 	if p.ManifestHash != r.ManifestHash {
-		return fmt.Sprintf("manifest hash mismatch: the approval names %s, release %s has %s", p.ManifestHash, p.Version, r.ManifestHash), nil
+		return reject(CodeBadRelease, "manifest hash mismatch: the approval names %s, release %s has %s", p.ManifestHash, p.Version, r.ManifestHash), nil
 	}
 	if slices.Contains(r.Approvers, member) {
-		return fmt.Sprintf("duplicate approval: %s already approved release %s", member, p.Version), nil
+		return reject(CodeDuplicate, "duplicate approval: %s already approved release %s", member, p.Version), nil
 	}
 	if !r.Approved() {
-		if reason, err := a.checkNewerThanApproved(r.Release); err != nil || reason != "" {
-			return reason, err
+		if v, err := a.checkNewerThanApproved(r.Release); err != nil || v.failed() {
+			return v, err
 		}
 	}
 	if !apply {
-		return "", nil
+		return verdict{}, nil
 	}
 	g, err := a.governance()
 	if err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	r.Approvers = append(r.Approvers, member)
 	a.s.log.Info("release approval", "version", r.Version, "height", ph.height, "member", member, "approvals", len(r.Approvers), "quorum", a.quorum())
 	if !r.Approved() && len(r.Approvers) >= a.quorum() {
 		if err := a.approve(g, seq, r, ph.height); err != nil {
-			return "", err
+			return verdict{}, err
 		}
 	}
 	if err := a.govSet(govReleaseKey(seq), encodeReleaseRecord(r)); err != nil {
-		return "", err
+		return verdict{}, err
 	}
-	return "", a.saveGovernance()
+	return verdict{}, a.saveGovernance()
 }
 
-func (a *applier) scheduleUpgrade(member Address, p UpgradeSchedule, ph govPhase, apply bool) (string, error) {
+func (a *applier) scheduleUpgrade(member Address, p UpgradeSchedule, ph govPhase, apply bool) (verdict, error) {
 	r, _, ok, err := a.releaseByVersion(p.Version)
 	if err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	if !ok {
-		return fmt.Sprintf("unknown release %s: it was never proposed", p.Version), nil
+		return reject(CodeUnknownRelease, "unknown release %s: it was never proposed", p.Version), nil
 	}
 	if !r.Approved() {
-		return fmt.Sprintf("release %s is not approved (%d of %d approvals)", p.Version, len(r.Approvers), a.quorum()), nil
+		return reject(CodeNotApproved, "release %s is not approved (%d of %d approvals)", p.Version, len(r.Approvers), a.quorum()), nil
+	}
+	if v, err := a.checkNotDowngrade(p.Version, "schedule of release"); err != nil || v.failed() {
+		return v, err
 	}
 	if ph.commit {
 		if p.ActivationHeight <= ph.height+MinActivationLead {
-			return fmt.Sprintf("activation height %d is too soon: block %d needs it above %d", p.ActivationHeight, ph.height, ph.height+MinActivationLead), nil
+			return reject(CodeTooSoon, "activation height %d is too soon: block %d needs it above %d", p.ActivationHeight, ph.height, ph.height+MinActivationLead), nil
 		}
 	} else if p.ActivationHeight < ph.height+MinScheduleLead {
-		return fmt.Sprintf("activation height %d is too soon: the head is %d, it must be at least %d", p.ActivationHeight, ph.height, ph.height+MinScheduleLead), nil
+		return reject(CodeTooSoon, "activation height %d is too soon: the head is %d, it must be at least %d", p.ActivationHeight, ph.height, ph.height+MinScheduleLead), nil
 	}
 	g, err := a.governance()
 	if err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	if s := g.schedule; s != nil {
 		switch {
 		case s.Version == p.Version && s.ActivationHeight == p.ActivationHeight:
-			return fmt.Sprintf("release %s is already scheduled at height %d", s.Version, s.ActivationHeight), nil
+			return reject(CodeDuplicate, "release %s is already scheduled at height %d", s.Version, s.ActivationHeight), nil
 		case !s.Reached(ph.height):
-			return fmt.Sprintf("another upgrade is scheduled: release %s at height %d; abort it first", s.Version, s.ActivationHeight), nil
+			return reject(CodeConflict, "another upgrade is scheduled: release %s at height %d; abort it first", s.Version, s.ActivationHeight), nil
 		case s.Version == p.Version:
-			return fmt.Sprintf("release %s is already in force since height %d", s.Version, s.ActivationHeight), nil
+			return reject(CodeConflict, "release %s is already in force since height %d", s.Version, s.ActivationHeight), nil
 		}
 	}
 	approved, err := a.approvedReleases()
 	if err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	if newest := approved[len(approved)-1]; newest.Version != p.Version {
 		rbs, err := a.rollbacks()
 		if err != nil {
-			return "", err
+			return verdict{}, err
 		}
 		if !slices.ContainsFunc(rbs, func(rb *RollbackRecord) bool { return rb.To == p.Version }) {
-			return fmt.Sprintf("downgrade: release %s is older than approved release %s, and no rollback to it is approved", p.Version, newest.Version), nil
+			return reject(CodeDowngrade, "downgrade: release %s is older than approved release %s, and no rollback to it is approved", p.Version, newest.Version), nil
 		}
 	}
 	if slices.Contains(g.scheduleVotes, ScheduleVote{Member: member, Version: p.Version, ActivationHeight: p.ActivationHeight}) {
-		return fmt.Sprintf("duplicate vote: %s already voted to schedule release %s at height %d", member, p.Version, p.ActivationHeight), nil
+		return reject(CodeDuplicate, "duplicate vote: %s already voted to schedule release %s at height %d", member, p.Version, p.ActivationHeight), nil
 	}
 	if !apply {
-		return "", nil
+		return verdict{}, nil
 	}
 	g.scheduleVotes = slices.DeleteFunc(g.scheduleVotes, func(v ScheduleVote) bool { return v.Member == member })
 	g.scheduleVotes = append(g.scheduleVotes, ScheduleVote{Member: member, Version: p.Version, ActivationHeight: p.ActivationHeight})
@@ -488,26 +494,26 @@ func (a *applier) scheduleUpgrade(member Address, p UpgradeSchedule, ph govPhase
 		g.scheduleVotes, g.abortVotes = nil, nil
 		a.s.log.Info("upgrade scheduled", "version", p.Version, "activation", p.ActivationHeight, "node_mrenclave", r.NodeMREnclave(), "height", ph.height)
 	}
-	return "", a.saveGovernance()
+	return verdict{}, a.saveGovernance()
 }
 
-func (a *applier) abortUpgrade(member Address, p UpgradeAbort, ph govPhase, apply bool) (string, error) {
+func (a *applier) abortUpgrade(member Address, p UpgradeAbort, ph govPhase, apply bool) (verdict, error) {
 	g, err := a.governance()
 	if err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	s := g.schedule
 	if s == nil {
-		return fmt.Sprintf("nothing is scheduled: no upgrade to %s to abort", p.Version), nil
+		return reject(CodeConflict, "nothing is scheduled: no upgrade to %s to abort", p.Version), nil
 	}
 	if s.Version != p.Version {
-		return fmt.Sprintf("the scheduled upgrade is to release %s, not %s", s.Version, p.Version), nil
+		return reject(CodeConflict, "the scheduled upgrade is to release %s, not %s", s.Version, p.Version), nil
 	}
 	if slices.ContainsFunc(g.abortVotes, func(v AbortVote) bool { return v.Member == member }) {
-		return fmt.Sprintf("duplicate vote: %s already voted to abort the upgrade to %s", member, p.Version), nil
+		return reject(CodeDuplicate, "duplicate vote: %s already voted to abort the upgrade to %s", member, p.Version), nil
 	}
 	if !apply {
-		return "", nil
+		return verdict{}, nil
 	}
 	g.abortVotes = append(g.abortVotes, AbortVote{Member: member, Reason: p.Reason})
 	a.s.log.Info("upgrade abort vote", "version", p.Version, "member", member, "votes", len(g.abortVotes), "quorum", a.quorum(), "phase", ph)
@@ -520,44 +526,44 @@ func (a *applier) abortUpgrade(member Address, p UpgradeAbort, ph govPhase, appl
 			rec.Approvers = append(rec.Approvers, v.Member)
 		}
 		if err := a.govSet(govAbortKey(g.aborts), encodeAbortRecord(rec)); err != nil {
-			return "", err
+			return verdict{}, err
 		}
 		g.aborts++
 		g.schedule, g.abortVotes = nil, nil
 		a.s.log.Warn("scheduled upgrade aborted", "version", rec.Version, "activation", rec.ActivationHeight, "height", ph.height, "reason", rec.Reason)
 	}
-	return "", a.saveGovernance()
+	return verdict{}, a.saveGovernance()
 }
 
-func (a *applier) approveRollback(member Address, p RollbackApproval, ph govPhase, apply bool) (string, error) {
+func (a *applier) approveRollback(member Address, p RollbackApproval, ph govPhase, apply bool) (verdict, error) {
 	for _, v := range []string{p.From, p.To} {
 		r, _, ok, err := a.releaseByVersion(v)
 		if err != nil {
-			return "", err
+			return verdict{}, err
 		}
 		if !ok || !r.Approved() {
-			return fmt.Sprintf("release %s is not approved: a rollback is between approved releases", v), nil
+			return reject(CodeNotApproved, "release %s is not approved: a rollback is between approved releases", v), nil
 		}
 	}
 	rbs, err := a.rollbacks()
 	if err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	for _, rb := range rbs {
 		if rb.From == p.From && rb.To == p.To {
-			return fmt.Sprintf("rollback from %s to %s is already recorded at height %d", p.From, p.To, rb.Height), nil
+			return reject(CodeDuplicate, "rollback from %s to %s is already recorded at height %d", p.From, p.To, rb.Height), nil
 		}
 	}
 	g, err := a.governance()
 	if err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	vote := RollbackVote{Member: member, From: p.From, To: p.To}
 	if slices.Contains(g.rollbackVotes, vote) {
-		return fmt.Sprintf("duplicate vote: %s already voted for the rollback from %s to %s", member, p.From, p.To), nil
+		return reject(CodeDuplicate, "duplicate vote: %s already voted for the rollback from %s to %s", member, p.From, p.To), nil
 	}
 	if !apply {
-		return "", nil
+		return verdict{}, nil
 	}
 	g.rollbackVotes = slices.DeleteFunc(g.rollbackVotes, func(v RollbackVote) bool { return v.Member == member })
 	g.rollbackVotes = append(g.rollbackVotes, vote)
@@ -571,13 +577,13 @@ func (a *applier) approveRollback(member Address, p RollbackApproval, ph govPhas
 	if len(voters) >= a.quorum() {
 		rec := &RollbackRecord{From: p.From, To: p.To, Height: ph.height, Approvers: voters}
 		if err := a.govSet(govRollbackKey(g.rollbacks), encodeRollbackRecord(rec)); err != nil {
-			return "", err
+			return verdict{}, err
 		}
 		g.rollbacks++
 		g.rollbackVotes = slices.DeleteFunc(g.rollbackVotes, func(v RollbackVote) bool { return v.From == p.From && v.To == p.To })
 		a.s.log.Warn("rollback approved", "from", p.From, "to", p.To, "height", ph.height)
 	}
-	return "", a.saveGovernance()
+	return verdict{}, a.saveGovernance()
 }
 
 // upgradeHaltReason returns why a block at height may not be applied on

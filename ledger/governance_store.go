@@ -209,6 +209,9 @@ func scanRollbacks(r iterable) ([]RollbackRecord, error) {
 func (s *Store) Governance() (*GovernanceView, error) {
 	snap := s.db.NewSnapshot()
 	v, err := governanceFrom(snap)
+	if err == nil {
+		v.Running, err = runningFrom(snap, s.genesis)
+	}
 	if cerr := snap.Close(); cerr != nil {
 		err = errors.Join(err, cerr)
 	}

@@ -32,7 +32,7 @@ func TestGovernanceLifecycle(t *testing.T) {
 		t.Fatalf("release visible before its block: %v %v", ok, err)
 	}
 	res := c.commit()
-	if st, _, _ := c.s.TxStatus(propose.ID()); st != (TxStatus{State: StateCommitted, Height: res.Height}) {
+	if st, _, _ := c.s.TxStatus(propose.ID()); st != (TxStatus{State: StateCommitted, Height: res.Height, Code: CodeOK}) {
 		t.Fatalf("proposal status %+v", st)
 	}
 	rec, ok, err := c.s.Release("2.0.0")
@@ -197,7 +197,7 @@ type govCase struct {
 	genesis func(*Genesis)
 	setup   func(c *chain)
 	tx      func(c *chain) *Tx
-	want    string
+	code    Code
 }
 
 func TestGovernanceRejections(t *testing.T) {
@@ -210,152 +210,152 @@ func TestGovernanceRejections(t *testing.T) {
 	}
 	cases := []govCase{
 		// Membership, for every kind.
-		{name: "propose by a non-member", tx: raw(TxProposeRelease, alice, proposalPayload(t, v2)), want: "is not a member of the node operators group"},
+		{name: "propose by a non-member", tx: raw(TxProposeRelease, alice, proposalPayload(t, v2)), code: CodeNotMember},
 		{name: "approve by a non-member", setup: func(c *chain) { c.gov(op1, TxProposeRelease, proposalPayload(t, v2)); c.commit() },
-			tx: raw(TxApproveRelease, alice, approvalPayload(t, v2)), want: "is not a member of the node operators group"},
+			tx: raw(TxApproveRelease, alice, approvalPayload(t, v2)), code: CodeNotMember},
 		{name: "schedule by a non-member", setup: approved2, tx: func(c *chain) *Tx {
 			return c.govTx(carol, TxScheduleUpgrade, schedulePayload("2.0.0", c.head()+50))
-		}, want: "is not a member of the node operators group"},
-		{name: "abort by a non-member", setup: scheduled2, tx: raw(TxAbortUpgrade, dave, abortPayload("2.0.0", "x")), want: "is not a member"},
+		}, code: CodeNotMember},
+		{name: "abort by a non-member", setup: scheduled2, tx: raw(TxAbortUpgrade, dave, abortPayload("2.0.0", "x")), code: CodeNotMember},
 		{name: "rollback by a non-member", setup: func(c *chain) { c.approveRelease(v2); c.approveRelease(v3) },
-			tx: raw(TxApproveRollback, bob, rollbackPayload("3.0.0", "2.0.0")), want: "is not a member"},
-		{name: "a KMG member is not an operator", tx: raw(TxProposeRelease, kmg1, proposalPayload(t, v2)), want: "is not a member of the node operators group"},
+			tx: raw(TxApproveRollback, bob, rollbackPayload("3.0.0", "2.0.0")), code: CodeNotMember},
+		{name: "a KMG member is not an operator", tx: raw(TxProposeRelease, kmg1, proposalPayload(t, v2)), code: CodeNotMember},
 
 		// Proposals.
 		{name: "KMG threshold not met", tx: raw(TxProposeRelease, op1, proposalPayload(t, testRelease(t, "2.0.0", nil, kmg1))),
-			want: "key management group threshold not met: verify release 2.0.0 manifest: verify signatures: 1 of 2 required signatures"},
+			code: CodeBadRelease},
 		{name: "unsigned release", tx: func(c *chain) *Tx {
 			sr := testRelease(t, "2.0.0", nil)
 			sr.Signatures, sr.NodeID.Signatures, sr.AgentID.Signatures = nil, nil, nil
 			return c.govTx(op1, TxProposeRelease, proposalPayload(t, sr))
-		}, want: "threshold not met: verify release 2.0.0 manifest: verify signatures: 0 of 2"},
+		}, code: CodeBadRelease},
 		{name: "signature outside the KMG", tx: raw(TxProposeRelease, op1, proposalPayload(t, testRelease(t, "2.0.0", nil, kmg1, kmg2, kmgOutsider))),
-			want: "signature outside the key management group"},
+			code: CodeBadRelease},
 		{name: "enclave id not signed by the threshold", tx: func(c *chain) *Tx {
 			sr := testRelease(t, "2.0.0", nil)
 			sr.NodeID.Signatures = sr.NodeID.Signatures[:1]
 			return c.govTx(op1, TxProposeRelease, proposalPayload(t, sr))
-		}, want: "threshold not met: verify release 2.0.0: verify node enclave id"},
+		}, code: CodeBadRelease},
 		{name: "manifest changed after signing", tx: func(c *chain) *Tx {
 			sr := testRelease(t, "2.0.0", nil)
 			sr.Manifest.Notes = "changed"
 			return c.govTx(op1, TxProposeRelease, proposalPayload(t, sr))
-		}, want: "release does not verify"},
+		}, code: CodeBadRelease},
 		{name: "wrong network", tx: raw(TxProposeRelease, op1, proposalPayload(t, testRelease(t, "2.0.0", func(m *release.Manifest) { m.NetworkID = "other-chain" }))),
-			want: `wrong network: release 2.0.0 is for network "other-chain", this chain is "test-chain"`},
+			code: CodeWrongChain},
 		{name: "duplicate proposal", setup: func(c *chain) { c.gov(op1, TxProposeRelease, proposalPayload(t, v2)); c.commit() },
-			tx: raw(TxProposeRelease, op2, proposalPayload(t, v2)), want: "duplicate proposal: release 2.0.0 was proposed at height 1"},
+			tx: raw(TxProposeRelease, op2, proposalPayload(t, v2)), code: CodeDuplicate},
 		{name: "duplicate proposal with other content", setup: func(c *chain) { c.gov(op1, TxProposeRelease, proposalPayload(t, v2)); c.commit() },
-			tx: raw(TxProposeRelease, op2, proposalPayload(t, testRelease(t, "2.0.0", func(m *release.Manifest) { m.Notes = "other" }))), want: "duplicate proposal"},
+			tx: raw(TxProposeRelease, op2, proposalPayload(t, testRelease(t, "2.0.0", func(m *release.Manifest) { m.Notes = "other" }))), code: CodeDuplicate},
 		{name: "downgrade", setup: approved2, tx: raw(TxProposeRelease, op1, proposalPayload(t, testRelease(t, "1.9.9", nil))),
-			want: "downgrade: release 1.9.9 is not newer than approved release 2.0.0"},
+			code: CodeDowngrade},
 		{name: "pre-release of an approved version", setup: approved2, tx: raw(TxProposeRelease, op1, proposalPayload(t, testRelease(t, "2.0.0-rc.1", nil))),
-			want: "downgrade: release 2.0.0-rc.1 is not newer"},
+			code: CodeDowngrade},
 		{name: "schema regression", setup: approved2, tx: raw(TxProposeRelease, op1, proposalPayload(t, testRelease(t, "2.1.0", func(m *release.Manifest) { m.SchemaVersion = 1 }))),
-			want: "schema regression: release 2.1.0 migrates to schema 1, approved release 2.0.0 already to 2"},
+			code: CodeDowngrade},
 		{name: "schema too high", tx: raw(TxProposeRelease, op1, proposalPayload(t, testRelease(t, "2.0.0", func(m *release.Manifest) { m.SchemaVersion = MaxReleaseSchema + 1 }))),
-			want: "schema version 1025 of release 2.0.0 is above 1024"},
-		{name: "proposal not JSON", tx: raw(TxProposeRelease, op1, []byte("not json")), want: "bad payload: decode release proposal"},
-		{name: "proposal with an unknown field", tx: raw(TxProposeRelease, op1, []byte(`{"manifest":{},"extra":1}`)), want: "bad payload"},
+			code: CodeBadRelease},
+		{name: "proposal not JSON", tx: raw(TxProposeRelease, op1, []byte("not json")), code: CodeMalformed},
+		{name: "proposal with an unknown field", tx: raw(TxProposeRelease, op1, []byte(`{"manifest":{},"extra":1}`)), code: CodeMalformed},
 		{name: "proposal with an invalid manifest", tx: func(c *chain) *Tx {
 			sr := testRelease(t, "2.0.0", nil)
 			sr.Manifest.Node.URL = "ftp://x"
 			return c.govTx(op1, TxProposeRelease, proposalPayload(t, sr))
-		}, want: "bad payload: decode release proposal: manifest: node"},
+		}, code: CodeMalformed},
 		{name: "proposal with an enclave id of another measurement", tx: func(c *chain) *Tx {
 			sr := testRelease(t, "2.0.0", nil)
 			sr.NodeID.MREnclave = tee.Measurement{9}
 			return c.govTx(op1, TxProposeRelease, proposalPayload(t, sr))
-		}, want: "bad payload"},
+		}, code: CodeMalformed},
 		{name: "oversize proposal", tx: func(c *chain) *Tx {
 			tx := &Tx{ChainID: testChain, Kind: TxProposeRelease, Nonce: 1, Payload: make([]byte, MaxGovernancePayloadSize+1)}
 			if err := tx.Sign(op1); err != nil {
 				t.Fatal(err)
 			}
 			return tx
-		}, want: "oversize: tx payload has 30721 bytes, more than 30720"},
+		}, code: CodeMalformed},
 
 		// Approvals.
-		{name: "approval of an unknown version", tx: raw(TxApproveRelease, op1, approvalPayload(t, v2)), want: "unknown release 2.0.0: it was never proposed"},
+		{name: "approval of an unknown version", tx: raw(TxApproveRelease, op1, approvalPayload(t, v2)), code: CodeUnknownRelease},
 		{name: "approval of another manifest", setup: func(c *chain) { c.gov(op1, TxProposeRelease, proposalPayload(t, v2)); c.commit() },
 			tx:   raw(TxApproveRelease, op2, approvalPayload(t, testRelease(t, "2.0.0", func(m *release.Manifest) { m.Notes = "other" }))),
-			want: "manifest hash mismatch: the approval names"},
+			code: CodeBadRelease},
 		{name: "double approval by the proposer", setup: func(c *chain) { c.gov(op1, TxProposeRelease, proposalPayload(t, v2)); c.commit() },
-			tx: raw(TxApproveRelease, op1, approvalPayload(t, v2)), want: "duplicate approval: " + addrOf(op1).String() + " already approved release 2.0.0"},
-		{name: "double approval after the quorum", setup: approved2, tx: raw(TxApproveRelease, op2, approvalPayload(t, v2)), want: "duplicate approval"},
+			tx: raw(TxApproveRelease, op1, approvalPayload(t, v2)), code: CodeDuplicate},
+		{name: "double approval after the quorum", setup: approved2, tx: raw(TxApproveRelease, op2, approvalPayload(t, v2)), code: CodeDuplicate},
 		{name: "approval of a release older than an approved one", setup: func(c *chain) {
 			c.gov(op1, TxProposeRelease, proposalPayload(t, v2))
 			c.commit()
 			c.approveRelease(v3)
-		}, tx: raw(TxApproveRelease, op2, approvalPayload(t, v2)), want: "downgrade: release 2.0.0 is not newer than approved release 3.0.0"},
-		{name: "approval with a bad version", tx: raw(TxApproveRelease, op1, EncodeReleaseApproval(ReleaseApproval{Version: "v2"})), want: "bad payload: decode release approval"},
-		{name: "approval truncated", tx: raw(TxApproveRelease, op1, approvalPayload(t, v2)[:20]), want: "bad payload: decode release approval"},
+		}, tx: raw(TxApproveRelease, op2, approvalPayload(t, v2)), code: CodeDowngrade},
+		{name: "approval with a bad version", tx: raw(TxApproveRelease, op1, EncodeReleaseApproval(ReleaseApproval{Version: "v2"})), code: CodeMalformed},
+		{name: "approval truncated", tx: raw(TxApproveRelease, op1, approvalPayload(t, v2)[:20]), code: CodeMalformed},
 
 		// Schedules.
 		{name: "schedule of an unknown release", tx: func(c *chain) *Tx { return c.govTx(op1, TxScheduleUpgrade, schedulePayload("2.0.0", 100)) },
-			want: "unknown release 2.0.0"},
+			code: CodeUnknownRelease},
 		{name: "schedule of an unapproved release", setup: func(c *chain) { c.gov(op1, TxProposeRelease, proposalPayload(t, v2)); c.commit() },
-			tx: raw(TxScheduleUpgrade, op1, schedulePayload("2.0.0", 100)), want: "release 2.0.0 is not approved (1 of 2 approvals)"},
+			tx: raw(TxScheduleUpgrade, op1, schedulePayload("2.0.0", 100)), code: CodeNotApproved},
 		{name: "schedule at a past height", setup: func(c *chain) { approved2(c); c.commit(); c.commit() },
-			tx: raw(TxScheduleUpgrade, op1, schedulePayload("2.0.0", 1)), want: "activation height 1 is too soon: the head is 4, it must be at least 14"},
+			tx: raw(TxScheduleUpgrade, op1, schedulePayload("2.0.0", 1)), code: CodeTooSoon},
 		{name: "schedule just too soon", setup: approved2, tx: func(c *chain) *Tx {
 			return c.govTx(op1, TxScheduleUpgrade, schedulePayload("2.0.0", c.head()+MinScheduleLead-1))
-		}, want: "is too soon"},
+		}, code: CodeTooSoon},
 		{name: "schedule while another is in force", setup: func(c *chain) { scheduled2(c); c.approveRelease(v3) }, tx: func(c *chain) *Tx {
 			return c.govTx(op3, TxScheduleUpgrade, schedulePayload("3.0.0", c.head()+MinScheduleLead+20))
-		}, want: "another upgrade is scheduled: release 2.0.0 at height"},
+		}, code: CodeConflict},
 		{name: "schedule of the schedule in force", setup: scheduled2, tx: func(c *chain) *Tx {
 			s, _, _ := c.s.ActiveSchedule()
 			return c.govTx(op3, TxScheduleUpgrade, schedulePayload("2.0.0", s.ActivationHeight))
-		}, want: "release 2.0.0 is already scheduled at height"},
+		}, code: CodeDuplicate},
 		{name: "schedule of an older release without a rollback", setup: func(c *chain) { c.approveRelease(v2); c.approveRelease(v3) }, tx: func(c *chain) *Tx {
 			return c.govTx(op1, TxScheduleUpgrade, schedulePayload("2.0.0", c.head()+MinScheduleLead))
-		}, want: "downgrade: release 2.0.0 is older than approved release 3.0.0, and no rollback to it is approved"},
+		}, code: CodeDowngrade},
 		{name: "duplicate schedule vote", setup: func(c *chain) {
 			approved2(c)
 			c.gov(op1, TxScheduleUpgrade, schedulePayload("2.0.0", 40))
 			c.commit()
-		}, tx: raw(TxScheduleUpgrade, op1, schedulePayload("2.0.0", 40)), want: "duplicate vote: " + addrOf(op1).String() + " already voted to schedule release 2.0.0 at height 40"},
-		{name: "schedule at height zero", tx: raw(TxScheduleUpgrade, op1, schedulePayload("2.0.0", 0)), want: "bad payload: decode upgrade schedule: activation height is zero"},
-		{name: "schedule with trailing bytes", tx: raw(TxScheduleUpgrade, op1, append(schedulePayload("2.0.0", 50), 0)), want: "bad payload"},
+		}, tx: raw(TxScheduleUpgrade, op1, schedulePayload("2.0.0", 40)), code: CodeDuplicate},
+		{name: "schedule at height zero", tx: raw(TxScheduleUpgrade, op1, schedulePayload("2.0.0", 0)), code: CodeMalformed},
+		{name: "schedule with trailing bytes", tx: raw(TxScheduleUpgrade, op1, append(schedulePayload("2.0.0", 50), 0)), code: CodeMalformed},
 
 		// Aborts.
-		{name: "abort with nothing scheduled", setup: approved2, tx: raw(TxAbortUpgrade, op1, abortPayload("2.0.0", "x")), want: "nothing is scheduled"},
-		{name: "abort of another version", setup: scheduled2, tx: raw(TxAbortUpgrade, op1, abortPayload("3.0.0", "x")), want: "the scheduled upgrade is to release 2.0.0, not 3.0.0"},
+		{name: "abort with nothing scheduled", setup: approved2, tx: raw(TxAbortUpgrade, op1, abortPayload("2.0.0", "x")), code: CodeConflict},
+		{name: "abort of another version", setup: scheduled2, tx: raw(TxAbortUpgrade, op1, abortPayload("3.0.0", "x")), code: CodeConflict},
 		{name: "duplicate abort vote", setup: func(c *chain) { scheduled2(c); c.gov(op1, TxAbortUpgrade, abortPayload("2.0.0", "first")) },
-			tx: raw(TxAbortUpgrade, op1, abortPayload("2.0.0", "second")), want: "duplicate vote: " + addrOf(op1).String() + " already voted to abort the upgrade to 2.0.0"},
+			tx: raw(TxAbortUpgrade, op1, abortPayload("2.0.0", "second")), code: CodeDuplicate},
 		{name: "abort after the abort", setup: func(c *chain) {
 			scheduled2(c)
 			c.gov(op1, TxAbortUpgrade, abortPayload("2.0.0", "a"))
 			c.gov(op2, TxAbortUpgrade, abortPayload("2.0.0", "b"))
-		}, tx: raw(TxAbortUpgrade, op3, abortPayload("2.0.0", "c")), want: "nothing is scheduled"},
-		{name: "abort without a reason", tx: raw(TxAbortUpgrade, op1, abortPayload("2.0.0", "")), want: "bad payload: decode upgrade abort: the reason is empty"},
-		{name: "abort with a reason that is not UTF-8", tx: raw(TxAbortUpgrade, op1, abortPayload("2.0.0", "\xff")), want: "not UTF-8"},
-		{name: "abort with an oversize reason", tx: raw(TxAbortUpgrade, op1, abortPayload("2.0.0", strings.Repeat("r", MaxAbortReasonLen+1))), want: "exceeds the maximum 512"},
+		}, tx: raw(TxAbortUpgrade, op3, abortPayload("2.0.0", "c")), code: CodeConflict},
+		{name: "abort without a reason", tx: raw(TxAbortUpgrade, op1, abortPayload("2.0.0", "")), code: CodeMalformed},
+		{name: "abort with a reason that is not UTF-8", tx: raw(TxAbortUpgrade, op1, abortPayload("2.0.0", "\xff")), code: CodeMalformed},
+		{name: "abort with an oversize reason", tx: raw(TxAbortUpgrade, op1, abortPayload("2.0.0", strings.Repeat("r", MaxAbortReasonLen+1))), code: CodeMalformed},
 
 		// Rollbacks.
 		{name: "rollback to an unapproved release", setup: func(c *chain) {
 			c.gov(op1, TxProposeRelease, proposalPayload(t, v2))
 			c.commit()
 			c.approveRelease(v3)
-		}, tx: raw(TxApproveRollback, op1, rollbackPayload("3.0.0", "2.0.0")), want: "release 2.0.0 is not approved"},
-		{name: "rollback from an unknown release", setup: approved2, tx: raw(TxApproveRollback, op1, rollbackPayload("3.0.0", "2.0.0")), want: "release 3.0.0 is not approved"},
+		}, tx: raw(TxApproveRollback, op1, rollbackPayload("3.0.0", "2.0.0")), code: CodeNotApproved},
+		{name: "rollback from an unknown release", setup: approved2, tx: raw(TxApproveRollback, op1, rollbackPayload("3.0.0", "2.0.0")), code: CodeNotApproved},
 		{name: "rollback to a newer release", tx: raw(TxApproveRollback, op1, rollbackPayload("2.0.0", "3.0.0")),
-			want: "bad payload: decode rollback approval: 2.0.0 is not newer than 3.0.0"},
-		{name: "rollback to the same release", tx: raw(TxApproveRollback, op1, rollbackPayload("2.0.0", "2.0.0")), want: "is not newer than"},
+			code: CodeMalformed},
+		{name: "rollback to the same release", tx: raw(TxApproveRollback, op1, rollbackPayload("2.0.0", "2.0.0")), code: CodeMalformed},
 		{name: "duplicate rollback vote", setup: func(c *chain) {
 			c.approveRelease(v2)
 			c.approveRelease(v3)
 			c.gov(op1, TxApproveRollback, rollbackPayload("3.0.0", "2.0.0"))
 			c.commit()
-		}, tx: raw(TxApproveRollback, op1, rollbackPayload("3.0.0", "2.0.0")), want: "duplicate vote: " + addrOf(op1).String() + " already voted for the rollback from 3.0.0 to 2.0.0"},
+		}, tx: raw(TxApproveRollback, op1, rollbackPayload("3.0.0", "2.0.0")), code: CodeDuplicate},
 		{name: "rollback already recorded", setup: func(c *chain) {
 			c.approveRelease(v2)
 			c.approveRelease(v3)
 			c.gov(op1, TxApproveRollback, rollbackPayload("3.0.0", "2.0.0"))
 			c.gov(op2, TxApproveRollback, rollbackPayload("3.0.0", "2.0.0"))
 			c.commit()
-		}, tx: raw(TxApproveRollback, op3, rollbackPayload("3.0.0", "2.0.0")), want: "rollback from 3.0.0 to 2.0.0 is already recorded at height"},
+		}, tx: raw(TxApproveRollback, op3, rollbackPayload("3.0.0", "2.0.0")), code: CodeDuplicate},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -379,11 +379,11 @@ func TestGovernanceRejections(t *testing.T) {
 			if res.Accepted || res.Kind != CmdSubmitTx || res.TxID != tx.ID() {
 				t.Fatalf("result %+v, want a rejection", res)
 			}
-			if !strings.Contains(res.Reason, tc.want) {
-				t.Fatalf("reason %q, want it to contain %q", res.Reason, tc.want)
+			if res.Code != tc.code || res.Reason == "" {
+				t.Fatalf("code %q (reason %q), want %q with a reason", res.Code, res.Reason, tc.code)
 			}
-			if st, ok, err := c.s.TxStatus(tx.ID()); err != nil || !ok || st.State != StateRejected || st.Reason != res.Reason {
-				t.Fatalf("status %+v %v %v, want rejected with the reason", st, ok, err)
+			if st, ok, err := c.s.TxStatus(tx.ID()); err != nil || !ok || st.State != StateRejected || st.Code != tc.code || st.Reason != res.Reason {
+				t.Fatalf("status %+v %v %v, want rejected with the code and reason", st, ok, err)
 			}
 			if a, _ := c.s.Account(tx.From); a != before {
 				t.Fatalf("sender changed: %+v -> %+v", before, a)
@@ -412,15 +412,15 @@ func TestGovernanceCommitWithoutEffect(t *testing.T) {
 	again := c.gov(op3, TxApproveRelease, approvalPayload(t, v2))
 	res2 := c.commit()
 
-	if st, _, _ := c.s.TxStatus(first.ID()); st != (TxStatus{State: StateCommitted, Height: res.Height}) {
+	if st, _, _ := c.s.TxStatus(first.ID()); st != (TxStatus{State: StateCommitted, Height: res.Height, Code: CodeOK}) {
 		t.Fatalf("first proposal %+v", st)
 	}
 	st, _, _ := c.s.TxStatus(second.ID())
-	if st.State != StateCommitted || st.Height != res.Height || st.Reason != "no effect: duplicate proposal: release 2.0.0 was proposed at height 1" {
+	if st.State != StateCommitted || st.Height != res.Height || st.Code != CodeNoEffect || st.Reason == "" || !st.Code.Committed() {
 		t.Fatalf("second proposal %+v", st)
 	}
 	st, _, _ = c.s.TxStatus(again.ID())
-	if st.State != StateCommitted || st.Height != res2.Height || !strings.HasPrefix(st.Reason, "no effect: duplicate approval") {
+	if st.State != StateCommitted || st.Height != res2.Height || st.Code != CodeNoEffect || st.Reason == "" {
 		t.Fatalf("second approval %+v", st)
 	}
 	rec, _, _ := c.s.Release("2.0.0")
@@ -472,7 +472,7 @@ func TestScheduleVotesReplaceAndActivationLead(t *testing.T) {
 		c.mustAccept(&Command{Kind: CmdBlock, Block: c.build(1)})
 	}
 	st, _, _ := c.s.TxStatus(late.ID())
-	if st.State != StateCommitted || !strings.Contains(st.Reason, "no effect: activation height") || !strings.Contains(st.Reason, "is too soon") {
+	if st.State != StateCommitted || st.Code != CodeNoEffect || st.Reason == "" {
 		t.Fatalf("late vote %+v", st)
 	}
 	if _, ok, _ := c.s.ActiveSchedule(); ok {
@@ -527,7 +527,7 @@ func TestUpgradeHaltByMeasurement(t *testing.T) {
 		return s
 	}
 	oldNode, newNode, unknown := open(oldM), open(newM), open(tee.Measurement{})
-	var rejected []string
+	var rejected []Code
 	for i, e := range entries {
 		cmd, err := OpenEntry(testLedgerKey(), testChain, e)
 		if err != nil {
@@ -543,7 +543,7 @@ func TestUpgradeHaltByMeasurement(t *testing.T) {
 			t.Fatal(err)
 		}
 		if cmd.Kind == CmdBlock && !res.Accepted {
-			rejected = append(rejected, res.Reason)
+			rejected = append(rejected, res.Code)
 		}
 	}
 	if hh, _ := newNode.Head(); hh != h+2 {
@@ -554,7 +554,7 @@ func TestUpgradeHaltByMeasurement(t *testing.T) {
 			t.Fatalf("%s node head %d, want the activation height %d", name, hh, h)
 		}
 	}
-	if len(rejected) != 2 || !strings.Contains(rejected[0], "past scheduled upgrade: block") {
+	if len(rejected) != 2 || rejected[0] != CodeHalted {
 		t.Fatalf("old node rejections %q", rejected)
 	}
 	if hh, ok, _ := oldNode.UpgradeHaltHeight(); !ok || hh != h {

@@ -504,12 +504,18 @@ func (a *applier) member(id uint64) (Member, bool, error) {
 	if err != nil {
 		return Member{}, false, err
 	}
+	m, ok := findMember(ms, id)
+	return m, ok, nil
+}
+
+// findMember returns member id of ms; ok is false if it never was one.
+func findMember(ms []Member, id uint64) (Member, bool) {
 	for _, m := range ms {
 		if m.ID == id {
-			return m, true, nil
+			return m, true
 		}
 	}
-	return Member{}, false, nil
+	return Member{}, false
 }
 
 // putMember writes a member record. The first change writes the genesis
@@ -612,63 +618,63 @@ func (a *applier) clearVotes(kind TxKind, payload []byte) {
 
 // membershipTx checks (and with apply, performs) a membership transaction
 // of an NOG member or, for a re-key, of the node's operator.
-func (a *applier) membershipTx(t *Tx, ph govPhase, apply bool) (string, error) {
+func (a *applier) membershipTx(t *Tx, ph govPhase, apply bool) (verdict, error) {
 	switch t.Kind {
 	case TxAddNode:
 		spec, err := DecodeMemberSpec(t.Payload)
 		if err != nil {
-			return fmt.Sprintf("bad payload: %v", err), nil
+			return reject(CodeMalformed, "bad payload: %v", err), nil
 		}
 		return a.addNode(t, spec, ph, apply)
 	case TxRemoveNode:
 		r, err := DecodeNodeRemoval(t.Payload)
 		if err != nil {
-			return fmt.Sprintf("bad payload: %v", err), nil
+			return reject(CodeMalformed, "bad payload: %v", err), nil
 		}
 		return a.removeNode(t, r, ph, apply)
 	case TxRekeyNode:
 		r, err := DecodeNodeRekey(t.Payload)
 		if err != nil {
-			return fmt.Sprintf("bad payload: %v", err), nil
+			return reject(CodeMalformed, "bad payload: %v", err), nil
 		}
 		return a.rekeyNode(t, r, ph, apply)
 	case TxChangeGroup:
 		c, err := DecodeGroupChange(t.Payload)
 		if err != nil {
-			return fmt.Sprintf("bad payload: %v", err), nil
+			return reject(CodeMalformed, "bad payload: %v", err), nil
 		}
 		return a.changeGroup(t, c, ph, apply)
 	default:
-		return fmt.Sprintf("%s is not a membership kind", t.Kind), nil
+		return reject(CodeMalformed, "%s is not a membership kind", t.Kind), nil
 	}
 }
 
 // tally casts t's vote and reports whether the quorum is reached, with
 // its voters. It refuses a duplicate vote.
-func (a *applier) tally(t *Tx, apply bool) (reached bool, voters []Address, reason string, err error) {
+func (a *applier) tally(t *Tx, apply bool) (reached bool, voters []Address, v verdict, err error) {
 	dup, err := a.hasVoted(t.From, t.Kind, t.Payload)
 	if err != nil {
-		return false, nil, "", err
+		return false, nil, verdict{}, err
 	}
 	if dup {
-		return false, nil, fmt.Sprintf("duplicate vote: %s already voted for this %s", t.From, t.Kind), nil
+		return false, nil, reject(CodeDuplicate, "duplicate vote: %s already voted for this %s", t.From, t.Kind), nil
 	}
 	if !apply {
-		return false, nil, "", nil
+		return false, nil, verdict{}, nil
 	}
 	voters, err = a.vote(t.From, t.Kind, t.Payload)
 	if err != nil {
-		return false, nil, "", err
+		return false, nil, verdict{}, err
 	}
 	if err := a.saveMembership(); err != nil {
-		return false, nil, "", err
+		return false, nil, verdict{}, err
 	}
 	q, err := a.quorumNow()
 	if err != nil {
-		return false, nil, "", err
+		return false, nil, verdict{}, err
 	}
 	a.s.log.Info("membership vote", "kind", t.Kind, "member", t.From, "votes", len(voters), "quorum", q)
-	return len(voters) >= q, voters, "", nil
+	return len(voters) >= q, voters, verdict{}, nil
 }
 
 func (a *applier) quorumNow() (int, error) {
@@ -679,63 +685,63 @@ func (a *applier) quorumNow() (int, error) {
 	return g.Threshold, nil
 }
 
-func (a *applier) addNode(t *Tx, spec MemberSpec, ph govPhase, apply bool) (string, error) {
+func (a *applier) addNode(t *Tx, spec MemberSpec, ph govPhase, apply bool) (verdict, error) {
 	members, err := a.members()
 	if err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	active := 0
 	for _, m := range members {
 		if m.ID == spec.ID {
 			if m.Active() {
-				return fmt.Sprintf("node %d is already a member", spec.ID), nil
+				return reject(CodeConflict, "node %d is already a member", spec.ID), nil
 			}
-			return fmt.Sprintf("node id %d was removed at height %d: ids are never reused", spec.ID, m.RemovedAt), nil
+			return reject(CodeConflict, "node id %d was removed at height %d: ids are never reused", spec.ID, m.RemovedAt), nil
 		}
 		if m.Active() {
 			active++
 			if m.PeerAddr == spec.PeerAddr || m.ClientAddr == spec.ClientAddr || m.PeerAddr == spec.ClientAddr || m.ClientAddr == spec.PeerAddr {
-				return fmt.Sprintf("an address of node %d is already used by member %d", spec.ID, m.ID), nil
+				return reject(CodeKeyConflict, "an address of node %d is already used by member %d", spec.ID, m.ID), nil
 			}
 		}
 		if !spec.NodeKey.IsZero() && m.NodeKey == spec.NodeKey {
-			return fmt.Sprintf("node key %s already belongs to node %d", spec.NodeKey, m.ID), nil
+			return reject(CodeKeyConflict, "node key %s already belongs to node %d", spec.NodeKey, m.ID), nil
 		}
 	}
 	if !spec.NodeKey.IsZero() {
 		if owner, ok, err := a.registeredOwner(spec.NodeKey); err != nil || ok {
 			if err != nil {
-				return "", err
+				return verdict{}, err
 			}
-			return fmt.Sprintf("node key %s is registered for node %d", spec.NodeKey, owner), nil
+			return reject(CodeKeyConflict, "node key %s is registered for node %d", spec.NodeKey, owner), nil
 		}
 	}
 	if active >= MaxMembers {
-		return fmt.Sprintf("the network has %d members, the most teeup supports", active), nil
+		return reject(CodeConflict, "the network has %d members, the most teeup supports", active), nil
 	}
-	reached, voters, reason, err := a.tally(t, apply)
-	if err != nil || reason != "" || !reached {
-		return reason, err
+	reached, voters, v, err := a.tally(t, apply)
+	if err != nil || v.failed() || !reached {
+		return v, err
 	}
 	if err := a.putMember(Member{MemberSpec: spec, AddedAt: ph.height}); err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	a.clearVotes(t.Kind, t.Payload)
 	a.s.log.Info("member added", "id", spec.ID, "name", spec.Name, "peer", spec.PeerAddr, "height", ph.height)
-	return "", a.finishChange(ph, t, voters)
+	return verdict{}, a.finishChange(ph, t, voters)
 }
 
-func (a *applier) removeNode(t *Tx, r NodeRemoval, ph govPhase, apply bool) (string, error) {
+func (a *applier) removeNode(t *Tx, r NodeRemoval, ph govPhase, apply bool) (verdict, error) {
 	m, ok, err := a.member(r.ID)
 	if err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	if !ok || !m.Active() {
-		return fmt.Sprintf("node %d is not a member", r.ID), nil
+		return reject(CodeNotMember, "node %d is not a member", r.ID), nil
 	}
 	members, err := a.members()
 	if err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	active := 0
 	for _, x := range members {
@@ -744,94 +750,94 @@ func (a *applier) removeNode(t *Tx, r NodeRemoval, ph govPhase, apply bool) (str
 		}
 	}
 	if active <= 1 {
-		return fmt.Sprintf("node %d is the last member", r.ID), nil
+		return reject(CodeConflict, "node %d is the last member", r.ID), nil
 	}
-	reached, voters, reason, err := a.tally(t, apply)
-	if err != nil || reason != "" || !reached {
-		return reason, err
+	reached, voters, v, err := a.tally(t, apply)
+	if err != nil || v.failed() || !reached {
+		return v, err
 	}
 	m.RemovedAt = ph.height
 	if err := a.putMember(m); err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	a.clearVotes(t.Kind, t.Payload)
 	a.s.log.Warn("member removed", "id", r.ID, "height", ph.height)
-	return "", a.finishChange(ph, t, voters)
+	return verdict{}, a.finishChange(ph, t, voters)
 }
 
-func (a *applier) rekeyNode(t *Tx, r NodeRekey, ph govPhase, apply bool) (string, error) {
+func (a *applier) rekeyNode(t *Tx, r NodeRekey, ph govPhase, apply bool) (verdict, error) {
 	m, ok, err := a.member(r.ID)
 	if err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	if !ok || !m.Active() {
-		return fmt.Sprintf("node %d is not a member", r.ID), nil
+		return reject(CodeNotMember, "node %d is not a member", r.ID), nil
 	}
 	rec, registered, err := a.s.Node(r.ID)
 	if err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	if registered && rec.Key == r.Key {
-		return fmt.Sprintf("node %d is already registered with key %s", r.ID, r.Key), nil
+		return reject(CodeDuplicate, "node %d is already registered with key %s", r.ID, r.Key), nil
 	}
 	if owner, ok, err := a.registeredOwner(r.Key); err != nil || ok {
 		if err != nil {
-			return "", err
+			return verdict{}, err
 		}
-		return fmt.Sprintf("key %s is registered for node %d", r.Key, owner), nil
+		return reject(CodeKeyConflict, "key %s is registered for node %d", r.Key, owner), nil
 	}
 	byOperator := !m.Operator.IsZero() && t.From == m.Operator
 	isNOG, err := a.isOperatorNow(t.From)
 	if err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	if !byOperator && !isNOG {
-		return fmt.Sprintf("%s may not re-key node %d: only its operator or members of the node operators group", t.From, r.ID), nil
+		return reject(CodeNotMember, "%s may not re-key node %d: only its operator or members of the node operators group", t.From, r.ID), nil
 	}
 	voters := []Address{t.From}
 	if !byOperator {
-		reached, vs, reason, err := a.tally(t, apply)
-		if err != nil || reason != "" || !reached {
-			return reason, err
+		reached, vs, v, err := a.tally(t, apply)
+		if err != nil || v.failed() || !reached {
+			return v, err
 		}
 		voters = vs
 		a.clearVotes(t.Kind, t.Payload)
 	} else if !apply {
-		return "", nil
+		return verdict{}, nil
 	}
 	m.NodeKey = r.Key
 	if err := a.putMember(m); err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	nrec := NodeRecord{ID: r.ID, Key: r.Key, Measurement: rec.Measurement}
 	if err := a.batch.Set(nodeKey(r.ID), encodeNode(nrec), nil); err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	if err := a.batch.Set(nodeKeyHistoryKey(r.ID, r.Key), u64(ph.height), nil); err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	a.s.log.Warn("node re-keyed: its previous identity key is revoked", "id", r.ID, "key", r.Key.String()[:12], "height", ph.height, "by_operator", byOperator)
-	return "", a.finishChange(ph, t, voters)
+	return verdict{}, a.finishChange(ph, t, voters)
 }
 
-func (a *applier) changeGroup(t *Tx, c GroupChange, ph govPhase, apply bool) (string, error) {
+func (a *applier) changeGroup(t *Tx, c GroupChange, ph govPhase, apply bool) (verdict, error) {
 	if c.Group == GroupKMG {
 		cur, err := a.kmg()
 		if err != nil {
-			return "", err
+			return verdict{}, err
 		}
 		ms, err := a.membership()
 		if err != nil {
-			return "", err
+			return verdict{}, err
 		}
 		msg := GroupChangeSigningBytes(a.s.genesis.ChainID, ms.changes, c)
 		if err := cur.VerifyThreshold(msg, c.KMGSignatures); err != nil {
-			return "the current key management group's threshold must sign a KMG change: " + err.Error(), nil
+			return reject(CodeBadSignature, "the current key management group's threshold must sign a KMG change: %v", err), nil
 		}
 	}
-	reached, voters, reason, err := a.tally(t, apply)
-	if err != nil || reason != "" || !reached {
-		return reason, err
+	reached, voters, v, err := a.tally(t, apply)
+	if err != nil || v.failed() || !reached {
+		return v, err
 	}
 	g := &storedGroup{Keys: slices.Clone(c.Keys), Threshold: c.Threshold, Since: ph.height}
 	ms := a.ms
@@ -842,18 +848,18 @@ func (a *applier) changeGroup(t *Tx, c GroupChange, ph govPhase, apply bool) (st
 		ms.votes = nil
 		gs, err := a.governance()
 		if err != nil {
-			return "", err
+			return verdict{}, err
 		}
 		gs.scheduleVotes, gs.abortVotes, gs.rollbackVotes = nil, nil, nil
 		if err := a.saveGovernance(); err != nil {
-			return "", err
+			return verdict{}, err
 		}
 	case GroupKMG:
 		ms.kmg = g
 		a.clearVotes(t.Kind, t.Payload)
 	}
 	a.s.log.Warn("governance group changed", "group", c.Group, "keys", len(c.Keys), "threshold", c.Threshold, "height", ph.height)
-	return "", a.finishChange(ph, t, voters)
+	return verdict{}, a.finishChange(ph, t, voters)
 }
 
 // finishChange records the change and saves the membership state.
@@ -905,12 +911,8 @@ func (s *Store) Member(id uint64) (Member, bool, error) {
 	if err != nil {
 		return Member{}, false, err
 	}
-	for _, m := range ms {
-		if m.ID == id {
-			return m, true, nil
-		}
-	}
-	return Member{}, false, nil
+	m, ok := findMember(ms, id)
+	return m, ok, nil
 }
 
 // Groups returns the NOG and KMG in force.

@@ -404,44 +404,44 @@ func (a *applier) saveReadiness(r *Readiness) error {
 
 // flagDayTx checks (and, if apply, performs) a readiness record or a
 // failure vote in phase ph.
-func (a *applier) flagDayTx(t *Tx, ph govPhase, apply bool) (string, error) {
+func (a *applier) flagDayTx(t *Tx, ph govPhase, apply bool) (verdict, error) {
 	g, err := a.governance()
 	if err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	s := g.schedule
 	switch t.Kind {
 	case TxReadiness:
 		p, err := DecodeReadinessReport(t.Payload)
 		if err != nil {
-			return fmt.Sprintf("bad payload: %v", err), nil
+			return reject(CodeMalformed, "bad payload: %v", err), nil
 		}
-		if reason := scheduleMatches(s, p.Version, p.ActivationHeight); reason != "" {
-			return reason, nil
+		if v := scheduleMatches(s, p.Version, p.ActivationHeight); v.failed() {
+			return v, nil
 		}
 		return a.readinessTx(t, s, p, ph, apply)
 	case TxUpgradeFailure:
 		p, err := DecodeUpgradeFailure(t.Payload)
 		if err != nil {
-			return fmt.Sprintf("bad payload: %v", err), nil
+			return reject(CodeMalformed, "bad payload: %v", err), nil
 		}
-		if reason := scheduleMatches(s, p.Version, p.ActivationHeight); reason != "" {
-			return reason, nil
+		if v := scheduleMatches(s, p.Version, p.ActivationHeight); v.failed() {
+			return v, nil
 		}
 		return a.failureTx(t, g, s, p, ph, apply)
 	default:
-		return fmt.Sprintf("%s is not a flag-day kind", t.Kind), nil
+		return reject(CodeMalformed, "%s is not a flag-day kind", t.Kind), nil
 	}
 }
 
-func scheduleMatches(s *Schedule, version string, h uint64) string {
+func scheduleMatches(s *Schedule, version string, h uint64) verdict {
 	if s == nil {
-		return fmt.Sprintf("nothing is scheduled: no upgrade to %s at height %d", version, h)
+		return reject(CodeConflict, "nothing is scheduled: no upgrade to %s at height %d", version, h)
 	}
 	if s.Version != version || s.ActivationHeight != h {
-		return fmt.Sprintf("the schedule in force is release %s at height %d, not %s at %d", s.Version, s.ActivationHeight, version, h)
+		return reject(CodeConflict, "the schedule in force is release %s at height %d, not %s at %d", s.Version, s.ActivationHeight, version, h)
 	}
-	return ""
+	return verdict{}
 }
 
 // registeredKeyOf returns member id's registered node key.
@@ -453,39 +453,39 @@ func (a *applier) registeredKeyOf(id uint64) (Address, bool, error) {
 	return rec.Key, true, nil
 }
 
-func (a *applier) readinessTx(t *Tx, s *Schedule, p ReadinessReport, ph govPhase, apply bool) (string, error) {
+func (a *applier) readinessTx(t *Tx, s *Schedule, p ReadinessReport, ph govPhase, apply bool) (verdict, error) {
 	if a.s.self != s.NodeMREnclave {
-		return fmt.Sprintf("readiness for release %s is recorded on its own chain: this node runs MRENCLAVE %s, not %s",
+		return reject(CodeConflict, "readiness for release %s is recorded on its own chain: this node runs MRENCLAVE %s, not %s",
 			s.Version, a.s.self.Short(), s.NodeMREnclave.Short()), nil
 	}
 	if p.Measurement != s.NodeMREnclave {
-		return fmt.Sprintf("the record names MRENCLAVE %s, release %s has %s", p.Measurement.Short(), s.Version, s.NodeMREnclave.Short()), nil
+		return reject(CodeConflict, "the record names MRENCLAVE %s, release %s has %s", p.Measurement.Short(), s.Version, s.NodeMREnclave.Short()), nil
 	}
 	if ph.height < s.ActivationHeight || (ph.commit && ph.height == s.ActivationHeight) {
-		return fmt.Sprintf("readiness before the activation height: height %d, activation %d", ph.height, s.ActivationHeight), nil
+		return reject(CodeTooSoon, "readiness before the activation height: height %d, activation %d", ph.height, s.ActivationHeight), nil
 	}
 	r, err := a.readiness(s)
 	if err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	if r.ExpiredAt != 0 || ph.height > r.Deadline() || (!ph.commit && ph.height >= r.Deadline()) {
-		return fmt.Sprintf("readiness deadline passed: records are accepted up to block %d", r.Deadline()), nil
+		return reject(CodeConflict, "readiness deadline passed: records are accepted up to block %d", r.Deadline()), nil
 	}
 	if !slices.Contains(r.Members, p.Member) {
-		return fmt.Sprintf("node %d is not an active member of this flag day", p.Member), nil
+		return reject(CodeNotMember, "node %d is not an active member of this flag day", p.Member), nil
 	}
 	key, ok, err := a.registeredKeyOf(p.Member)
 	if err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	if !ok || key != t.From {
-		return fmt.Sprintf("a readiness record of node %d is signed by its registered node key, not %s", p.Member, t.From), nil
+		return reject(CodeNotMember, "a readiness record of node %d is signed by its registered node key, not %s", p.Member, t.From), nil
 	}
 	if r.HasRecord(p.Member) {
-		return fmt.Sprintf("duplicate: node %d already recorded readiness", p.Member), nil
+		return reject(CodeDuplicate, "duplicate: node %d already recorded readiness", p.Member), nil
 	}
 	if !apply {
-		return "", nil
+		return verdict{}, nil
 	}
 	r.Records = append(r.Records, ReadinessRecord{ReadinessReport: p, Signer: t.From, Height: ph.height, TxID: t.ID()})
 	a.s.log.Info("flag-day readiness recorded", "version", s.Version, "activation", s.ActivationHeight, "node", p.Member,
@@ -494,39 +494,39 @@ func (a *applier) readinessTx(t *Tx, s *Schedule, p ReadinessReport, ph govPhase
 		r.ReadyAt = ph.height
 		a.s.log.Info("flag day ready: the readiness quorum is committed", "version", s.Version, "height", ph.height)
 	}
-	return "", a.saveReadiness(r)
+	return verdict{}, a.saveReadiness(r)
 }
 
-func (a *applier) failureTx(t *Tx, g *govState, s *Schedule, p UpgradeFailure, ph govPhase, apply bool) (string, error) {
+func (a *applier) failureTx(t *Tx, g *govState, s *Schedule, p UpgradeFailure, ph govPhase, apply bool) (verdict, error) {
 	if a.s.self == s.NodeMREnclave {
-		return fmt.Sprintf("a failure vote is cast on the old release's chain: this node runs the scheduled release %s", s.Version), nil
+		return reject(CodeConflict, "a failure vote is cast on the old release's chain: this node runs the scheduled release %s", s.Version), nil
 	}
 	if ph.height != s.ActivationHeight {
-		return fmt.Sprintf("a failure vote is cast when the old chain halted at the activation height %d; the head is %d", s.ActivationHeight, ph.height), nil
+		return reject(CodeTooSoon, "a failure vote is cast when the old chain halted at the activation height %d; the head is %d", s.ActivationHeight, ph.height), nil
 	}
 	r, err := a.readiness(s)
 	if err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	if !slices.Contains(r.Members, p.Member) {
-		return fmt.Sprintf("node %d is not an active member of this flag day", p.Member), nil
+		return reject(CodeNotMember, "node %d is not an active member of this flag day", p.Member), nil
 	}
 	m, ok, err := a.member(p.Member)
 	if err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	key, registered, err := a.registeredKeyOf(p.Member)
 	if err != nil {
-		return "", err
+		return verdict{}, err
 	}
 	if !(registered && key == t.From) && !(ok && !m.Operator.IsZero() && m.Operator == t.From) {
-		return fmt.Sprintf("a failure vote for node %d is signed by its node key or its operator, not %s", p.Member, t.From), nil
+		return reject(CodeNotMember, "a failure vote for node %d is signed by its node key or its operator, not %s", p.Member, t.From), nil
 	}
 	if r.HasFailure(p.Member) {
-		return fmt.Sprintf("duplicate: a failure vote for node %d was already cast", p.Member), nil
+		return reject(CodeDuplicate, "duplicate: a failure vote for node %d was already cast", p.Member), nil
 	}
 	if !apply {
-		return "", nil
+		return verdict{}, nil
 	}
 	r.Failures = append(r.Failures, FailureRecord{Member: p.Member, Signer: t.From, Reason: p.Reason, Height: ph.height, TxID: t.ID()})
 	need := FailureQuorum(len(r.Members))
@@ -541,16 +541,16 @@ func (a *applier) failureTx(t *Tx, g *govState, s *Schedule, p UpgradeFailure, p
 			rec.Approvers = append(rec.Approvers, f.Signer)
 		}
 		if err := a.govSet(govAbortKey(g.aborts), encodeAbortRecord(rec)); err != nil {
-			return "", err
+			return verdict{}, err
 		}
 		g.aborts++
 		g.schedule, g.abortVotes = nil, nil
 		a.s.log.Warn("scheduled upgrade aborted: readiness is impossible", "version", s.Version, "activation", s.ActivationHeight, "reason", rec.Reason)
 		if err := a.saveGovernance(); err != nil {
-			return "", err
+			return verdict{}, err
 		}
 	}
-	return "", a.saveReadiness(r)
+	return verdict{}, a.saveReadiness(r)
 }
 
 // failureAbortReason is the abort record's reason for an abort by

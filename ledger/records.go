@@ -2,6 +2,7 @@ package ledger
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/teeup/teeup/internal/wire"
@@ -155,24 +156,35 @@ func decodeAccount(b []byte) (Account, error) {
 	return a, d.Finish()
 }
 
-// Status states as stored.
+// Status states as stored. A status written since codes exist sets
+// statusCoded in its state byte and carries its code after the reason;
+// one without it (written by an older binary) is decoded with a code
+// derived from its state (see legacyCode).
 const (
 	statePending   = 1
 	stateCommitted = 2
 	stateRejected  = 3
+	statusCoded    = 0x40
 )
 
+// noEffectPrefix starts the reason of a governance transaction committed
+// without effect (see commitGovernance).
+const noEffectPrefix = "no effect: "
+
 func encodeStatus(s TxStatus) ([]byte, error) {
-	e := wire.NewEncoder(16 + len(s.Reason))
+	e := wire.NewEncoder(16 + len(s.Reason) + len(s.Code))
 	switch s.State {
 	case StatePending:
-		e.U8(statePending)
+		e.U8(statePending | statusCoded)
 	case StateCommitted:
-		e.U8(stateCommitted)
+		e.U8(stateCommitted | statusCoded)
 	case StateRejected:
-		e.U8(stateRejected)
+		e.U8(stateRejected | statusCoded)
 	default:
 		return nil, fmt.Errorf("encode tx status: unknown state %q", s.State)
+	}
+	if s.Code == "" || len(s.Code) > maxCodeLen {
+		return nil, fmt.Errorf("encode tx status: code %q is empty or longer than %d bytes", s.Code, maxCodeLen)
 	}
 	e.U64(s.Height)
 	reason := s.Reason
@@ -180,6 +192,7 @@ func encodeStatus(s TxStatus) ([]byte, error) {
 		reason = reason[:MaxReasonLen]
 	}
 	e.String(reason)
+	e.String(string(s.Code))
 	return e.Bytes(), nil
 }
 
@@ -189,10 +202,14 @@ func decodeStatus(b []byte) (TxStatus, error) {
 	state := d.U8("state")
 	s.Height = d.U64("height")
 	s.Reason = d.String("reason", MaxReasonLen)
+	coded := state&statusCoded != 0
+	if coded {
+		s.Code = Code(d.String("code", maxCodeLen))
+	}
 	if err := d.Finish(); err != nil {
 		return TxStatus{}, err
 	}
-	switch state {
+	switch state &^ statusCoded {
 	case statePending:
 		s.State = StatePending
 	case stateCommitted:
@@ -202,7 +219,29 @@ func decodeStatus(b []byte) (TxStatus, error) {
 	default:
 		return TxStatus{}, fmt.Errorf("decode tx status: unknown state %d", state)
 	}
+	switch {
+	case !coded:
+		s.Code = legacyCode(s)
+	case s.Code == "":
+		return TxStatus{}, errors.New("decode tx status: empty code")
+	}
 	return s, nil
+}
+
+// legacyCode is the code of a status stored before codes existed: CodeOK
+// for pending, CodeNoEffect for a committed status with a reason (the
+// ledger only ever gave one to a governance transaction committed without
+// effect), CodeOK for other committed ones, and CodeRejected (no finer
+// code is known) for rejections.
+func legacyCode(s TxStatus) Code {
+	switch {
+	case s.State == StateCommitted && s.Reason != "":
+		return CodeNoEffect
+	case s.State == StateRejected:
+		return CodeRejected
+	default:
+		return CodeOK
+	}
 }
 
 func encodeNode(n NodeRecord) []byte {

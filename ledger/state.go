@@ -22,8 +22,17 @@ var ErrProposerNotRegistered = errors.New("is not registered")
 
 // Apply executes the raft entry at index, whose payload is cmd. It is
 // deterministic, and every write of the entry, with the new applied index,
-// commits in one synced batch: after a crash the state and the applied index
-// agree.
+// commits in one batch: after a crash the state and the applied index agree.
+//
+// The batch is not synced on its own. The raft log lives in the same Pebble
+// database and every raft write is synced; Pebble's write-ahead log is one
+// sequence, so a synced raft write makes every apply committed before it
+// durable too, and an apply lost to a power failure is one whose entry is
+// still in the synced raft log (the log is compacted only below the
+// applied index, by a synced write that follows the applies it covers): on
+// restart raft replays it from the applied index that survived, and the
+// deterministic apply produces the same state. A process crash (kill -9)
+// loses nothing either way: committed batches are in the OS page cache.
 //
 //   - index ≤ AppliedIndex: nothing happens; the result is marked Duplicate.
 //   - cmd nil: only the applied index moves (raft's empty and configuration
@@ -53,11 +62,14 @@ func (s *Store) Apply(index uint64, cmd *Command) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("apply entry %d: %w", index, err)
 	}
+	if res.Accepted {
+		res.Code = CodeOK
+	}
 	a.st.applied = index
 	if err := a.finish(); err != nil {
 		return Result{}, fmt.Errorf("apply entry %d: %w", index, err)
 	}
-	if err := a.batch.Commit(pebble.Sync); err != nil {
+	if err := a.batch.Commit(pebble.NoSync); err != nil {
 		return Result{}, fmt.Errorf("apply entry %d: commit: %w", index, err)
 	}
 	s.mu.Lock()
@@ -119,7 +131,7 @@ func (a *applier) apply(cmd *Command) (Result, error) {
 		// ledger only records the applied index.
 		return Result{Kind: CmdCompact, Accepted: true, Height: cmd.CompactIndex}, nil
 	default:
-		return Result{Kind: cmd.Kind, Reason: fmt.Sprintf("unknown %s", cmd.Kind)}, nil
+		return Result{Kind: cmd.Kind, Code: CodeMalformed, Reason: fmt.Sprintf("unknown %s", cmd.Kind)}, nil
 	}
 }
 
@@ -168,7 +180,7 @@ func (a *applier) setStatus(id Hash, st TxStatus) error {
 func (a *applier) submitTx(t *Tx) (Result, error) {
 	res := Result{Kind: CmdSubmitTx}
 	if t == nil {
-		res.Reason = "missing tx"
+		res.Code, res.Reason = CodeMalformed, "missing tx"
 		return res, nil
 	}
 	id := t.ID()
@@ -180,22 +192,22 @@ func (a *applier) submitTx(t *Tx) (Result, error) {
 	if seen {
 		switch prev.State {
 		case StatePending:
-			res.Reason = "duplicate: already pending"
+			res.Code, res.Reason = CodeAlreadyPending, "duplicate: already pending"
 			return res, nil
 		case StateCommitted:
-			res.Reason = fmt.Sprintf("duplicate: already committed at height %d", prev.Height)
+			res.Code, res.Reason = CodeAlreadyCommitted, fmt.Sprintf("duplicate: already committed at height %d", prev.Height)
 			res.Height = prev.Height
 			return res, nil
 		}
 	}
-	reason, payment, err := a.admit(t)
+	v, payment, err := a.admit(t)
 	if err != nil {
 		return Result{}, err
 	}
-	if reason != "" {
-		res.Reason = reason
-		a.s.log.Debug("tx rejected", "tx", id, "from", t.From, "nonce", t.Nonce, "reason", reason)
-		return res, a.setStatus(id, TxStatus{State: StateRejected, Reason: reason})
+	if v.failed() {
+		res.Code, res.Reason = v.code, v.reason
+		a.s.log.Debug("tx rejected", "tx", id, "from", t.From, "nonce", t.Nonce, "code", v.code, "reason", v.reason)
+		return res, a.setStatus(id, TxStatus{State: StateRejected, Code: v.code, Reason: v.reason})
 	}
 	acct, err := a.account(t.From)
 	if err != nil {
@@ -211,79 +223,82 @@ func (a *applier) submitTx(t *Tx) (Result, error) {
 	}
 	a.st.pool.Next++
 	a.st.pool.Size++
-	if err := a.setStatus(id, TxStatus{State: StatePending}); err != nil {
+	if err := a.setStatus(id, TxStatus{State: StatePending, Code: CodeOK}); err != nil {
 		return Result{}, err
 	}
 	res.Accepted = true
 	return res, nil
 }
 
-// admit checks a transaction against the state: it returns a rejection
-// reason, or "" and the decoded payment.
-func (a *applier) admit(t *Tx) (reason string, p Payment, err error) {
+// admit checks a transaction against the state: it returns a rejection,
+// or the zero verdict and the decoded payment.
+func (a *applier) admit(t *Tx) (v verdict, p Payment, err error) {
 	if t.ChainID != a.s.genesis.ChainID {
-		return fmt.Sprintf("wrong chain id: got %q, want %q", t.ChainID, a.s.genesis.ChainID), p, nil
+		return reject(CodeWrongChain, "wrong chain id: got %q, want %q", t.ChainID, a.s.genesis.ChainID), p, nil
 	}
 	if err := t.checkLimits(); err != nil {
-		return fmt.Sprintf("oversize: %v", err), p, nil
+		return reject(CodeMalformed, "oversize: %v", err), p, nil
 	}
 	if !t.Kind.Known() {
-		return fmt.Sprintf("unknown tx kind %d", uint8(t.Kind)), p, nil
+		return reject(CodeMalformed, "unknown tx kind %d", uint8(t.Kind)), p, nil
 	}
 	if t.VerifySignature() != nil {
-		return "bad signature", p, nil
+		return reject(CodeBadSignature, "bad signature"), p, nil
 	}
 	switch t.Kind {
 	case TxPayment:
 		p, err = DecodePayment(t.Payload)
 		if errors.Is(err, ErrZeroAmount) {
-			return "zero amount", p, nil
+			return reject(CodeMalformed, "zero amount"), p, nil
 		}
 		if err != nil {
-			return fmt.Sprintf("bad payload: %v", err), p, nil
+			return reject(CodeMalformed, "bad payload: %v", err), p, nil
 		}
 	default: // a governance kind: Known passed
-		reason, err := a.checkGovernance(t)
-		if err != nil || reason != "" {
-			return reason, p, err
+		v, err := a.checkGovernance(t)
+		if err != nil || v.failed() {
+			return v, p, err
 		}
 	}
 	acct, err := a.account(t.From)
 	if err != nil {
-		return "", p, err
+		return verdict{}, p, err
 	}
 	if want := acct.Nonce + acct.Pending + 1; t.Nonce != want {
-		return fmt.Sprintf("bad nonce: got %d, want %d", t.Nonce, want), p, nil
+		return reject(CodeBadNonce, "bad nonce: got %d, want %d", t.Nonce, want), p, nil
 	}
 	if acct.PendingDebit > acct.Balance {
-		return "", p, fmt.Errorf("corrupt account %s: pending debits %d exceed the balance %d", t.From, acct.PendingDebit, acct.Balance)
+		return verdict{}, p, fmt.Errorf("corrupt account %s: pending debits %d exceed the balance %d", t.From, acct.PendingDebit, acct.Balance)
 	}
 	if avail := acct.Balance - acct.PendingDebit; p.Amount > avail {
-		return fmt.Sprintf("insufficient funds: amount %d, balance %d, pending debits %d", p.Amount, acct.Balance, acct.PendingDebit), p, nil
+		return reject(CodeInsufficientFunds, "insufficient funds: amount %d, balance %d, pending debits %d", p.Amount, acct.Balance, acct.PendingDebit), p, nil
 	}
 	if a.st.pool.Size >= uint64(a.s.params.MaxPool) {
-		return fmt.Sprintf("pool full: %d transactions", a.st.pool.Size), p, nil
+		return reject(CodePoolFull, "pool full: %d transactions", a.st.pool.Size), p, nil
 	}
-	return "", p, nil
+	return verdict{}, p, nil
 }
 
 // block appends a block or rejects it.
 func (a *applier) block(blk *Block) (Result, error) {
 	res := Result{Kind: CmdBlock}
 	if blk == nil {
-		res.Reason = "missing block"
+		res.Code, res.Reason = CodeMalformed, "missing block"
 		return res, nil
 	}
 	h := &blk.Header
 	res.Height = h.Height
-	reason, entries, err := a.checkBlock(blk)
+	v, entries, err := a.checkBlock(blk)
 	if err != nil {
 		return Result{}, err
 	}
-	if reason != "" {
-		res.Reason = reason
-		a.s.log.Warn("block rejected", "height", h.Height, "proposer", h.Proposer, "reason", reason)
+	if v.failed() {
+		res.Code, res.Reason = v.code, v.reason
+		a.s.log.Warn("block rejected", "height", h.Height, "proposer", h.Proposer, "code", v.code, "reason", v.reason)
 		return res, nil
+	}
+	if err := a.upgradeTakesEffect(h.Height); err != nil {
+		return Result{}, fmt.Errorf("block %d: %w", h.Height, err)
 	}
 	for i, e := range entries {
 		id, err := a.commitTx(h.Height, uint32(i), e)
@@ -306,67 +321,67 @@ func (a *applier) block(blk *Block) (Result, error) {
 }
 
 // checkBlock validates a block against the head, the registered nodes and
-// the pool. It returns a rejection reason, or "" and the pool entries the
-// block commits.
-func (a *applier) checkBlock(blk *Block) (string, []poolEntry, error) {
+// the pool. It returns a rejection, or the zero verdict and the pool
+// entries the block commits.
+func (a *applier) checkBlock(blk *Block) (verdict, []poolEntry, error) {
 	h := &blk.Header
 	head := a.st.head
 	switch {
 	case h.ChainID != a.s.genesis.ChainID:
-		return fmt.Sprintf("wrong chain id: got %q, want %q", h.ChainID, a.s.genesis.ChainID), nil, nil
+		return reject(CodeWrongChain, "wrong chain id: got %q, want %q", h.ChainID, a.s.genesis.ChainID), nil, nil
 	case h.Height != head.Height+1:
-		return fmt.Sprintf("wrong height: got %d, want %d", h.Height, head.Height+1), nil, nil
+		return reject(CodeBadBlock, "wrong height: got %d, want %d", h.Height, head.Height+1), nil, nil
 	case h.PrevHash != head.Hash:
-		return fmt.Sprintf("wrong previous hash: got %s, want %s", h.PrevHash, head.Hash), nil, nil
+		return reject(CodeBadBlock, "wrong previous hash: got %s, want %s", h.PrevHash, head.Hash), nil, nil
 	case a.st.halt != 0 && h.Height > a.st.halt:
-		return fmt.Sprintf("past halt height: block %d, halt at %d", h.Height, a.st.halt), nil, nil
+		return reject(CodeHalted, "past halt height: block %d, halt at %d", h.Height, a.st.halt), nil, nil
 	case h.Time < head.Time:
-		return fmt.Sprintf("time goes backwards: %d, previous block %d", h.Time, head.Time), nil, nil
+		return reject(CodeBadBlock, "time goes backwards: %d, previous block %d", h.Time, head.Time), nil, nil
 	case int(h.TxCount) > a.s.params.MaxBlockTxs:
-		return fmt.Sprintf("%d transactions, more than max_block_txs %d", h.TxCount, a.s.params.MaxBlockTxs), nil, nil
+		return reject(CodeBadBlock, "%d transactions, more than max_block_txs %d", h.TxCount, a.s.params.MaxBlockTxs), nil, nil
 	}
 	if reason, err := a.upgradeHaltReason(h.Height); err != nil || reason != "" {
-		return reason, nil, err
+		return verdict{code: CodeHalted, reason: reason}, nil, err
 	}
 	node, ok, err := a.s.Node(h.Proposer)
 	if err != nil {
-		return "", nil, err
+		return verdict{}, nil, err
 	}
 	if !ok {
-		return fmt.Sprintf("unregistered proposer %d", h.Proposer), nil, nil
+		return reject(CodeBadBlock, "unregistered proposer %d", h.Proposer), nil, nil
 	}
 	if node.Key != h.ProposerKey {
-		return fmt.Sprintf("proposer %d key mismatch: block has %s, registered %s", h.Proposer, h.ProposerKey, node.Key), nil, nil
+		return reject(CodeBadBlock, "proposer %d key mismatch: block has %s, registered %s", h.Proposer, h.ProposerKey, node.Key), nil, nil
 	}
 	if blk.VerifySignature() != nil {
-		return "bad proposer signature", nil, nil
+		return reject(CodeBadBlock, "bad proposer signature"), nil, nil
 	}
 	if sha256.Sum256(blk.Body) != h.BodyHash {
-		return "body hash mismatch", nil, nil
+		return reject(CodeBadBlock, "body hash mismatch"), nil, nil
 	}
 	txs, err := a.s.crypto.openBody(h.ChainID, h.Height, h.PrevHash, blk.Body)
 	if err != nil {
-		return fmt.Sprintf("body does not open: %v", err), nil, nil
+		return reject(CodeBadBlock, "body does not open: %v", err), nil, nil
 	}
 	if len(txs) != int(h.TxCount) {
-		return fmt.Sprintf("tx count mismatch: header says %d, body holds %d", h.TxCount, len(txs)), nil, nil
+		return reject(CodeBadBlock, "tx count mismatch: header says %d, body holds %d", h.TxCount, len(txs)), nil, nil
 	}
 	if len(txs) == 0 {
-		return "", nil, nil
+		return verdict{}, nil, nil
 	}
 	entries, err := a.s.poolHead(a.s.db, len(txs))
 	if err != nil {
-		return "", nil, err
+		return verdict{}, nil, err
 	}
 	if len(entries) < len(txs) {
-		return fmt.Sprintf("block has %d transactions, the pool holds %d", len(txs), len(entries)), nil, nil
+		return reject(CodeBadBlock, "block has %d transactions, the pool holds %d", len(txs), len(entries)), nil, nil
 	}
 	for i, t := range txs {
 		if !bytes.Equal(t.Encode(), entries[i].raw) {
-			return fmt.Sprintf("tx %d (%s) is not pool entry %d (%s)", i, t.ID(), i, entries[i].tx.ID()), nil, nil
+			return reject(CodeBadBlock, "tx %d (%s) is not pool entry %d (%s)", i, t.ID(), i, entries[i].tx.ID()), nil, nil
 		}
 	}
-	return "", entries, nil
+	return verdict{}, entries, nil
 }
 
 // commitTx executes a pool transaction included in the block at height.
@@ -375,7 +390,7 @@ func (a *applier) checkBlock(blk *Block) (string, []poolEntry, error) {
 func (a *applier) commitTx(height uint64, index uint32, e poolEntry) (Hash, error) {
 	t := e.tx
 	id := t.ID()
-	status := TxStatus{State: StateCommitted, Height: height}
+	status := TxStatus{State: StateCommitted, Height: height, Code: CodeOK}
 	switch t.Kind {
 	case TxPayment:
 		p, err := DecodePayment(t.Payload)
@@ -414,7 +429,9 @@ func (a *applier) commitTx(height uint64, index uint32, e poolEntry) (Hash, erro
 		if err != nil {
 			return id, err
 		}
-		status.Reason = note
+		if note != "" {
+			status.Code, status.Reason = CodeNoEffect, note
+		}
 	default:
 		return id, fmt.Errorf("corrupt pool entry %x: %s", e.key, t.Kind)
 	}
@@ -432,23 +449,23 @@ func (a *applier) indexPayment(height uint64, index uint32, id Hash, from Addres
 // registerNode records a node's key and measurement.
 func (a *applier) registerNode(n *NodeRecord) (Result, error) {
 	res := Result{Kind: CmdRegisterNode}
-	reject := func(format string, args ...any) (Result, error) {
-		res.Reason = fmt.Sprintf(format, args...)
-		a.s.log.Warn("node registration rejected", "reason", res.Reason)
+	refuse := func(c Code, format string, args ...any) (Result, error) {
+		res.Code, res.Reason = c, fmt.Sprintf(format, args...)
+		a.s.log.Warn("node registration rejected", "code", c, "reason", res.Reason)
 		return res, nil
 	}
 	switch {
 	case n == nil:
-		return reject("missing node")
+		return refuse(CodeMalformed, "missing node")
 	case n.Key.IsZero():
-		return reject("node %d: zero key", n.ID)
+		return refuse(CodeMalformed, "node %d: zero key", n.ID)
 	}
 	m, ok, err := a.member(n.ID)
 	if err != nil {
 		return Result{}, err
 	}
 	if !ok || !m.Active() {
-		return reject("node %d is not a member", n.ID)
+		return refuse(CodeNotMember, "node %d is not a member", n.ID)
 	}
 	nodes, err := a.s.Nodes()
 	if err != nil {
@@ -456,14 +473,14 @@ func (a *applier) registerNode(n *NodeRecord) (Result, error) {
 	}
 	for _, o := range nodes {
 		if o.ID == n.ID && o.Key != n.Key {
-			return reject("node %d is registered with another key (%s); a new key takes its operator's re-key", n.ID, o.Key)
+			return refuse(CodeKeyConflict, "node %d is registered with another key (%s); a new key takes its operator's re-key", n.ID, o.Key)
 		}
 		if o.ID != n.ID && o.Key == n.Key {
-			return reject("key %s is already registered for node %d", n.Key, o.ID)
+			return refuse(CodeKeyConflict, "key %s is already registered for node %d", n.Key, o.ID)
 		}
 	}
 	if !m.NodeKey.IsZero() && m.NodeKey != n.Key {
-		return reject("node %d must register with key %s, not %s", n.ID, m.NodeKey, n.Key)
+		return refuse(CodeKeyConflict, "node %d must register with key %s, not %s", n.ID, m.NodeKey, n.Key)
 	}
 	if err := a.batch.Set(nodeKey(n.ID), encodeNode(*n), nil); err != nil {
 		return Result{}, err

@@ -419,14 +419,18 @@ type TxStatus struct {
 	State string
 	// Height is the block that committed the transaction (committed only).
 	Height uint64
+	// Code is the typed outcome: CodeOK for a pending transaction or one
+	// committed with its effect, CodeNoEffect for a governance transaction
+	// committed without effect, else the rejection's code.
+	Code Code
 	// Reason says why the transaction was rejected (rejected), or why a
 	// committed governance transaction had no effect (see
-	// Store.Governance).
+	// Store.Governance). It is for people: act on Code.
 	Reason string
 }
 
 // Result is the outcome of applying one command. Deterministic rejections
-// are results (Accepted false, Reason set), not errors.
+// are results (Accepted false, Code and Reason set), not errors.
 type Result struct {
 	Kind CmdKind
 	// Accepted reports whether the command changed the state as asked.
@@ -434,7 +438,10 @@ type Result struct {
 	// Duplicate marks an index at or below the applied index: nothing was
 	// done, and only Kind, TxID and Height (taken from the command) are set.
 	Duplicate bool
-	// Reason explains a rejection.
+	// Code is CodeOK for an accepted command, else the rejection's code
+	// (empty for a Duplicate result).
+	Code Code
+	// Reason explains a rejection, for people: act on Code.
 	Reason string
 	// TxID is the submitted transaction's id (CmdSubmitTx).
 	TxID Hash

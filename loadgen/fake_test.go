@@ -78,8 +78,8 @@ func (l *fakeLedger) account(a ledger.Address) *ledger.Account {
 	return acct
 }
 
-func rejectErr(tx *ledger.Tx, reason string) error {
-	return &nodeapi.Error{Code: nodeapi.CodeRejected, Message: "rejected: " + reason, TxID: tx.ID().String()}
+func rejectErr(tx *ledger.Tx, code ledger.Code, reason string) error {
+	return &nodeapi.Error{Code: nodeapi.CodeRejected, Message: "rejected: " + reason, TxID: tx.ID().String(), TxCode: string(code)}
 }
 
 func (l *fakeLedger) submit(ctx context.Context, raw []byte) (*nodeapi.Receipt, error) {
@@ -127,26 +127,26 @@ func (l *fakeLedger) admitAndCommit(tx *ledger.Tx) (*nodeapi.Receipt, error) {
 	if st, ok := l.txs[id]; ok && st.Status == ledger.StateCommitted {
 		return &nodeapi.Receipt{TxID: id.String(), Status: ledger.StateCommitted, Height: st.Height}, nil
 	}
-	reject := func(reason string) error {
-		l.txs[id] = nodeapi.TxStatus{TxID: id.String(), Status: ledger.StateRejected, Reason: reason}
-		return rejectErr(tx, reason)
+	reject := func(code ledger.Code, reason string) error {
+		l.txs[id] = nodeapi.TxStatus{TxID: id.String(), Status: ledger.StateRejected, Code: string(code), Reason: reason}
+		return rejectErr(tx, code, reason)
 	}
 	if tx.ChainID != l.chainID {
-		return nil, reject("wrong chain id")
+		return nil, reject(ledger.CodeWrongChain, "wrong chain id")
 	}
 	if tx.VerifySignature() != nil {
-		return nil, reject("bad signature")
+		return nil, reject(ledger.CodeBadSignature, "bad signature")
 	}
 	p, err := ledger.DecodePayment(tx.Payload)
 	if err != nil {
-		return nil, reject("bad payload: " + err.Error())
+		return nil, reject(ledger.CodeMalformed, "bad payload: "+err.Error())
 	}
 	from := l.account(tx.From)
 	if tx.Nonce != from.Nonce+1 {
-		return nil, reject(fmt.Sprintf("bad nonce: got %d, want %d", tx.Nonce, from.Nonce+1))
+		return nil, reject(ledger.CodeBadNonce, fmt.Sprintf("bad nonce: got %d, want %d", tx.Nonce, from.Nonce+1))
 	}
 	if p.Amount > from.Balance {
-		return nil, reject(fmt.Sprintf("insufficient funds: amount %d, balance %d", p.Amount, from.Balance))
+		return nil, reject(ledger.CodeInsufficientFunds, fmt.Sprintf("insufficient funds: amount %d, balance %d", p.Amount, from.Balance))
 	}
 	from.Balance -= p.Amount
 	from.Nonce++

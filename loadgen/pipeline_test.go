@@ -49,24 +49,24 @@ func (l *fakeLedger) admitAndWait(ctx context.Context, tx *ledger.Tx) (*nodeapi.
 	}
 	p := l.byID[id]
 	if p == nil {
-		reject := func(reason string) (*nodeapi.Receipt, error) {
-			l.txs[id] = nodeapi.TxStatus{TxID: id.String(), Status: ledger.StateRejected, Reason: reason}
+		reject := func(code ledger.Code, reason string) (*nodeapi.Receipt, error) {
+			l.txs[id] = nodeapi.TxStatus{TxID: id.String(), Status: ledger.StateRejected, Code: string(code), Reason: reason}
 			l.mu.Unlock()
-			return nil, rejectErr(tx, reason)
+			return nil, rejectErr(tx, code, reason)
 		}
 		if tx.ChainID != l.chainID || tx.VerifySignature() != nil {
-			return reject("bad chain id or signature")
+			return reject(ledger.CodeBadSignature, "bad chain id or signature")
 		}
 		pay, err := ledger.DecodePayment(tx.Payload)
 		if err != nil {
-			return reject("bad payload")
+			return reject(ledger.CodeMalformed, "bad payload")
 		}
 		from := l.account(tx.From)
 		if want := from.Nonce + uint64(l.pendingOf[tx.From]) + 1; tx.Nonce != want {
-			return reject(fmt.Sprintf("bad nonce: got %d, want %d", tx.Nonce, want))
+			return reject(ledger.CodeBadNonce, fmt.Sprintf("bad nonce: got %d, want %d", tx.Nonce, want))
 		}
 		if pay.Amount > from.Balance-l.debitOf[tx.From] {
-			return reject("insufficient funds")
+			return reject(ledger.CodeInsufficientFunds, "insufficient funds")
 		}
 		p = &pendingTx{tx: tx, amount: pay.Amount, to: pay.To, done: make(chan struct{})}
 		l.pending = append(l.pending, p)
@@ -251,7 +251,7 @@ func TestRunRecoversFromARejectionMidPipeline(t *testing.T) {
 			refused = tx.ID()
 		}
 		if tx.ID() == refused {
-			return rejectErr(tx, "insufficient funds (injected)")
+			return rejectErr(tx, ledger.CodeInsufficientFunds, "insufficient funds (injected)")
 		}
 		return nil
 	}
@@ -294,7 +294,7 @@ func TestVerifyCountsAReSignedIdenticalPaymentOnce(t *testing.T) {
 	var once atomic.Bool
 	l.before = func(_ int, tx *ledger.Tx) error {
 		if tx.Nonce == 2 && once.CompareAndSwap(false, true) {
-			return rejectErr(tx, "pool full: 10000 transactions")
+			return rejectErr(tx, ledger.CodePoolFull, "pool full: 10000 transactions")
 		}
 		return nil
 	}

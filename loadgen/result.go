@@ -35,6 +35,10 @@ type Ack struct {
 // Rejection is a payment a node refused deterministically.
 type Rejection struct {
 	Payment
+	// Code is the ledger's result code of the rejection (e.g.
+	// ledger.CodeBadNonce); empty when the node gave none (an API-level
+	// refusal such as a malformed request, or a node that predates codes).
+	Code ledger.Code
 	// Reason is the node's error message.
 	Reason string
 }

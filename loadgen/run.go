@@ -174,6 +174,7 @@ type outcome struct {
 	kind    outcomeKind
 	height  uint64
 	latency time.Duration
+	code    ledger.Code
 	reason  string
 }
 
@@ -355,13 +356,13 @@ func (s *sender) resolve(p Payment, out outcome) {
 		ack = &Ack{Payment: p, Height: out.height, Latency: out.latency}
 		s.st.acked = append(s.st.acked, *ack)
 	case outcomeRejected:
-		s.st.rejected = append(s.st.rejected, Rejection{Payment: p, Reason: out.reason})
+		s.st.rejected = append(s.st.rejected, Rejection{Payment: p, Code: out.code, Reason: out.reason})
 	case outcomeUnresolved:
 		s.st.unresolved = append(s.st.unresolved, p)
 	}
 	s.st.mu.Unlock()
 	if out.kind == outcomeRejected {
-		s.r.cfg.Logger.Warn("payment rejected", "tx", p.TxID.String(), "from", short(p.From), "nonce", p.Nonce, "reason", out.reason)
+		s.r.cfg.Logger.Warn("payment rejected", "tx", p.TxID.String(), "from", short(p.From), "nonce", p.Nonce, "code", out.code, "reason", out.reason)
 	}
 	if ack != nil && s.r.cfg.OnAck != nil {
 		s.r.cfg.OnAck(*ack)
@@ -407,9 +408,10 @@ func (r *run) deliver(ctx context.Context, s *sender, raw []byte, p Payment) out
 		}
 		v, key := judge(err)
 		s.st.failed(key, nodeapi.IsCode(err, nodeapi.CodeClosedForUpgrade))
-		reordered := v == rejected && (predecessor || s.mayBeReordered(p.Nonce))
+		code := ledger.Code(nodeapi.TxCode(err))
+		reordered := v == rejected && mayBeNonceRace(code) && (predecessor || s.mayBeReordered(p.Nonce))
 		if v == rejected && !reordered {
-			return outcome{kind: outcomeRejected, reason: err.Error()}
+			return outcome{kind: outcomeRejected, code: code, reason: err.Error()}
 		}
 		s.st.retried(reordered)
 		r.cfg.Logger.Debug("retrying payment", "tx", p.TxID.String(), "nonce", p.Nonce, "err", err, "backoff", backoff, "reordered", reordered)
@@ -418,6 +420,14 @@ func (r *run) deliver(ctx context.Context, s *sender, raw []byte, p Payment) out
 		}
 		backoff = min(2*backoff, r.cfg.MaxBackoff)
 	}
+}
+
+// mayBeNonceRace reports whether a rejection with the ledger code c may
+// be due to the payment overtaking its predecessor: a bad nonce, or a
+// refusal without a code (a node that predates codes), which is retried
+// as before.
+func mayBeNonceRace(c ledger.Code) bool {
+	return c == ledger.CodeBadNonce || c == ""
 }
 
 // errBadReceipt marks a receipt that does not acknowledge the payment sent.

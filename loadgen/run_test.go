@@ -175,8 +175,8 @@ func TestRunCountsRejectionsAndRereadsTheNonce(t *testing.T) {
 	if res.Rejected != 1 || res.Acknowledged != 39 || res.Sent != 40 {
 		t.Fatalf("rejected %d acked %d sent %d, want 1/39/40 (errors %v)", res.Rejected, res.Acknowledged, res.Sent, res.Errors)
 	}
-	if r := res.RejectedTxs[0]; r.Nonce != 1 || !strings.Contains(r.Reason, "bad nonce") {
-		t.Errorf("rejection %+v, want nonce 1 and a bad nonce reason", r)
+	if r := res.RejectedTxs[0]; r.Nonce != 1 || r.Code != ledger.CodeBadNonce || r.Reason == "" {
+		t.Errorf("rejection %+v, want nonce 1 and code bad_nonce", r)
 	}
 	if res.Errors["rejected: bad nonce: got #, want #"] != 1 {
 		t.Errorf("Errors = %v, want one normalized bad nonce", res.Errors)

@@ -271,7 +271,7 @@ func (n *Node) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		var rej *rejection
 		switch {
 		case errors.As(err, &rej):
-			writeErr(w, http.StatusUnprocessableEntity, nodeapi.CodeRejected, "rejected: "+rej.reason, tx.ID().String())
+			writeJSON(w, http.StatusUnprocessableEntity, nodeapi.Error{Code: nodeapi.CodeRejected, Message: "rejected: " + rej.reason, TxID: tx.ID().String(), TxCode: string(rej.code)})
 		case errors.Is(err, context.DeadlineExceeded):
 			writeErr(w, http.StatusGatewayTimeout, nodeapi.CodeTimeout, "not committed in time; query the transaction status before resubmitting", tx.ID().String())
 		default:
@@ -282,8 +282,12 @@ func (n *Node) handleSubmit(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, rec)
 }
 
-// rejection is a deterministic refusal of a transaction.
-type rejection struct{ reason string }
+// rejection is a deterministic refusal of a transaction, with the
+// ledger's code.
+type rejection struct {
+	code   ledger.Code
+	reason string
+}
 
 func (r *rejection) Error() string { return "rejected: " + r.reason }
 
@@ -292,14 +296,14 @@ func (r *rejection) Error() string { return "rejected: " + r.reason }
 // recognises the same transaction, so it is never applied twice.
 func (n *Node) Submit(ctx context.Context, tx *ledger.Tx) (*nodeapi.Receipt, error) {
 	if tx.ChainID != n.genesis.ChainID {
-		return nil, &rejection{fmt.Sprintf("wrong chain id %q, this is %q", tx.ChainID, n.genesis.ChainID)}
+		return nil, &rejection{ledger.CodeWrongChain, fmt.Sprintf("wrong chain id %q, this is %q", tx.ChainID, n.genesis.ChainID)}
 	}
 	if err := tx.VerifySignature(); err != nil {
-		return nil, &rejection{err.Error()}
+		return nil, &rejection{ledger.CodeBadSignature, err.Error()}
 	}
 	id := tx.ID()
 	if st, ok, err := n.store.TxStatus(id); err == nil && ok && st.State == ledger.StateCommitted {
-		return &nodeapi.Receipt{TxID: id.String(), Status: ledger.StateCommitted, Height: st.Height}, nil
+		return committedReceipt(id, st), nil
 	}
 	k := n.keys.Load()
 	data, err := ledger.SealEntry(k.LedgerKey, n.genesis.ChainID, &ledger.Command{Kind: ledger.CmdSubmitTx, Tx: tx})
@@ -318,14 +322,22 @@ func (n *Node) Submit(ctx context.Context, tx *ledger.Tx) (*nodeapi.Receipt, err
 			return nil, ctx.Err()
 		case o := <-ch:
 			if !o.committed {
-				return nil, &rejection{o.reason}
+				return nil, &rejection{o.code, o.reason}
 			}
-			return &nodeapi.Receipt{TxID: id.String(), Status: ledger.StateCommitted, Height: o.height}, nil
+			st, ok, err := n.store.TxStatus(id)
+			if err != nil || !ok || st.State != ledger.StateCommitted {
+				// The block committed it; its status (with the code)
+				// is written in the same batch, so this is corruption
+				// or a read failure: report the commit without a code.
+				n.log.Warn("committed transaction without a readable status", "tx", id.String(), "err", err)
+				st = ledger.TxStatus{State: ledger.StateCommitted, Height: o.height}
+			}
+			return committedReceipt(id, st), nil
 		case <-retry.C:
 			if st, ok, err := n.store.TxStatus(id); err == nil && ok {
 				switch st.State {
 				case ledger.StateCommitted:
-					return &nodeapi.Receipt{TxID: id.String(), Status: ledger.StateCommitted, Height: st.Height}, nil
+					return committedReceipt(id, st), nil
 				case ledger.StatePending:
 					retry.Reset(time.Second)
 					continue // admitted; its block will wake us
@@ -343,6 +355,13 @@ func (n *Node) Submit(ctx context.Context, tx *ledger.Tx) (*nodeapi.Receipt, err
 	}
 }
 
+// committedReceipt is the receipt of a committed transaction with its
+// status's code (ok, or no_effect for a governance transaction that had
+// none).
+func committedReceipt(id ledger.Hash, st ledger.TxStatus) *nodeapi.Receipt {
+	return &nodeapi.Receipt{TxID: id.String(), Status: ledger.StateCommitted, Height: st.Height, Code: string(st.Code)}
+}
+
 func (n *Node) handleTxStatus(w http.ResponseWriter, r *http.Request) {
 	id, err := ledger.ParseHash(r.PathValue("id"))
 	if err != nil {
@@ -358,7 +377,7 @@ func (n *Node) handleTxStatus(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusNotFound, nodeapi.CodeNotFound, "unknown transaction "+id.String(), id.String())
 		return
 	}
-	writeJSON(w, http.StatusOK, nodeapi.TxStatus{TxID: id.String(), Status: st.State, Height: st.Height, Reason: st.Reason})
+	writeJSON(w, http.StatusOK, nodeapi.TxStatus{TxID: id.String(), Status: st.State, Height: st.Height, Code: string(st.Code), Reason: st.Reason})
 }
 
 func (n *Node) handleAccount(w http.ResponseWriter, r *http.Request) {

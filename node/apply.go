@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 
 	"github.com/teeup/teeup/ledger"
@@ -93,10 +92,12 @@ func (n *Node) waitUntil(ctx context.Context, cond func() bool) error {
 	}
 }
 
-// txOutcome is what a submitter learns about its transaction.
+// txOutcome is what a submitter learns about its transaction: committed
+// at height, or rejected with code and reason.
 type txOutcome struct {
 	committed bool
 	height    uint64
+	code      ledger.Code
 	reason    string
 }
 
@@ -149,14 +150,14 @@ func (w *waiters) notify(res ledger.Result) {
 		if res.Accepted || res.Duplicate {
 			return // admitted: wait for its block
 		}
-		if strings.Contains(res.Reason, "already pending") {
+		switch res.Code {
+		case ledger.CodeAlreadyPending:
 			return // a re-proposal of an admitted transaction
-		}
-		if res.Height > 0 && strings.Contains(res.Reason, "already committed") {
+		case ledger.CodeAlreadyCommitted:
 			w.deliver(res.TxID, txOutcome{committed: true, height: res.Height})
 			return
 		}
-		w.deliver(res.TxID, txOutcome{reason: res.Reason})
+		w.deliver(res.TxID, txOutcome{code: res.Code, reason: res.Reason})
 	case ledger.CmdBlock:
 		if !res.Accepted {
 			return

@@ -281,7 +281,7 @@ func (n *Node) writeSubmitResult(w http.ResponseWriter, tx *ledger.Tx, submit fu
 		var rej *rejection
 		switch {
 		case errors.As(err, &rej):
-			writeErr(w, http.StatusUnprocessableEntity, nodeapi.CodeRejected, "rejected: "+rej.reason, tx.ID().String())
+			writeJSON(w, http.StatusUnprocessableEntity, nodeapi.Error{Code: nodeapi.CodeRejected, Message: "rejected: " + rej.reason, TxID: tx.ID().String(), TxCode: string(rej.code)})
 		case ctx.Err() != nil:
 			writeErr(w, http.StatusGatewayTimeout, nodeapi.CodeTimeout, "not admitted in time; query the transaction status before resubmitting", tx.ID().String())
 		default:
@@ -308,9 +308,9 @@ func (n *Node) submitAdmitted(ctx context.Context, tx *ledger.Tx) (*nodeapi.Rece
 		if st, ok, err := n.store.TxStatus(id); err == nil && ok {
 			switch st.State {
 			case ledger.StatePending, ledger.StateCommitted:
-				return &nodeapi.Receipt{TxID: id.String(), Status: st.State, Height: st.Height}, nil
+				return &nodeapi.Receipt{TxID: id.String(), Status: st.State, Height: st.Height, Code: string(st.Code)}, nil
 			case ledger.StateRejected:
-				return nil, &rejection{st.Reason}
+				return nil, &rejection{st.Code, st.Reason}
 			}
 		}
 		if time.Now().After(next) && n.raft.Leader() != 0 {

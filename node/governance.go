@@ -114,6 +114,7 @@ func governanceJSON(chainID string, v *ledger.GovernanceView) *nodeapi.Governanc
 		Releases: make([]nodeapi.ReleaseInfo, 0, len(v.Releases)),
 		Approved: make([]nodeapi.Approval, 0, len(v.Approved)),
 	}
+	g.RunningRelease = v.Running
 	approvedAt := make(map[string]uint64, len(v.Releases))
 	for _, r := range v.Releases {
 		m := &r.Release.Manifest

@@ -298,6 +298,7 @@ func (n *Node) run(ctx context.Context, opts Options) error {
 		ID: n.cfg.NodeID, Members: n.genesisMembers(), DB: n.store.DB(), Applied: n.store.AppliedIndex(), ConfState: conf,
 		Machine: (*stateMachine)(n), Transport: n.tr, Logger: n.log,
 		CompactEvery: n.cfg.RaftCompactEvery, CompactKeep: n.cfg.RaftCompactKeep,
+		CampaignFirst: n.campaignFirst(),
 	})
 	if err != nil {
 		return err

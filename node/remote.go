@@ -72,20 +72,11 @@ func (n *Node) remotePolicy(configured []remoteadmin.Key) (remoteadmin.Policy, e
 // active member); the NOG's keys and every active member's operator may
 // read. A removed member's operator gains nothing.
 func chainPolicy(base remoteadmin.Policy, self uint64, members []ledger.Member, nog release.Group) (remoteadmin.Policy, error) {
-	var own, readers []remoteadmin.Key
+	var ops []remoteadmin.MemberOperator
 	for _, m := range members {
-		if !m.Active() || m.Operator.IsZero() {
-			continue
+		if m.Active() {
+			ops = append(ops, remoteadmin.MemberOperator{Node: m.ID, Operator: remoteadmin.Key(m.Operator)})
 		}
-		k := remoteadmin.Key(m.Operator)
-		if m.ID == self {
-			own = append(own, k)
-		}
-		readers = append(readers, k)
 	}
-	nogKeys, err := remoteadmin.ParseKeys(nog.Keys)
-	if err != nil {
-		return remoteadmin.Policy{}, fmt.Errorf("node operators group: %w", err)
-	}
-	return base.Add(own, append(readers, nogKeys...)), nil
+	return base.WithChain(self, ops, nog.Keys)
 }

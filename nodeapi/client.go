@@ -85,6 +85,16 @@ func IsCode(err error, code string) bool {
 	return errors.As(err, &e) && e.Code == code
 }
 
+// TxCode returns the ledger result code of a transaction rejection carried
+// by err (an *Error with CodeRejected and a TxCode), or "".
+func TxCode(err error) string {
+	var e *Error
+	if errors.As(err, &e) && e.Code == CodeRejected {
+		return e.TxCode
+	}
+	return ""
+}
+
 // reads are the queries both the client API and the admin API answer.
 type reads struct{ c caller }
 

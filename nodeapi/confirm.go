@@ -12,6 +12,12 @@ import (
 // committed nor rejected by the end of the wait.
 var ErrNotCommitted = errors.New("transaction not committed")
 
+// ErrNoEffect is wrapped by the errors of callers (the CLI's and flag
+// day's governance votes) that report a transaction committed with the
+// ledger's result code no_effect: its nonce is spent, but it lost a race
+// with another transaction and changed nothing.
+var ErrNoEffect = errors.New("committed without effect")
+
 // Submitter is a node that takes transactions and answers for their status:
 // the client API (Client) or the admin API (AdminClient).
 type Submitter interface {
@@ -28,9 +34,9 @@ const confirmPoll = 250 * time.Millisecond
 // (CodeTimeout), the node was unavailable, the connection broke — the
 // transaction may still be, or have been, committed: SubmitAndConfirm then
 // looks it up (GET /v1/tx/{id}) for up to wait and reports what happened.
-// A committed transaction returns its receipt; a rejected one an *Error
-// with CodeRejected; one still pending or unknown at the end an error
-// wrapping ErrNotCommitted. A refusal by the node (rejected, malformed,
+// A committed transaction returns its receipt (with the status's Code); a
+// rejected one an *Error with CodeRejected and the ledger's TxCode; one
+// still pending or unknown at the end an error wrapping ErrNotCommitted. A refusal by the node (rejected, malformed,
 // closed for upgrade) is returned as it is: nothing was admitted.
 func SubmitAndConfirm(ctx context.Context, n Submitter, tx []byte, id string, wait time.Duration) (*Receipt, error) {
 	rec, err := n.Submit(ctx, tx)
@@ -59,9 +65,9 @@ func SubmitAndConfirm(ctx context.Context, n Submitter, tx []byte, id string, wa
 		st, err := n.TxStatus(lctx, id)
 		switch {
 		case err == nil && st.Status == TxCommitted:
-			return &Receipt{TxID: id, Status: TxCommitted, Height: st.Height}, nil
+			return &Receipt{TxID: id, Status: TxCommitted, Height: st.Height, Code: st.Code}, nil
 		case err == nil && st.Status == TxRejected:
-			return nil, &Error{Code: CodeRejected, Message: "rejected: " + st.Reason, TxID: id}
+			return nil, &Error{Code: CodeRejected, Message: "rejected: " + st.Reason, TxID: id, TxCode: st.Code}
 		case err == nil:
 			last = st.Status
 		case IsCode(err, CodeNotFound):

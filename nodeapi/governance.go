@@ -23,6 +23,12 @@ type Governance struct {
 	// Approved lists the approved releases in approval order (which is
 	// also increasing version order).
 	Approved []Approval `json:"approved"`
+	// RunningRelease is the release the network runs: the genesis's
+	// release, then each scheduled upgrade's once a block above its
+	// activation height is committed; "" while neither names one. Proposals
+	// and schedules of versions not newer are refused (tx code downgrade)
+	// unless a rollback record allows them.
+	RunningRelease string `json:"running_release,omitempty"`
 	// Schedule is the upgrade schedule in force, if any.
 	Schedule         *ScheduleInfo  `json:"schedule,omitempty"`
 	PendingSchedules []ScheduleVote `json:"pending_schedule_votes,omitempty"`

@@ -71,6 +71,10 @@ type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"error"`
 	TxID    string `json:"tx_id,omitempty"`
+	// TxCode is the ledger's result code (a ledger.Code, e.g. "bad_nonce",
+	// "insufficient_funds", "downgrade") of a transaction rejected by the
+	// ledger (Code CodeRejected); act on it, not on Message.
+	TxCode string `json:"tx_code,omitempty"`
 }
 
 // Error implements error.
@@ -93,6 +97,10 @@ type Receipt struct {
 	TxID   string `json:"tx_id"`
 	Status string `json:"status"` // committed
 	Height uint64 `json:"height"`
+	// Code is the ledger's result code: "ok", or "no_effect" for a
+	// governance transaction committed without effect (TxStatus.Reason
+	// says why). Empty from nodes that predate result codes.
+	Code string `json:"code,omitempty"`
 }
 
 // Transaction states, in TxStatus.Status and Receipt.Status.
@@ -107,6 +115,12 @@ type TxStatus struct {
 	TxID   string `json:"tx_id"`
 	Status string `json:"status"` // TxPending, TxCommitted or TxRejected
 	Height uint64 `json:"height,omitempty"`
+	// Code is the ledger's result code (a ledger.Code): "ok" while pending
+	// and once committed with effect, "no_effect" for a governance
+	// transaction committed without effect, else the rejection's code.
+	// Empty from nodes that predate result codes.
+	Code string `json:"code,omitempty"`
+	// Reason explains a rejection or a missing effect, for people.
 	Reason string `json:"reason,omitempty"`
 }
 

@@ -1,6 +1,7 @@
 package remoteadmin
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
 )
@@ -66,6 +67,37 @@ func (p Policy) Add(own, readers []Key) Policy {
 		return set
 	}
 	return Policy{Own: add(slices.Clone(p.Own), own), Readers: add(slices.Clone(p.Readers), readers)}
+}
+
+// MemberOperator is an active network member and the operator key the
+// chain records for it.
+type MemberOperator struct {
+	// Node is the member's node id.
+	Node uint64
+	// Operator is its operator's key.
+	Operator Key
+}
+
+// WithChain returns p extended by what the chain authorises for node self:
+// the operator the chain records for self acts (writes), the operators of
+// every active member and the NOG members (hex keys) read. Callers pass
+// active members only.
+func (p Policy) WithChain(self uint64, members []MemberOperator, nog []string) (Policy, error) {
+	var own, readers []Key
+	for _, m := range members {
+		if m.Operator.IsZero() {
+			continue
+		}
+		if m.Node == self {
+			own = append(own, m.Operator)
+		}
+		readers = append(readers, m.Operator)
+	}
+	nogKeys, err := ParseKeys(nog)
+	if err != nil {
+		return Policy{}, fmt.Errorf("node operators group: %w", err)
+	}
+	return p.Add(own, append(readers, nogKeys...)), nil
 }
 
 // Requirement returns the access a request needs.

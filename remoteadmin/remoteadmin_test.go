@@ -403,3 +403,33 @@ func plainCreds(t testing.TB) *attest.Credentials {
 	}
 	return &attest.Credentials{Certificate: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}}
 }
+
+// TestPolicyWithChain is the table of who may use node 1's remote admin
+// APIs given its configuration and what the chain records.
+func TestPolicyWithChain(t *testing.T) {
+	configured, op1, op2, nog, stranger := Key{1}, Key{2}, Key{3}, Key{5}, Key{6}
+	members := []MemberOperator{{Node: 1, Operator: op1}, {Node: 2, Operator: op2}, {Node: 4}}
+	p, err := Policy{Own: []Key{configured}}.WithChain(1, members, []string{nog.String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		key  Key
+		want Access
+	}{
+		{"configured operator writes", configured, AccessWrite},
+		{"the chain's operator of this node writes", op1, AccessWrite},
+		{"another member's operator reads", op2, AccessRead},
+		{"a NOG member reads", nog, AccessRead},
+		{"a stranger: nothing", stranger, AccessNone},
+		{"the zero key: nothing", Key{}, AccessNone},
+	} {
+		if got := p.AccessOf(tt.key); got != tt.want {
+			t.Errorf("%s: %s, want %s", tt.name, got, tt.want)
+		}
+	}
+	if _, err := (Policy{}).WithChain(1, nil, []string{"zz"}); err == nil {
+		t.Error("a malformed NOG key was accepted")
+	}
+}

@@ -7,14 +7,14 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/teeup/teeup/agent"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGTERM stops the agent with its node and distribution; SIGUSR2
+	// stops it alone (a restarted agent adopts them).
+	ctx, stop := agent.SignalContext(context.Background())
 	err := agent.NewCommand(os.Stderr).ExecuteContext(ctx)
 	stop()
 	if err != nil {

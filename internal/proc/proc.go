@@ -6,8 +6,11 @@ package proc
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -118,10 +121,16 @@ func PIDFromFile(pidPath string) (int, string, bool) {
 // Stop sends SIGTERM, waits up to grace for the process to exit, then
 // sends SIGKILL.
 func Stop(ctx context.Context, pid int, bin string, grace time.Duration) error {
+	return StopWith(ctx, pid, bin, syscall.SIGTERM, grace)
+}
+
+// StopWith is Stop with another first signal than SIGTERM (such as the
+// agent's SIGUSR2, which stops it leaving its children running).
+func StopWith(ctx context.Context, pid int, bin string, sig syscall.Signal, grace time.Duration) error {
 	if !Runs(pid, bin) {
 		return nil
 	}
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+	if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("stop pid %d: %w", pid, err)
 	}
 	deadline := time.Now().Add(grace)
@@ -147,6 +156,11 @@ func Stop(ctx context.Context, pid int, bin string, grace time.Duration) error {
 // StopFromFile stops the process recorded in pidPath (if it still runs
 // bin) and removes the pid file.
 func StopFromFile(ctx context.Context, pidPath, bin string, grace time.Duration) error {
+	return StopFromFileWith(ctx, pidPath, bin, syscall.SIGTERM, grace)
+}
+
+// StopFromFileWith is StopFromFile with another first signal than SIGTERM.
+func StopFromFileWith(ctx context.Context, pidPath, bin string, sig syscall.Signal, grace time.Duration) error {
 	raw, err := os.ReadFile(pidPath)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -158,11 +172,44 @@ func StopFromFile(ctx context.Context, pidPath, bin string, grace time.Duration)
 	if err != nil {
 		return fmt.Errorf("pid file %s: %w", pidPath, err)
 	}
-	if err := Stop(ctx, pid, bin, grace); err != nil {
+	if err := StopWith(ctx, pid, bin, sig, grace); err != nil {
 		return err
 	}
 	if err := os.Remove(pidPath); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	return nil
+}
+
+// ExecutableSHA256 returns the lower-case hex SHA-256 of the image a live
+// process runs, read through /proc/PID/exe: the file the kernel executed,
+// even if the path now names another file or none.
+func ExecutableSHA256(pid int) (string, error) {
+	if pid <= 0 {
+		return "", fmt.Errorf("pid %d: %w", pid, os.ErrNotExist)
+	}
+	f, err := os.Open(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return "", fmt.Errorf("executable of pid %d: %w", pid, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("executable of pid %d: %w", pid, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// FileSHA256 returns the lower-case hex SHA-256 of a file's content.
+func FileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hash %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
