@@ -281,8 +281,10 @@ func (f *flagDay) act(ctx context.Context, s decide.State, act decide.Action) de
 			}
 		}
 	case decide.ActTestPayments:
+		awaitLeader(ctx, admin)
 		r.TestTxs, r.Err = f.testPayments(ctx, admin)
 	case decide.ActSubmitReadiness:
+		awaitLeader(ctx, admin)
 		req := nodeapi.ReadinessRequest{Version: s.Version, ActivationHeight: s.ActivationHeight, TestTxs: s.TestTxs}
 		for _, p := range s.Peers {
 			req.Peers = append(req.Peers, nodeapi.PeerResult{Node: p.Node, OK: p.OK})
@@ -324,6 +326,24 @@ func (f *flagDay) act(ctx context.Context, s decide.State, act decide.Action) de
 		f.mu.Unlock()
 	}
 	return r
+}
+
+// awaitLeader waits (up to 10 s) until the node knows a leader: a
+// submission proposed before the new network elected one is retried by
+// the node only seconds later.
+func awaitLeader(ctx context.Context, admin *nodeapi.AdminClient) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		if st, err := admin.Status(ctx); err == nil && st.Leader != 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // testPayments sends the self and cross payments through the new node.
