@@ -63,8 +63,8 @@ func (c FlagDayConfig) withDefaults() FlagDayConfig {
 	return c
 }
 
-// PathFlagDay is the agent API's flag-day state: GET → decide.State.
-const PathFlagDay = "/v1/flagday"
+// PathFlagDay is the agent API's flag-day state (see agentapi).
+const PathFlagDay = agentapi.PathFlagDay
 
 // flagDay is the thin driver of decide: it observes, decides, journals,
 // acts and journals the results.

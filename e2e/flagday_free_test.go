@@ -16,6 +16,7 @@ import (
 	"github.com/teeup/teeup/agentapi"
 	"github.com/teeup/teeup/demo"
 	"github.com/teeup/teeup/devnet"
+	"github.com/teeup/teeup/flagday"
 	"github.com/teeup/teeup/internal/fault"
 	"github.com/teeup/teeup/internal/fsutil"
 	"github.com/teeup/teeup/keyfile"
@@ -190,6 +191,13 @@ func TestFlagDayWithoutCoordinator(t *testing.T) {
 		if len(r.TestTxs) != 2 || len(r.Peers) != 3 {
 			t.Errorf("node %d's readiness record: %d test payments, %d peer results", r.Node, len(r.TestTxs), len(r.Peers))
 		}
+	}
+	// The observer, started only now, reads the whole flag day from the
+	// chain and the agents' journals.
+	obs, err := flagday.Observe(ctx, flagday.ObserveOptions{Topology: flagday.FromDevnet(fn.net), Once: true})
+	if err != nil || !obs.Settled || obs.Outcome != decide.OutcomeReady || obs.Readiness == nil || len(obs.Readiness.Records) < obs.Readiness.Quorum ||
+		obs.Version != flagdayV2 || obs.ActivationHeight != h2 {
+		t.Fatalf("observer: %+v %v", obs, err)
 	}
 	for i := range fn.net.Hosts {
 		if st := fn.agentStatus(ctx, i+1); st.Upgrade == nil || st.Upgrade.Phase != agentapi.PhaseFinalized {
