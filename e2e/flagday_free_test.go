@@ -5,9 +5,11 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -34,11 +36,28 @@ const flagdayV3 = "3.0.0"
 // staged (clients accept all three) and 2.0.0 approved.
 func startFreeNet(t *testing.T, nodes int) (*flagdayNet, devnet.Release) {
 	t.Helper()
+	return startFreeNetWith(t, devnet.UpOptions{Nodes: nodes})
+}
+
+// startFreeNetWith is startFreeNet with more devnet options (Isolate).
+func startFreeNetWith(t *testing.T, opts devnet.UpOptions) (*flagdayNet, devnet.Release) {
+	t.Helper()
 	b := flagdayBinaries(t)
 	v3Dir := buildV3(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	n, err := devnet.Up(ctx, devnet.UpOptions{Dir: devnetDir(t), Nodes: nodes, BinDir: b.v1Dir, CoordinatorFree: true})
+	opts.Dir, opts.BinDir, opts.CoordinatorFree = devnetDir(t), b.v1Dir, true
+	if opts.Isolate {
+		dir := opts.Dir
+		t.Cleanup(func() {
+			cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if _, err := devnet.RemoveNetwork(cctx, dir); err != nil {
+				t.Errorf("remove the devnet's namespaces: %v", err)
+			}
+		})
+	}
+	n, err := devnet.Up(ctx, opts)
 	if n == nil {
 		t.Fatalf("devnet up: %v", err)
 	}
@@ -139,11 +158,14 @@ func (fn *flagdayNet) flagDayState(id int) decide.State {
 // awaitOutcome waits until every host settled the flag day (version, h)
 // with outcome, every node runs the MRENCLAVE it should and serves
 // clients, and returns how long it took.
-func (fn *flagdayNet) awaitOutcome(ctx context.Context, version string, h uint64, outcome string, runs devnet.Release, within time.Duration) {
+func (fn *flagdayNet) awaitOutcome(ctx context.Context, version string, h uint64, outcome string, runs devnet.Release, within time.Duration, only ...int) {
 	fn.t.Helper()
-	eventually(fn.t, within, fmt.Sprintf("flag day to %s at %d %s on every host", version, h, outcome), func() (bool, string) {
+	eventually(fn.t, within, fmt.Sprintf("flag day to %s at %d %s on hosts %v (none: every host)", version, h, outcome, only), func() (bool, string) {
 		for i := range fn.net.Hosts {
 			id := i + 1
+			if len(only) > 0 && !slices.Contains(only, id) {
+				continue
+			}
 			s := fn.flagDayState(id)
 			if !s.Tracks(version, h) || s.Stage != decide.StageDone || s.Outcome != outcome {
 				return false, fmt.Sprintf("host %d: flag day %s at %d stage %s outcome %q (%s)", id, s.Version, s.ActivationHeight, s.Stage, s.Outcome, s.Reason)
@@ -296,4 +318,41 @@ func (fn *flagdayNet) logBreakdown(ctx context.Context, load *loadRun, from time
 			i+1, handover.Round(time.Millisecond), strings.Join(steps, ", "),
 			s.ReadinessSentAt.Sub(s.HandedOverAt).Round(time.Millisecond), s.ReadyAt.Sub(s.ReadinessSentAt).Round(time.Millisecond))
 	}
+}
+
+// TestFlagDayPartitionedHostRejoins: host 4 is cut off after the schedule
+// is in force, so its node never reaches H. Hosts 1–3 (a majority) hand
+// over and become ready without it. Healed, host 4's agent learns from its
+// peers that the network moved to 2.0.0 at H, hands over late, catches up
+// on 2.0.0 and serves; nobody acts. Needs root (network namespaces).
+func TestFlagDayPartitionedHostRejoins(t *testing.T) {
+	needNetns(t)
+	fn, _ := startFreeNetWith(t, devnet.UpOptions{Nodes: 4, Isolate: true, Subnet: netip.MustParsePrefix(isolatedSubnet)})
+	ctx := testCtx(t, 8*time.Minute)
+	load := fn.startLoad(ctx)
+	load.waitAcks(t, 20)
+	h := fn.schedule(ctx, flagdayV2)
+	eventually(t, time.Minute, "host 4 sees the schedule", func() (bool, string) {
+		s := fn.flagDayState(4)
+		return s.Tracks(flagdayV2, h), fmt.Sprintf("%+v", s)
+	})
+	host4 := &fn.net.Hosts[3]
+	if err := devnet.Partition(ctx, fn.net, host4); err != nil {
+		t.Fatalf("partition host 4: %v", err)
+	}
+	fn.awaitOutcome(ctx, flagdayV2, h, decide.OutcomeReady, fn.v2, 3*time.Minute, 1, 2, 3)
+	if st := fn.status(ctx, 4); st.Height >= h || st.MREnclave != fn.v1.NodeMREnclave {
+		t.Fatalf("the partitioned node reached height %d on %s", st.Height, st.MREnclave.Short())
+	}
+	if err := devnet.Heal(ctx, fn.net, host4); err != nil {
+		t.Fatalf("heal host 4: %v", err)
+	}
+	fn.awaitOutcome(ctx, flagdayV2, h, decide.OutcomeReady, fn.v2, 3*time.Minute)
+	if s := fn.flagDayState(4); !s.Late {
+		t.Fatalf("host 4 did not hand over late: %+v", s)
+	}
+	load.waitAckAbove(t, h)
+	res := load.stop(t)
+	fn.checkLoad(ctx, res)
+	fn.checkConsistent(ctx)
 }
