@@ -1,11 +1,14 @@
 package cli
 
 import (
+	"bytes"
+	"context"
 	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -550,4 +553,20 @@ func TestReleaseDowngradeRefused(t *testing.T) {
 		t.Fatalf("running release %q, %d releases; want 2.0.0 and only 3.0.0 proposed", g.RunningRelease, len(g.Releases))
 	}
 	wantContains(t, fx.mustRun(t, "list"), "running release 2.0.0")
+}
+
+// TestPayRejectionNamesItsCode: 'teeup pay' refused by the ledger exits 1
+// and names the ledger's result code.
+func TestPayRejectionNamesItsCode(t *testing.T) {
+	fx := newGovFixture(t)
+	cmd := newPayCmd()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(io.Discard)
+	cmd.SetArgs([]string{"--from", "user-1", "--to", "nog-1", "--amount", "5", "--devnet", fx.dir, "--admin"})
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	err := cmd.ExecuteContext(context.Background())
+	if nodeapi.TxCode(err) != string(ledger.CodeInsufficientFunds) || exitCode(err) != 1 || !strings.Contains(err.Error(), "(code insufficient_funds)") {
+		t.Fatalf("pay from an empty account: %v (tx code %q, exit %d)", err, nodeapi.TxCode(err), exitCode(err))
+	}
 }

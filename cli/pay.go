@@ -81,6 +81,9 @@ payments; only the host's own operators may submit there).
 			}
 			tx := ledger.NewPayment(chainID, priv, toAddr, amount, n)
 			rec, err := submit(tx.Encode())
+			if code := nodeapi.TxCode(err); code != "" {
+				return fmt.Errorf("pay: %w (code %s)", err, code)
+			}
 			if err != nil {
 				return fmt.Errorf("pay: %w", err)
 			}

@@ -469,6 +469,17 @@ func (fn *flagdayNet) checkCompleted(ctx context.Context, rec *flagday.Record) {
 			fn.t.Errorf("step %s is %s in a completed flag day", s.Name, s.Status)
 		}
 	}
+	// The chain runs 2.0.0 now (the devnet's genesis named 1.0.0):
+	// scheduling it again is a downgrade, refused at admission.
+	g, err := fn.admins[0].Releases(ctx)
+	if err != nil || g.RunningRelease != flagdayV2 {
+		fn.t.Fatalf("running release %q after the flag day (%v), want %s", g.RunningRelease, err, flagdayV2)
+	}
+	sched := ledger.EncodeUpgradeSchedule(ledger.UpgradeSchedule{Version: flagdayV2, ActivationHeight: g.Height + 2*ledger.MinScheduleLead})
+	_, err = fn.govTx(ctx, 1, fn.key("nog-1"), ledger.TxScheduleUpgrade, sched)
+	if !nodeapi.IsCode(err, nodeapi.CodeRejected) || nodeapi.TxCode(err) != string(ledger.CodeDowngrade) {
+		fn.t.Errorf("scheduling the running release %s again: %v (tx code %q), want a downgrade rejection", flagdayV2, err, nodeapi.TxCode(err))
+	}
 }
 
 // checkRolledBack checks a rolled-back flag day: every node runs 1.0.0
@@ -497,6 +508,9 @@ func (fn *flagdayNet) checkRolledBack(ctx context.Context, rec *flagday.Record) 
 	}
 	if g.Schedule != nil {
 		fn.t.Errorf("an upgrade is still scheduled on chain after the rollback: %+v", g.Schedule)
+	}
+	if g.RunningRelease != flagdayV1 {
+		fn.t.Errorf("running release %q after the rollback, want %s", g.RunningRelease, flagdayV1)
 	}
 	aborted := false
 	for _, a := range g.Aborts {

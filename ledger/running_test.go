@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 
@@ -202,4 +203,22 @@ func TestGenesisRelease(t *testing.T) {
 	// An old genesis (no release) opens, and there is no floor.
 	c := openChain(t, plain)
 	c.runningIs("")
+}
+
+// FuzzDecodeRunning: the running-release decoder never panics, accepts
+// only valid versions, and what it accepts re-encodes to its input.
+func FuzzDecodeRunning(f *testing.F) {
+	f.Add(encodeRunning("2.0.0"))
+	f.Add(encodeRunning("1.0.0-rc.1"))
+	f.Add(encodeRunning("v1"))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v, err := decodeRunning(b)
+		if err != nil {
+			return
+		}
+		if release.ValidateVersion(v) != nil || !bytes.Equal(encodeRunning(v), b) {
+			t.Fatalf("decoded %q from %x", v, b)
+		}
+	})
 }

@@ -155,11 +155,18 @@ func TestRunCountsRejectionsAndRereadsTheNonce(t *testing.T) {
 	l := newFakeLedger(testChain)
 	cfg := baseConfig(t, l)
 	cfg.Payments = 40
-	// Another client spends nonce 1 of sender 0 before the run starts
-	// signing, so sender 0's first payment is rejected with a bad nonce.
+	// Another client spends nonce 1 of the first sender to submit, just
+	// before its first payment arrives, so that payment is rejected with a
+	// bad nonce. (Not a fixed sender: with 40 payments shared by the
+	// workers, one worker may never get to send.)
 	var interfered atomic.Bool
+	var victimMu sync.Mutex
+	var victim ledger.Address
 	l.before = func(_ int, tx *ledger.Tx) error {
-		if tx.From == addressOf(cfg.Accounts[0]) && interfered.CompareAndSwap(false, true) {
+		if interfered.CompareAndSwap(false, true) {
+			victimMu.Lock()
+			victim = tx.From
+			victimMu.Unlock()
 			l.mu.Lock()
 			l.accounts[tx.From].Nonce++
 			l.accounts[tx.From].Balance -= 100
@@ -182,9 +189,11 @@ func TestRunCountsRejectionsAndRereadsTheNonce(t *testing.T) {
 		t.Errorf("Errors = %v, want one normalized bad nonce", res.Errors)
 	}
 	// The worker re-read the nonce: its next payment used nonce 2.
+	victimMu.Lock()
+	defer victimMu.Unlock()
 	for _, a := range res.Acked {
-		if a.From == addressOf(cfg.Accounts[0]) && a.Nonce == 1 {
-			t.Errorf("sender 0 was acknowledged at nonce 1, which the other client used")
+		if a.From == victim && a.Nonce == 1 {
+			t.Errorf("sender %s was acknowledged at nonce 1, which the other client used", victim)
 		}
 	}
 	// The other client's payment breaks the accounting, and Verify says so.
