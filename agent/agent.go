@@ -51,8 +51,10 @@ type Agent struct {
 	host     *realHost
 	upgrader *Upgrader
 	chain    chainView
-	metrics  *metrics
-	self     *selfDriver // the agent's own upgrade (self.go)
+	// flagDay drives this host's part of a flag day (agent/decide).
+	flagDay *flagDay
+	metrics *metrics
+	self    *selfDriver // the agent's own upgrade (self.go)
 
 	opMu    sync.Mutex // serialises upgrade operations (API, watcher, resume)
 	stageMu sync.Mutex // serialises staging (API and watcher)
@@ -197,6 +199,11 @@ func (a *Agent) run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	fd, err := a.newFlagDay()
+	if err != nil {
+		return err
+	}
+	a.flagDay = fd
 	srv := &http.Server{Handler: a.mux(), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -223,6 +230,10 @@ func (a *Agent) run(ctx context.Context, opts Options) error {
 	if *a.cfg.AutoUpgrade {
 		wg.Add(1)
 		go func() { defer wg.Done(); a.watch(ctx) }()
+		if !a.cfg.FlagDay.Coordinated {
+			wg.Add(1)
+			go func() { defer wg.Done(); a.runFlagDay(ctx, fd) }()
+		}
 		wg.Add(1)
 		go func() { defer wg.Done(); a.self.follow(ctx, time.Duration(a.cfg.PollInterval)) }()
 	}

@@ -31,6 +31,7 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("POST "+agentapi.PathFinalize, a.handleFinalize)
 	mux.HandleFunc("POST "+agentapi.PathDistribution, a.handleDistribution)
 	mux.HandleFunc("POST "+agentapi.PathRollout, a.handleRollout)
+	mux.HandleFunc("GET "+PathFlagDay, func(w http.ResponseWriter, r *http.Request) { a.flagDay.handle(w, r) })
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{}))
 	return mux
 }

@@ -68,6 +68,9 @@ type Config struct {
 	// in force and the operators of the network's members may read the
 	// status).
 	AdminOperators []string `json:"admin_operators,omitempty"`
+	// FlagDay are the host's flag-day deadlines and test payments (see
+	// FlagDayConfig).
+	FlagDay FlagDayConfig `json:"flag_day,omitzero"`
 }
 
 // ProcessConfig describes a supervised helper process.
@@ -86,6 +89,7 @@ func LoadConfig(path string) (*Config, error) {
 	if err := jsonutil.LoadStrict(path, &c); err != nil {
 		return nil, fmt.Errorf("agent config: %w", err)
 	}
+	jsonutil.ResolvePaths(path, &c.FlagDay.TestKey)
 	jsonutil.ResolvePaths(path, &c.Genesis, &c.Platform, &c.Dir, &c.NodeConfig, &c.NodeDataDir, &c.NodeLog, &c.InitialRelease, &c.InitialNodeBinary, &c.DistributeState)
 	if c.Distribute != nil {
 		jsonutil.ResolvePaths(path, &c.Distribute.Binary, &c.Distribute.Log)

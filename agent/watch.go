@@ -120,6 +120,11 @@ func (a *Agent) watchOnce(ctx context.Context, failed map[string]time.Time) erro
 			a.log.Error("staging an approved release failed", "version", r.Version, "err", err)
 		}
 	}
+	if !a.cfg.FlagDay.Coordinated {
+		// A scheduled flag day is the flag-day driver's (flagday.go): it
+		// hands over at H, proves the new node, rolls back and finalizes.
+		return nil
+	}
 	sch, err := a.chain.Schedule(ctx)
 	if err != nil || sch == nil {
 		return err

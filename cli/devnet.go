@@ -28,7 +28,7 @@ func newDevnetCmd() *cobra.Command {
 	}
 	var dir, binDir, chainID string
 	var nodes int
-	var noAgents, noDist, isolate, remoteAdmin bool
+	var noAgents, noDist, isolate, remoteAdmin, coordinatorFree bool
 	var subnet string
 	var interval time.Duration
 	up := &cobra.Command{
@@ -50,6 +50,11 @@ its own directory (its own copy of the genesis and the release); the operator ke
 DIR/keys. 'teeup devnet partition N' / 'heal N' cut and restore a host's link; 'teeup devnet
 down' removes every namespace.
 
+--coordinator-free makes every agent decide its host's part of a flag day from the chain: it
+hands over at H, proves the new node (attestation, test payments with operator-N's account),
+records readiness, rolls back by itself and finalizes after the live period; 'teeup flagday' is
+then not needed (and must not drive it).
+
 --remote-admin also serves every node's and agent's admin API over TCP with mutual TLS
 (admin_listen), authorising operator-N on host N: 'teeup status --devnet DIR --node-id 1 --host
 ADDR --operator-key operator-2' reads host 1 as operator 2.`,
@@ -59,6 +64,7 @@ ADDR --operator-key operator-2' reads host 1 as operator 2.`,
 			opts := devnet.UpOptions{
 				Dir: dir, Nodes: nodes, BinDir: binDir, ChainID: chainID, BlockInterval: interval,
 				NoAgents: noAgents, NoDistribute: noDist, Progress: out, Isolate: isolate, RemoteAdmin: remoteAdmin,
+				CoordinatorFree: coordinatorFree,
 			}
 			if subnet != "" {
 				if !isolate {
@@ -101,6 +107,7 @@ ADDR --operator-key operator-2' reads host 1 as operator 2.`,
 	up.Flags().BoolVar(&noDist, "no-distribute", false, "do not start ledger distribution")
 	up.Flags().BoolVar(&isolate, "isolate", false, "every host in its own network namespace on a private subnet (root only)")
 	up.Flags().StringVar(&subnet, "subnet", "", "with --isolate: the private IPv4 subnet (default "+devnet.DefaultSubnet.String()+")")
+	up.Flags().BoolVar(&coordinatorFree, "coordinator-free", false, "agents decide their part of a flag day from the chain (readiness records, rollback, finalize) instead of leaving it to 'teeup flagday'")
 	up.Flags().BoolVar(&remoteAdmin, "remote-admin", false, "also serve every node's and agent's admin API over TCP with mutual TLS, operator-N authorised on host N")
 
 	var asJSON bool

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -246,7 +247,58 @@ verify-attestation, test-payments, reopen-ingress, live-period.`,
 			return nil
 		},
 	}
-	for _, c := range []*cobra.Command{plan, run, status, abort, rollback, rollout, step} {
+	var once bool
+	var reportPath string
+	observe := &cobra.Command{
+		Use:   "observe [--once] [--report FILE]",
+		Short: "Watch a coordinator-free flag day on every host (reads only; casts no vote)",
+		Long: `With coordinator-free agents every host decides its part of a flag day from the chain. 'observe'
+runs on any machine: it reads every host's node (the chain's readiness records, failure votes and
+outcome) and agent (the host's journalled part) over the topology's sockets or remote admin APIs
+— another operator's host is read with this operator's key — draws the progress table until every
+host settled, and writes the report (JSON) from what the chain and the agents' journals hold. It
+changes nothing; operators vote with 'teeup release schedule|abort'. Exits 1 if the hosts did not
+all end the same way.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			top, _, err := t.resolve()
+			if err != nil {
+				return err
+			}
+			var progress io.Writer = stdoutOf(cmd)
+			if asJSON {
+				progress = nil
+			}
+			o, err := flagday.Observe(cmd.Context(), flagday.ObserveOptions{Topology: top, Once: once, Progress: progress})
+			if o == nil {
+				return err
+			}
+			if reportPath != "" {
+				raw, merr := o.MarshalReport()
+				if merr != nil {
+					return merr
+				}
+				if werr := os.WriteFile(reportPath, append(raw, '\n'), 0o644); werr != nil {
+					return werr
+				}
+			}
+			if asJSON {
+				if perr := printJSON(stdoutOf(cmd), o); perr != nil {
+					return perr
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if o.Settled && o.Outcome == "" {
+				return &ExitError{Code: 1, Err: errors.New("the hosts did not all end the flag day the same way")}
+			}
+			return nil
+		},
+	}
+	observe.Flags().BoolVar(&once, "once", false, "observe once and exit")
+	observe.Flags().StringVar(&reportPath, "report", "", "write the report (JSON) to this file")
+	for _, c := range []*cobra.Command{plan, run, status, abort, rollback, rollout, step, observe} {
 		t.bind(c)
 		c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 		cmd.AddCommand(c)

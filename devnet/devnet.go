@@ -73,6 +73,11 @@ type Network struct {
 	// RemoteAdmin gives every host's node and agent a remote admin API
 	// (admin_listen, mutual TLS) that authorises operator-N on host N.
 	RemoteAdmin bool `json:"remote_admin,omitempty"`
+	// CoordinatorFree makes the agents decide their part of a flag day
+	// from the chain (agent.json flag_day, package agent/decide) with the
+	// devnet's operator test accounts; otherwise they leave it to a
+	// coordinator ('teeup flagday').
+	CoordinatorFree bool `json:"coordinator_free,omitempty"`
 }
 
 // Release is a set of binaries laid out under releases/<version>.

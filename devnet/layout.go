@@ -1,6 +1,7 @@
 package devnet
 
 import (
+	"crypto/ed25519"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -214,6 +215,14 @@ func writeAgentConfig(n *Network, h *Host, distribute bool) error {
 	if !distribute {
 		cfg.Distribute = nil
 	}
+	fd, err := n.flagDayConfig(h)
+	if err != nil {
+		return err
+	}
+	cfg.FlagDay = fd
+	if n.CoordinatorFree {
+		cfg.ServeTimeout = agent.Duration(30 * time.Second) // a host whose new node does not serve rolls back after this
+	}
 	raw, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		return err
@@ -259,4 +268,24 @@ func (r *portReserver) release() {
 		ln.Close()
 	}
 	r.held = nil
+}
+
+// flagDayConfig is host h's agent flag_day section: coordinated unless the
+// devnet is coordinator-free; then host N pays with operator-N's test
+// account and sends the cross payment to the next host's, with deadlines
+// that suit a devnet.
+func (n *Network) flagDayConfig(h *Host) (agent.FlagDayConfig, error) {
+	if !n.CoordinatorFree {
+		return agent.FlagDayConfig{Coordinated: true}, nil
+	}
+	next := h.ID%uint64(len(n.Hosts)) + 1
+	key, err := keyfile.ReadPrivate(n.KeyPath(fmt.Sprintf("operator-%d", next)))
+	if err != nil {
+		return agent.FlagDayConfig{}, fmt.Errorf("flag day cross payment account: %w", err)
+	}
+	return agent.FlagDayConfig{
+		ReadyTimeout: agent.Duration(time.Minute), LivePeriod: agent.Duration(5 * time.Second), Retry: agent.Duration(2 * time.Second),
+		TestKey: n.KeyPath(fmt.Sprintf("operator-%d", h.ID)),
+		CrossTo: hex.EncodeToString(key.Public().(ed25519.PublicKey)),
+	}, nil
 }

@@ -216,6 +216,28 @@ type loadRun struct {
 	done    chan loadOutcome
 	acks    atomic.Int64
 	maxAckH atomic.Uint64 // highest block height of an acknowledged payment
+
+	mu       sync.Mutex
+	ackTimes []time.Time // when each acknowledgment arrived
+}
+
+// longestGap returns the longest time between two acknowledgments that
+// arrived in [from, to]: the client downtime of a flag day in that window.
+func (l *loadRun) longestGap(from, to time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var gap time.Duration
+	var prev time.Time
+	for _, t := range l.ackTimes {
+		if t.Before(from) || t.After(to) {
+			continue
+		}
+		if !prev.IsZero() && t.Sub(prev) > gap {
+			gap = t.Sub(prev)
+		}
+		prev = t
+	}
+	return gap
 }
 
 type loadOutcome struct {
@@ -233,6 +255,9 @@ func (fn *flagdayNet) startLoad(ctx context.Context) *loadRun {
 		Rate: 40, Duration: time.Hour, Amount: 1, DrainTimeout: 20 * time.Second,
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: time.Second,
 		OnAck: func(a loadgen.Ack) {
+			l.mu.Lock()
+			l.ackTimes = append(l.ackTimes, time.Now())
+			l.mu.Unlock()
 			l.acks.Add(1)
 			for {
 				h := l.maxAckH.Load()

@@ -75,6 +75,21 @@ func (c *Coordinator) preflight(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("host %d staged MRENCLAVE %s, the release says %s", h.ID, inst.NodeMREnclave.Short(), to.Short())
 		}
 	}
+	// A previous upgrade that is not finalized (or rolled back) would make
+	// every agent refuse this one: name each host it blocks.
+	var blocked []string
+	for _, h := range c.opt.Topology.Hosts {
+		st, err := c.agents[h.ID].Status(ctx)
+		if err != nil {
+			return "", fmt.Errorf("host %d's agent does not answer: %w", h.ID, err)
+		}
+		if up := st.Upgrade; up != nil && !up.Terminal() && up.To.Version != rec.Version {
+			blocked = append(blocked, fmt.Sprintf("host %d: the upgrade to %s is at phase %s, not finalized (run 'teeup upgrade finalize' there, or roll it back)", h.ID, up.To.Version, up.Phase))
+		}
+	}
+	if len(blocked) > 0 {
+		return "", fmt.Errorf("a previous upgrade blocks the flag day: %s", strings.Join(blocked, "; "))
+	}
 	_ = c.j.update(func(r *Record) { r.FromMREnclave, r.ToMREnclave, r.FromVersion = from, to, fromVersion })
 	return fmt.Sprintf("release %s approved (node MRENCLAVE %s -> %s); %d nodes healthy on %s; staged and verified on every host",
 		rec.Version, from.Short(), to.Short(), len(sts), fromVersion), nil

@@ -115,6 +115,9 @@ func (d Agent) Dir() string { return string(d) }
 // Journal is the agent's journal.
 func (d Agent) Journal() string { return filepath.Join(string(d), "journal.json") }
 
+// FlagDayJournal is the agent's flag-day state (package agent/decide).
+func (d Agent) FlagDayJournal() string { return filepath.Join(string(d), "flagday.json") }
+
 // EnclaveIDCache holds the agent's verified network-signed enclave ID.
 func (d Agent) EnclaveIDCache() string { return filepath.Join(string(d), "agent-id.json") }
 

@@ -190,7 +190,7 @@ func (a *applier) checkGovernance(t *Tx) (verdict, error) {
 
 // governanceAdmitted runs the effects that happen at admission: abort votes.
 func (a *applier) governanceAdmitted(t *Tx) error {
-	if t.Kind != TxAbortUpgrade {
+	if t.Kind != TxAbortUpgrade && t.Kind != TxUpgradeFailure {
 		return nil
 	}
 	v, err := a.governanceTx(t, govPhase{height: a.st.head.Height}, true)
@@ -218,7 +218,7 @@ func (a *applier) commitGovernance(height uint64, t *Tx) (string, error) {
 	}
 	from.Pending--
 	from.Nonce++
-	if t.Kind == TxAbortUpgrade {
+	if t.Kind == TxAbortUpgrade || t.Kind == TxUpgradeFailure {
 		return "", nil // took effect when admitted
 	}
 	v, err := a.governanceTx(t, govPhase{commit: true, height: height}, true)
@@ -237,6 +237,9 @@ func (a *applier) commitGovernance(height uint64, t *Tx) (string, error) {
 func (a *applier) governanceTx(t *Tx, ph govPhase, apply bool) (verdict, error) {
 	if t.Kind == TxRekeyNode {
 		return a.membershipTx(t, ph, apply) // its operator may send it too
+	}
+	if t.Kind.IsFlagDay() {
+		return a.flagDayTx(t, ph, apply) // node keys and member operators send them
 	}
 	if _, err := a.membership(); err != nil {
 		return verdict{}, err

@@ -30,7 +30,9 @@ func TestTxKinds(t *testing.T) {
 		{TxRemoveNode, "remove-node", true, true, MaxGovernancePayloadSize},
 		{TxRekeyNode, "rekey-node", true, true, MaxGovernancePayloadSize},
 		{TxChangeGroup, "change-group", true, true, MaxGovernancePayloadSize},
-		{11, "tx kind 11", false, false, MaxPayloadSize},
+		{TxReadiness, "readiness", true, true, MaxGovernancePayloadSize},
+		{TxUpgradeFailure, "upgrade-failure", true, true, MaxGovernancePayloadSize},
+		{13, "tx kind 13", false, false, MaxPayloadSize},
 	}
 	for _, c := range cases {
 		if c.kind.String() != c.name || c.kind.IsGovernance() != c.governance || c.kind.Known() != c.known || c.kind.MaxPayload() != c.max {

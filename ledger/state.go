@@ -310,6 +310,9 @@ func (a *applier) block(blk *Block) (Result, error) {
 		res.TxIDs = append(res.TxIDs, id)
 	}
 	a.st.pool.Size -= uint64(len(entries))
+	if err := a.readinessAfterBlock(h.Height); err != nil {
+		return Result{}, err
+	}
 	if err := a.batch.Set(blockKey(h.Height), blk.Encode(), nil); err != nil {
 		return Result{}, err
 	}
@@ -421,7 +424,7 @@ func (a *applier) commitTx(height uint64, index uint32, e poolEntry) (Hash, erro
 			}
 		}
 	case TxProposeRelease, TxApproveRelease, TxScheduleUpgrade, TxAbortUpgrade, TxApproveRollback,
-		TxAddNode, TxRemoveNode, TxRekeyNode, TxChangeGroup:
+		TxAddNode, TxRemoveNode, TxRekeyNode, TxChangeGroup, TxReadiness, TxUpgradeFailure:
 		// A governance transaction that lost a race since its admission is
 		// committed without effect; its status says why.
 		note, err := a.commitGovernance(height, t)

@@ -163,7 +163,7 @@ func (k TxKind) Known() bool {
 func (k TxKind) IsGovernance() bool {
 	switch k {
 	case TxProposeRelease, TxApproveRelease, TxScheduleUpgrade, TxAbortUpgrade, TxApproveRollback,
-		TxAddNode, TxRemoveNode, TxRekeyNode, TxChangeGroup:
+		TxAddNode, TxRemoveNode, TxRekeyNode, TxChangeGroup, TxReadiness, TxUpgradeFailure:
 		return true
 	default:
 		return false
@@ -213,6 +213,10 @@ func (k TxKind) String() string {
 		return "rekey-node"
 	case TxChangeGroup:
 		return "change-group"
+	case TxReadiness:
+		return "readiness"
+	case TxUpgradeFailure:
+		return "upgrade-failure"
 	default:
 		return fmt.Sprintf("tx kind %d", uint8(k))
 	}

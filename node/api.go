@@ -223,7 +223,8 @@ func (n *Node) clientMux() http.Handler {
 	mux.HandleFunc("GET "+nodeapi.PathAccounts+"/{addr}", gate(n.handleAccount))
 	mux.HandleFunc("GET "+nodeapi.PathBlocks+"/{height}", n.handleBlock)
 	mux.HandleFunc("GET "+nodeapi.PathHead, n.handleHead)
-	n.registerGovernanceHandlers(mux) // governance is public: the agent and clients read approved releases even while ingress is closed
+	n.registerGovernanceHandlers(mux)                           // governance is public: the agent and clients read approved releases even while ingress is closed
+	mux.HandleFunc("GET "+nodeapi.PathFlagDay, n.handleFlagDay) // so are readiness records: agents of hosts that missed the flag day ask peers
 	return mux
 }
 
@@ -246,6 +247,7 @@ func (n *Node) adminMux() http.Handler {
 	mux.HandleFunc("GET "+nodeapi.PathBlocks+"/{height}", n.handleBlock)
 	mux.HandleFunc("GET "+nodeapi.PathHead, n.handleHead)
 	n.registerGovernanceHandlers(mux)
+	n.registerFlagDayHandlers(mux)
 	return mux
 }
 

@@ -44,10 +44,14 @@ func (n *Node) apply(index uint64, data []byte) error {
 }
 
 // afterApply reacts to applied state: the upgrade schedule may close
-// ingress.
+// ingress, and the flag-day rule reopen it (a readiness quorum commits in
+// a block, an abort takes effect at admission).
 func (n *Node) afterApply(res ledger.Result) {
 	if res.Kind == ledger.CmdBlock && res.Accepted {
 		n.checkUpgradeIngress()
+	}
+	if res.Accepted && (res.Kind == ledger.CmdBlock || res.Kind == ledger.CmdSubmitTx) {
+		n.checkFlagDayIngress()
 	}
 }
 

@@ -13,6 +13,9 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -393,6 +396,9 @@ func (n *Node) migrate(ctx context.Context, keys *Keys) error {
 		Key: keys.LedgerKey, Target: TargetSchema(), Logger: n.log.With("component", "migrate"),
 		Before: func(m ledger.Migration) error {
 			n.log.Info("running migration", "version", m.Version, "name", m.Name)
+			if v := n.faults.Value("fail:migration.nodes"); n.faults.Has("fail:migration.nodes") && slices.Contains(strings.Split(v, "+"), strconv.FormatUint(n.cfg.NodeID, 10)) {
+				return fmt.Errorf("injected failure at migration on node %d", n.cfg.NodeID) // fail:migration.nodes=3+4
+			}
 			return n.faults.Error("migration")
 		},
 	})
