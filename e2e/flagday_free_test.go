@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -88,7 +89,8 @@ func startFreeNetWith(t *testing.T, opts devnet.UpOptions) (*flagdayNet, devnet.
 	return fn, *r3
 }
 
-// buildV3 builds teeup-node 3.0.0 (schema 2) beside the flag-day builds.
+// buildV3 builds teeup-node 3.0.0 beside the flag-day builds, at the
+// schema 2.0.0 runs (demo.V2Schema: a node refuses a newer ledger).
 func buildV3(t *testing.T) string {
 	t.Helper()
 	dir := filepath.Join(bins.dir, "flagday", "v3")
@@ -103,7 +105,7 @@ func buildV3(t *testing.T) string {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("go", "build", "-trimpath", "-tags", testBuildTags,
-		"-ldflags", "-X github.com/teeup/teeup/internal/buildinfo.Version="+flagdayV3+" -X github.com/teeup/teeup/internal/buildinfo.Schema=2",
+		"-ldflags", "-X github.com/teeup/teeup/internal/buildinfo.Version="+flagdayV3+" -X github.com/teeup/teeup/internal/buildinfo.Schema="+strconv.Itoa(demo.V2Schema),
 		"-o", filepath.Join(dir, devnet.NodeBin), "./cmd/teeup-node")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
