@@ -58,21 +58,8 @@ func startFreeNetWith(t *testing.T, opts devnet.UpOptions) (*flagdayNet, devnet.
 			}
 		})
 	}
-	n, err := devnet.Up(ctx, opts)
-	if n == nil {
-		t.Fatalf("devnet up: %v", err)
-	}
-	tn := &testNet{t: t, net: n}
-	fn := &flagdayNet{testNet: tn, v1: n.Release, progress: &syncBuffer{}}
-	t.Cleanup(fn.killStrays)
-	t.Cleanup(tn.stop)
-	t.Cleanup(fn.dumpOnFailure)
-	for _, h := range n.Hosts {
-		fn.agents = append(fn.agents, agentapi.NewClient(h.AgentSocket))
-	}
-	if err != nil {
-		t.Fatalf("devnet up: %v", err)
-	}
+	fn := upFlagdayNet(ctx, t, opts)
+	n := fn.net
 	rel, err := devnet.StageDirRelease(n, b.v2Dir, flagdayV2)
 	if err != nil {
 		t.Fatalf("stage %s: %v", flagdayV2, err)
@@ -85,7 +72,7 @@ func startFreeNetWith(t *testing.T, opts devnet.UpOptions) (*flagdayNet, devnet.
 	if err := fn.approve(ctx, rel.ReleaseFile()); err != nil {
 		t.Fatalf("approve %s: %v", flagdayV2, err)
 	}
-	tn.dial()
+	fn.dial()
 	return fn, *r3
 }
 

@@ -82,22 +82,18 @@ type flagdayNet struct {
 	progress *syncBuffer        // the coordinator's progress output
 }
 
-// startFlagdayNet starts the eve of a flag day on nodes hosts. Every
-// process is stopped when the test ends; on failure the agents' logs and
-// the coordinator's progress are printed.
-func startFlagdayNet(t *testing.T, nodes int) *flagdayNet {
+// upFlagdayNet starts a devnet of agent-managed hosts as a flagdayNet
+// (with one agent client per host) and registers its cleanups, which run
+// last-registered first: logs, then devnet down, then a sweep for
+// processes that escaped their pid files.
+func upFlagdayNet(ctx context.Context, t *testing.T, opts devnet.UpOptions) *flagdayNet {
 	t.Helper()
-	b := flagdayBinaries(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	n, err := devnet.Up(ctx, devnet.UpOptions{Dir: devnetDir(t), Nodes: nodes, BinDir: b.v1Dir})
+	n, err := devnet.Up(ctx, opts)
 	if n == nil {
 		t.Fatalf("devnet up: %v", err)
 	}
 	tn := &testNet{t: t, net: n}
 	fn := &flagdayNet{testNet: tn, v1: n.Release, progress: &syncBuffer{}}
-	// Cleanups run last-registered first: logs, then devnet down, then
-	// a sweep for processes that escaped their pid files.
 	t.Cleanup(fn.killStrays)
 	t.Cleanup(tn.stop)
 	t.Cleanup(fn.dumpOnFailure)
@@ -107,6 +103,19 @@ func startFlagdayNet(t *testing.T, nodes int) *flagdayNet {
 	if err != nil {
 		t.Fatalf("devnet up: %v", err)
 	}
+	return fn
+}
+
+// startFlagdayNet starts the eve of a flag day on nodes hosts. Every
+// process is stopped when the test ends; on failure the agents' logs and
+// the coordinator's progress are printed.
+func startFlagdayNet(t *testing.T, nodes int) *flagdayNet {
+	t.Helper()
+	b := flagdayBinaries(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	fn := upFlagdayNet(ctx, t, devnet.UpOptions{Dir: devnetDir(t), Nodes: nodes, BinDir: b.v1Dir})
+	n := fn.net
 	if n.Release.Version != flagdayV1 {
 		t.Fatalf("the devnet runs %s, want %s", n.Release.Version, flagdayV1)
 	}
@@ -123,7 +132,7 @@ func startFlagdayNet(t *testing.T, nodes int) *flagdayNet {
 	}
 	// Clients accept both measurements (StageDirRelease added 2.0.0's),
 	// so they keep working across the upgrade and a rollback.
-	tn.dial()
+	fn.dial()
 	return fn
 }
 
