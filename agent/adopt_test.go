@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/teeup/teeup/internal/proc"
 )
@@ -190,5 +191,72 @@ func TestSignalContext(t *testing.T) {
 			t.Errorf("%v: cause %v, want %v", tt.sig, got, tt.want)
 		}
 		stop()
+	}
+}
+
+// TestSupervisorFindsAProcessItsPidFileMissed: the agent died after it
+// started a process but before the pid file named it (the pid file still
+// names the process stopped before). A restarted supervisor finds the
+// process by its marker, records it, adopts it instead of starting a
+// second one beside it, and a stop ends it; a process carrying another
+// supervisor's marker (another host's node on the same machine) is never
+// touched.
+func TestSupervisorFindsAProcessItsPidFileMissed(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	bin := copyBinary(t, "sleep", dir, "teeup-node")
+	pidPath := filepath.Join(dir, "node.pid")
+	s := newSupervisor("node", pidPath, slog.New(slog.DiscardHandler))
+	spec := &procSpec{Binary: bin, Args: []string{"300"}, Log: filepath.Join(dir, "node.log")}
+
+	// Started with the marker; its pid went to a scratch file, as if the
+	// write to pidPath never happened.
+	pid, err := proc.StartDetached(bin, spec.Args, []string{s.marker()}, spec.Log, filepath.Join(dir, "scratch.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proc.Stop(ctx, pid, bin, 0) })
+	// Another supervisor's process (another host) runs the same binary.
+	other := newSupervisor("node", filepath.Join(dir, "other", "node.pid"), slog.New(slog.DiscardHandler))
+	otherPID, err := proc.StartDetached(bin, spec.Args, []string{other.marker()}, spec.Log, filepath.Join(dir, "other.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proc.Stop(ctx, otherPID, bin, 0) })
+	// The pid file names a process that has exited.
+	dead, err := proc.StartDetached(realBinary(t, "true"), nil, nil, spec.Log, pidPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for alive(dead) {
+		if time.Now().After(deadline) {
+			t.Fatal("true did not exit")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	s.set(spec)
+	if err := s.converge(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	got, _, ok := s.running()
+	if !ok || got != pid {
+		t.Fatalf("running pid %d (alive %t), want the found %d", got, ok, pid)
+	}
+	if p, ok := proc.ReadPID(pidPath, bin); !ok || p != pid {
+		t.Fatalf("pid file names %d (alive %t), want %d", p, ok, pid)
+	}
+	if err := s.stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if alive(pid) {
+		t.Fatalf("pid %d still runs after stop", pid)
+	}
+	if !alive(otherPID) {
+		t.Fatal("stop ended another supervisor's process")
+	}
+	if _, _, ok := s.running(); ok {
+		t.Fatal("a process still counts as running after stop")
 	}
 }

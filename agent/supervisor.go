@@ -8,10 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/teeup/teeup/internal/fsutil"
 	"github.com/teeup/teeup/internal/proc"
 )
 
@@ -109,9 +111,43 @@ func newSupervisor(name, pidPath string, log *slog.Logger) *supervisor {
 	return &supervisor{name: name, pidPath: pidPath, log: log.With("process", name)}
 }
 
-// running returns the pid and executable of the live supervised process.
+// supervisedEnv is the environment variable every supervised process is
+// started with, its value the supervisor's absolute pid file path: it
+// names the process as this supervisor's even when its pid never reached
+// the pid file (the agent died between the start and the write, or a
+// fault killed it there).
+const supervisedEnv = "TEEUP_SUPERVISED"
+
+// marker is the environment entry this supervisor's processes carry.
+func (s *supervisor) marker() string {
+	p, err := filepath.Abs(s.pidPath)
+	if err != nil {
+		p = s.pidPath
+	}
+	return supervisedEnv + "=" + p
+}
+
+// running returns the pid and executable of the live supervised process:
+// the one the pid file names, or else one started with this supervisor's
+// marker whose pid the file never received — its pid is then written to
+// the file, so every later action (adopt, stop, a rollback's stop) finds
+// it, instead of a second process being started beside it.
 func (s *supervisor) running() (int, string, bool) {
-	return proc.PIDFromFile(s.pidPath)
+	if pid, exe, ok := proc.PIDFromFile(s.pidPath); ok {
+		return pid, exe, true
+	}
+	for _, pid := range proc.FindByEnv(s.marker()) {
+		exe, ok := proc.Executable(pid)
+		if !ok {
+			continue
+		}
+		s.log.Warn("found a process this agent started whose pid file did not name it (the agent stopped while starting it); tracking it", "pid", pid, "binary", exe)
+		if err := fsutil.WriteFileAtomic(s.pidPath, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
+			s.log.Warn("record the found process's pid", "pid", pid, "err", err)
+		}
+		return pid, exe, true
+	}
+	return 0, "", false
 }
 
 // set changes the desired state without acting; the loop converges.
@@ -159,17 +195,23 @@ func (s *supervisor) stop(ctx context.Context) error {
 	return s.stopLocked(ctx)
 }
 
+// maxStrays bounds how many processes one stop ends: the pid file's and
+// any found by the supervisor's marker.
+const maxStrays = 8
+
 func (s *supervisor) stopLocked(ctx context.Context) error {
-	pid, exe, ok := s.running()
-	if !ok {
-		_ = os.Remove(s.pidPath)
-		return nil
+	for range maxStrays {
+		pid, exe, ok := s.running()
+		if !ok {
+			_ = os.Remove(s.pidPath)
+			return nil
+		}
+		s.log.Info("stopping", "pid", pid, "binary", exe)
+		if err := proc.StopFromFile(ctx, s.pidPath, exe, 15*time.Second); err != nil {
+			return fmt.Errorf("stop %s: %w", s.name, err)
+		}
 	}
-	s.log.Info("stopping", "pid", pid, "binary", exe)
-	if err := proc.StopFromFile(ctx, s.pidPath, exe, 15*time.Second); err != nil {
-		return fmt.Errorf("stop %s: %w", s.name, err)
-	}
-	return nil
+	return fmt.Errorf("stop %s: more than %d processes carry its marker %s", s.name, maxStrays, s.marker())
 }
 
 // start sets the desired state and starts the process now if needed.
@@ -224,7 +266,7 @@ func (s *supervisor) converge(ctx context.Context, force bool) error {
 		s.failures++
 	}
 	s.mu.Unlock()
-	newPID, err := proc.StartDetached(want.Binary, want.Args, nil, want.Log, s.pidPath)
+	newPID, err := proc.StartDetached(want.Binary, want.Args, []string{s.marker()}, want.Log, s.pidPath)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.last, s.started = want, time.Now()

@@ -103,6 +103,41 @@ func Executable(pid int) (string, bool) {
 	return strings.TrimSuffix(exe, " (deleted)"), true
 }
 
+// FindByEnv returns the pids of the live processes (other than the
+// caller) whose initial environment holds entry ("KEY=VALUE") exactly:
+// how a supervisor finds a process it started whose pid never reached
+// its pid file (the supervisor died between the start and the write).
+// Processes whose environment cannot be read (another user's) are
+// skipped.
+func FindByEnv(entry string) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	want := []byte(entry)
+	self := os.Getpid()
+	var out []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		if err != nil {
+			continue
+		}
+		for _, kv := range bytes.Split(env, []byte{0}) {
+			if bytes.Equal(kv, want) {
+				if _, ok := Executable(pid); ok {
+					out = append(out, pid)
+				}
+				break
+			}
+		}
+	}
+	return out
+}
+
 // PIDFromFile returns the pid recorded in pidPath and the executable the
 // process runs, if it is alive.
 func PIDFromFile(pidPath string) (int, string, bool) {
