@@ -41,7 +41,34 @@ type selfDriver struct {
 	// arguments); it returns only on failure.
 	execImage func(binary string) error
 	metrics   *metrics
+	// retry spaces out attempts after a failed action (an exec that
+	// fails, a successor that does not verify), so a persistent failure
+	// costs one error per back-off, not one per poll interval.
+	retry retryGate
 }
+
+// retryGate is an exponential back-off between attempts of an action
+// that keeps failing: 500 ms after the first failure, doubling up to
+// 30 s, reset by a success.
+type retryGate struct {
+	failures int
+	next     time.Time
+}
+
+// ready reports whether an attempt may run at now.
+func (g *retryGate) ready(now time.Time) bool { return !now.Before(g.next) }
+
+// failed records a failed attempt at now and returns the wait before the
+// next one.
+func (g *retryGate) failed(now time.Time) time.Duration {
+	g.failures++
+	d := backoff(g.failures)
+	g.next = now.Add(d)
+	return d
+}
+
+// succeeded resets the back-off.
+func (g *retryGate) succeeded() { g.failures, g.next = 0, time.Time{} }
 
 func newSelfDriver(a *Agent, m *metrics) *selfDriver {
 	bin, err := os.Executable()
@@ -131,6 +158,9 @@ func (d *selfDriver) follow(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 		}
+		if !d.retry.ready(time.Now()) {
+			continue
+		}
 		d.a.opMu.Lock()
 		// Step after step without waiting for the next tick, until
 		// there is nothing to do (or a step failed: its back-off).
@@ -147,10 +177,12 @@ func (d *selfDriver) follow(ctx context.Context, interval time.Duration) {
 			}
 			if err := d.perform(ctx, rec, act); err != nil {
 				if ctx.Err() == nil {
-					d.a.log.Error("agent self-upgrade", "action", act.Kind.String(), "err", err)
+					wait := d.retry.failed(time.Now())
+					d.a.log.Error("agent self-upgrade", "action", act.Kind.String(), "err", err, "retry_in", wait.String(), "failures", d.retry.failures)
 				}
 				break
 			}
+			d.retry.succeeded()
 			if next := d.a.journal.get().Agent; next == nil || next.Phase == phase && next.ID == id {
 				break // nothing moved
 			}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/teeup/teeup/agent/selfupgrade"
 	"github.com/teeup/teeup/layout"
@@ -93,5 +94,40 @@ func TestHeldStateMovesToSuccessor(t *testing.T) {
 		if _, err := tee.Unseal(oldE, blob, heldKeysAD(id)); err == nil {
 			t.Fatalf("%s: the old agent can still unseal it", id)
 		}
+	}
+}
+
+// TestRetryGate: after each failure the next attempt waits twice as long
+// (500 ms up to 30 s); a success lets the next attempt run at once.
+func TestRetryGate(t *testing.T) {
+	var g retryGate
+	now := time.Unix(1000, 0)
+	if !g.ready(now) {
+		t.Fatal("a fresh gate is not ready")
+	}
+	want := []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second}
+	for i, w := range want {
+		if d := g.failed(now); d != w {
+			t.Fatalf("failure %d: wait %v, want %v", i+1, d, w)
+		}
+		if g.ready(now.Add(w - time.Millisecond)) {
+			t.Fatalf("failure %d: ready before its back-off ended", i+1)
+		}
+		if !g.ready(now.Add(w)) {
+			t.Fatalf("failure %d: not ready once its back-off ended", i+1)
+		}
+	}
+	for range 20 {
+		g.failed(now)
+	}
+	if d := g.failed(now); d != 30*time.Second {
+		t.Fatalf("wait after many failures %v, want the 30s cap", d)
+	}
+	g.succeeded()
+	if !g.ready(now) {
+		t.Fatal("not ready after a success")
+	}
+	if d := g.failed(now); d != 500*time.Millisecond {
+		t.Fatalf("first wait after a success %v, want 500ms", d)
 	}
 }
