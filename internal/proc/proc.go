@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/teeup/teeup/internal/fsutil"
 )
 
@@ -168,16 +170,12 @@ func StopWith(ctx context.Context, pid int, bin string, sig syscall.Signal, grac
 	if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("stop pid %d: %w", pid, err)
 	}
-	deadline := time.Now().Add(grace)
-	for time.Now().Before(deadline) {
-		if !Runs(pid, bin) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
+	exited, err := awaitExit(ctx, pid, bin, grace)
+	if err != nil {
+		return err
+	}
+	if exited {
+		return nil
 	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("kill pid %d: %w", pid, err)
@@ -186,6 +184,51 @@ func StopWith(ctx context.Context, pid int, bin string, sig syscall.Signal, grac
 		time.Sleep(20 * time.Millisecond)
 	}
 	return nil
+}
+
+// awaitExit waits up to grace for pid (running bin) to exit and reports
+// whether it did. On Linux ≥ 5.3 a pidfd becomes readable the moment the
+// process exits, so the exit is seen at once rather than at the next
+// poll; without pidfds it checks every 50 ms.
+func awaitExit(ctx context.Context, pid int, bin string, grace time.Duration) (bool, error) {
+	deadline := time.Now().Add(grace)
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err == nil {
+		defer unix.Close(fd)
+		for {
+			if !Runs(pid, bin) {
+				return true, nil
+			}
+			left := time.Until(deadline)
+			if left <= 0 {
+				return false, nil
+			}
+			if err := ctx.Err(); err != nil {
+				return false, err
+			}
+			// Wake at least every 100 ms to notice ctx.
+			wait := min(left, 100*time.Millisecond)
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			n, err := unix.Poll(fds, int(wait.Milliseconds())+1)
+			if err != nil && !errors.Is(err, unix.EINTR) {
+				break // fall back to polling
+			}
+			if n > 0 && Runs(pid, bin) {
+				time.Sleep(time.Millisecond) // exited, not yet a zombie in /proc
+			}
+		}
+	}
+	for time.Now().Before(deadline) {
+		if !Runs(pid, bin) {
+			return true, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return !Runs(pid, bin), nil
 }
 
 // StopFromFile stops the process recorded in pidPath (if it still runs
