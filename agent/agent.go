@@ -55,6 +55,9 @@ type Agent struct {
 	flagDay *flagDay
 	metrics *metrics
 	self    *selfDriver // the agent's own upgrade (self.go)
+	// prehashed is the schedule (version@height) whose ledger was hashed
+	// ahead of its snapshot (watch.go); only the watcher touches it.
+	prehashed string
 
 	opMu    sync.Mutex // serialises upgrade operations (API, watcher, resume)
 	stageMu sync.Mutex // serialises staging (API and watcher)

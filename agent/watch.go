@@ -120,12 +120,15 @@ func (a *Agent) watchOnce(ctx context.Context, failed map[string]time.Time) erro
 			a.log.Error("staging an approved release failed", "version", r.Version, "err", err)
 		}
 	}
+	sch, err := a.chain.Schedule(ctx)
+	if err == nil && sch != nil {
+		a.prehashAhead(ctx, sch)
+	}
 	if !a.cfg.FlagDay.Coordinated {
 		// A scheduled flag day is the flag-day driver's (flagday.go): it
 		// hands over at H, proves the new node, rolls back and finalizes.
 		return nil
 	}
-	sch, err := a.chain.Schedule(ctx)
 	if err != nil || sch == nil {
 		return err
 	}
@@ -146,4 +149,31 @@ func (a *Agent) watchOnce(ctx context.Context, failed map[string]time.Time) erro
 	a.log.Info("node halted at the scheduled activation height: upgrading", "version", sch.Version, "height", sch.ActivationHeight)
 	_, err = a.upgradeNow(ctx, sch.Version, agentapi.ModeScheduled, sch.ActivationHeight, false)
 	return err
+}
+
+// prehashAhead hashes the live ledger's sstables into the snapshot hash
+// cache once a flag day to another node enclave is scheduled, in the
+// background, so that the snapshot taken at H — inside the window in which
+// client ingress is closed — hashes only the sstables written since
+// (snapshot.HashCache). Once per schedule.
+func (a *Agent) prehashAhead(ctx context.Context, sch *upgradeSchedule) {
+	if a.journal.get().Installed.NodeMREnclave == sch.NodeMREnclave {
+		return // already running it
+	}
+	key := fmt.Sprintf("%s@%d", sch.Version, sch.ActivationHeight)
+	if a.prehashed == key {
+		return
+	}
+	a.prehashed = key
+	go func() {
+		start := time.Now()
+		files, bytes, err := a.host.Prehash(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				a.log.Warn("hashing the ledger ahead of the flag-day snapshot failed; the snapshot hashes everything", "version", sch.Version, "err", err)
+			}
+			return
+		}
+		a.log.Info("ledger hashed ahead of the flag-day snapshot", "version", sch.Version, "height", sch.ActivationHeight, "files", files, "bytes", bytes, "took", time.Since(start).String())
+	}()
 }

@@ -20,14 +20,20 @@ import (
 
 // snapshotBench is one size's measurement.
 type snapshotBench struct {
-	SizeMB       int           `json:"size_mb"`
-	DBBytes      int64         `json:"db_bytes"`
-	Checkpoint   time.Duration `json:"checkpoint_ns"`
-	Snapshot     time.Duration `json:"snapshot_ns"`
-	FullCopy     time.Duration `json:"full_copy_ns"`
-	CopyVsCkpt   float64       `json:"full_copy_over_checkpoint"`
-	CopyVsSnap   float64       `json:"full_copy_over_snapshot"`
-	HashedMBps   float64       `json:"snapshot_hash_mb_per_s"`
+	SizeMB     int           `json:"size_mb"`
+	DBBytes    int64         `json:"db_bytes"`
+	Checkpoint time.Duration `json:"checkpoint_ns"`
+	Snapshot   time.Duration `json:"snapshot_ns"`
+	FullCopy   time.Duration `json:"full_copy_ns"`
+	CopyVsCkpt float64       `json:"full_copy_over_checkpoint"`
+	CopyVsSnap float64       `json:"full_copy_over_snapshot"`
+	HashedMBps float64       `json:"snapshot_hash_mb_per_s"`
+	// Prehash is hashing the live ledger's sstables ahead (what an agent
+	// does once a flag day is scheduled); Prehashed the snapshot taken
+	// after it, which reuses those sums (what the closed window pays).
+	Prehash      time.Duration `json:"prehash_ns"`
+	Prehashed    time.Duration `json:"prehashed_snapshot_ns"`
+	SnapVsPre    float64       `json:"snapshot_over_prehashed"`
 	GenerateTime time.Duration `json:"generate_ns"`
 }
 
@@ -40,8 +46,10 @@ func newBenchSnapshotCmd() *cobra.Command {
 		Short: "Time a flag-day snapshot against a full copy of the same ledger, in one run",
 		Long: `For each size, write a Pebble ledger of that size (incompressible values, flushed to
 sstables), then time, on the same database in the same run: a Pebble checkpoint alone (hard
-links), a full flag-day snapshot (checkpoint + SHA-256 of every file + manifest), and a plain
-full copy of the directory; print the ratios. Needs about twice the largest size free in --dir.`,
+links), a full flag-day snapshot (checkpoint + SHA-256 of every file + manifest), the same
+snapshot after the sstables were hashed ahead (an agent hashes them once a flag day is
+scheduled, so the snapshot in the closed window reuses their sums), and a plain full copy of
+the directory; print the ratios. Needs about twice the largest size free in --dir.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var results []snapshotBench
@@ -61,10 +69,11 @@ full copy of the directory; print the ratios. Needs about twice the largest size
 				return printJSON(out, results)
 			}
 			tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "LEDGER\tCHECKPOINT\tSNAPSHOT (+SHA-256)\tFULL COPY\tCOPY/CHECKPOINT\tCOPY/SNAPSHOT")
+			fmt.Fprintln(tw, "LEDGER\tCHECKPOINT\tSNAPSHOT (+SHA-256)\tPREHASH (AHEAD)\tPREHASHED SNAPSHOT\tFULL COPY\tCOPY/CHECKPOINT\tCOPY/SNAPSHOT\tSNAPSHOT/PREHASHED")
 			for _, r := range results {
-				fmt.Fprintf(tw, "%d MB\t%s\t%s\t%s\t%.1fx\t%.1fx\n", r.SizeMB, r.Checkpoint.Round(time.Millisecond), r.Snapshot.Round(time.Millisecond),
-					r.FullCopy.Round(time.Millisecond), r.CopyVsCkpt, r.CopyVsSnap)
+				fmt.Fprintf(tw, "%d MB\t%s\t%s\t%s\t%s\t%s\t%.1fx\t%.1fx\t%.1fx\n", r.SizeMB, r.Checkpoint.Round(time.Millisecond), r.Snapshot.Round(time.Millisecond),
+					r.Prehash.Round(time.Millisecond), r.Prehashed.Round(time.Millisecond),
+					r.FullCopy.Round(time.Millisecond), r.CopyVsCkpt, r.CopyVsSnap, r.SnapVsPre)
 			}
 			return tw.Flush()
 		},
@@ -153,10 +162,27 @@ func benchSnapshotSize(ctx context.Context, scratch string, mb int, progress io.
 
 	fmt.Fprintf(progress, "timing snapshot and full copy of %d MB...\n", r.DBBytes>>20)
 	snapT, copyT, err := snapshot.Measure(ctx, dbDir, root, func(dst string) error { return db.Checkpoint(dst, pebble.WithFlushedWAL()) })
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	preRoot := filepath.Join(root, "prehashed")
+	cache := snapshot.OpenHashCache(preRoot)
+	t = time.Now()
+	if _, _, err := cache.Prehash(ctx, dbDir); err != nil {
+		db.Close()
+		return nil, err
+	}
+	r.Prehash = time.Since(t)
+	t = time.Now()
+	_, err = snapshot.Create(ctx, snapshot.CreateOptions{Root: preRoot, Name: "prehashed", HashCache: cache,
+		Checkpoint: func(dst string) error { return db.Checkpoint(dst, pebble.WithFlushedWAL()) }})
+	r.Prehashed = time.Since(t)
 	db.Close()
 	if err != nil {
 		return nil, err
 	}
+	r.SnapVsPre = float64(snapT) / float64(max(r.Prehashed, time.Microsecond))
 	r.Snapshot, r.FullCopy = snapT, copyT
 	r.CopyVsCkpt = float64(copyT) / float64(max(r.Checkpoint, time.Microsecond))
 	r.CopyVsSnap = float64(copyT) / float64(max(snapT, time.Microsecond))

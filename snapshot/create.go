@@ -41,6 +41,11 @@ type CreateOptions struct {
 	// far and the total to hash. Files are hashed concurrently, but calls
 	// are serialized and done never decreases.
 	Progress func(done, total int64)
+	// HashCache, if not nil, supplies the sums of sstables hashed before
+	// (Prehash, or an earlier snapshot): a checkpoint's sstables are hard
+	// links to the live DB's, so an unchanged one is not read again. The
+	// sstables this snapshot hashes are added to it and it is saved.
+	HashCache *HashCache
 }
 
 // Create takes the snapshot Root/Name: a checkpoint of the ledger DB, a copy
@@ -137,7 +142,7 @@ func create(ctx context.Context, opts CreateOptions) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	files, err := hashTree(ctx, tmp, t.files, opts.Progress)
+	files, err := hashTree(ctx, tmp, t.files, opts.Progress, opts.HashCache)
 	if err != nil {
 		return nil, err
 	}
@@ -189,14 +194,27 @@ func existing(ctx context.Context, dir string, opts CreateOptions) (*Manifest, e
 }
 
 // hashTree hashes and syncs the files (slash paths relative to dir) and
-// returns their manifest entries, in the order given.
-func hashTree(ctx context.Context, dir string, paths []string, progress func(done, total int64)) ([]File, error) {
+// returns their manifest entries, in the order given. Sstables whose sum
+// cache holds are neither read nor synced (a hard link to a live sstable
+// Pebble synced when it wrote it); the ones hashed are added to cache.
+func hashTree(ctx context.Context, dir string, paths []string, progress func(done, total int64), cache *HashCache) ([]File, error) {
+	files := make([]File, len(paths))
+	var todo []string
+	var todoIdx []int
+	var before []fileKey
 	var total int64
-	for _, p := range paths {
-		info, err := os.Stat(filepath.Join(dir, filepath.FromSlash(p)))
+	for i, p := range paths {
+		full := filepath.Join(dir, filepath.FromSlash(p))
+		info, err := os.Stat(full)
 		if err != nil {
 			return nil, err
 		}
+		if sum, ok := cache.lookup(full); ok {
+			files[i] = File{Path: p, Size: info.Size(), SHA256: sum}
+			continue
+		}
+		k, _ := keyOf(full)
+		todo, todoIdx, before = append(todo, p), append(todoIdx, i), append(before, k)
 		total += info.Size()
 	}
 	var done int64
@@ -208,16 +226,23 @@ func hashTree(ctx context.Context, dir string, paths []string, progress func(don
 			progress(done, total)
 		}
 	}
-	results, err := hashFiles(ctx, dir, paths, true, add)
+	results, err := hashFiles(ctx, dir, todo, true, add)
 	if err != nil {
 		return nil, err
 	}
-	files := make([]File, len(paths))
-	for i, r := range results {
+	for j, r := range results {
 		if r.err != nil {
-			return nil, fmt.Errorf("hash %s: %w", paths[i], r.err)
+			return nil, fmt.Errorf("hash %s: %w", todo[j], r.err)
 		}
-		files[i] = File{Path: paths[i], Size: r.size, SHA256: r.sum}
+		files[todoIdx[j]] = File{Path: todo[j], Size: r.size, SHA256: r.sum}
+		if cache != nil && before[j] != (fileKey{}) {
+			cache.storeIfStable(filepath.Join(dir, filepath.FromSlash(todo[j])), before[j], r)
+		}
+	}
+	if cache != nil {
+		if err := cache.Save(); err != nil {
+			return nil, err
+		}
 	}
 	return files, nil
 }
