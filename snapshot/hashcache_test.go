@@ -145,3 +145,23 @@ func TestHashCacheNeverBlessesOtherBytes(t *testing.T) {
 		t.Fatal("a file that changed while it was hashed was cached")
 	}
 }
+
+// FuzzOpenHashCache: any cache file content loads without panicking, and
+// only entries with well-formed sums are kept.
+func FuzzOpenHashCache(f *testing.F) {
+	f.Add([]byte(`[{"name":"000001.sst","dev":1,"ino":2,"size":3,"mtime_ns":4,"sha256":"` + strings.Repeat("ab", 32) + `"}]`))
+	f.Add([]byte(`[{"sha256":"XYZ"}]`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		root := t.TempDir()
+		if err := os.WriteFile(filepath.Join(root, HashCacheFile), raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c := OpenHashCache(root)
+		for k, sum := range c.sums {
+			if validateSum(sum) != nil {
+				t.Fatalf("entry %+v kept with a malformed sum %q", k, sum)
+			}
+		}
+	})
+}
