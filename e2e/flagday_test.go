@@ -252,13 +252,13 @@ func teeupCLI(ctx context.Context, env []string, args ...string) (int, string, e
 }
 
 // crashCoordinatorAfter runs the coordinator as a separate process, 'teeup
-// flagday run', with the crash fault "crash:flagday.after-<step>": it dies
+// flagday coordinate', with the crash fault "crash:flagday.after-<step>": it dies
 // like kill -9 (exit 137) right after journalling step done. Run again
 // without the fault, it resumes the same flag day and completes it.
 func crashCoordinatorAfter(step string) driveFunc {
 	return func(ctx context.Context, t *testing.T, fn *flagdayNet, opt flagday.Options) *flagday.Record {
 		t.Helper()
-		args := []string{"flagday", "run", "--devnet", fn.net.Dir, "--version", flagdayV2, "--live-period", opt.LivePeriod.String()}
+		args := []string{"flagday", "coordinate", "--devnet", fn.net.Dir, "--version", flagdayV2, "--live-period", opt.LivePeriod.String()}
 		code, out, err := teeupCLI(ctx, []string{fault.EnvVar + "=crash:flagday.after-" + step}, args...)
 		if err != nil {
 			t.Fatalf("teeup flagday run: %v", err)
