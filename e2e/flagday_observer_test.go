@@ -16,7 +16,6 @@ import (
 
 	"github.com/teeup/teeup/agent/decide"
 	"github.com/teeup/teeup/flagday"
-	"github.com/teeup/teeup/internal/fault"
 	"github.com/teeup/teeup/keyfile"
 	"github.com/teeup/teeup/ledger"
 	"github.com/teeup/teeup/nodeapi"
@@ -48,13 +47,7 @@ func TestFlagDayObserverKilledMidway(t *testing.T) {
 	h := fn.status(ctx, 1).Height + 20
 	height := strconv.FormatUint(h, 10)
 
-	cmd := exec.CommandContext(ctx, filepath.Join(bins.dir, "teeup"), "flagday", "run", "--devnet", dir,
-		"--version", flagdayV2, "--height", height, "--key", "nog-1")
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, fault.EnvVar+"=") && !strings.HasPrefix(kv, fault.OnceDirEnvVar+"=") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
+	cmd := teeupCommand(ctx, nil, "flagday", "run", "--devnet", dir, "--version", flagdayV2, "--height", height, "--key", "nog-1")
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {

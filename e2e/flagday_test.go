@@ -231,13 +231,7 @@ func (fn *flagdayNet) requireNodeLog(t *testing.T, s string) {
 // teeupCLI runs the teeup CLI with the test's environment minus any fault
 // settings, plus env; it returns the exit code and the combined output.
 func teeupCLI(ctx context.Context, env []string, args ...string) (int, string, error) {
-	cmd := exec.CommandContext(ctx, filepath.Join(bins.dir, "teeup"), args...)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, fault.EnvVar+"=") && !strings.HasPrefix(kv, fault.OnceDirEnvVar+"=") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, env...)
+	cmd := teeupCommand(ctx, env, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -249,6 +243,19 @@ func teeupCLI(ctx context.Context, env []string, args ...string) (int, string, e
 		return -1, out.String(), err
 	}
 	return 0, out.String(), nil
+}
+
+// teeupCommand is the teeup CLI with the test's environment minus any
+// fault settings, plus env.
+func teeupCommand(ctx context.Context, env []string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, filepath.Join(bins.dir, "teeup"), args...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, fault.EnvVar+"=") && !strings.HasPrefix(kv, fault.OnceDirEnvVar+"=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, env...)
+	return cmd
 }
 
 // crashCoordinatorAfter runs the coordinator as a separate process, 'teeup

@@ -108,7 +108,7 @@ func (e *PreflightError) Error() string {
 	for i, b := range e.Blockers {
 		parts[i] = b.String()
 	}
-	return fmt.Sprintf("preflight: the flag day to %s is blocked: %s", e.Version, strings.Join(parts, "; "))
+	return fmt.Sprintf("the flag day to %s is blocked: %s", e.Version, strings.Join(parts, "; "))
 }
 
 // Unwrap returns the blockers' causes.
