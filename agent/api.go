@@ -73,7 +73,10 @@ func (a *Agent) status() agentapi.Status {
 	j := a.journal.get()
 	st := agentapi.Status{
 		NodeID: a.cfg.NodeID, Version: buildinfo.Version, MREnclave: a.identity.UniqueID,
-		Installed: j.Installed, Staged: a.staged(),
+		Installed: j.Installed, Staged: a.staged(), FlagDayMode: agentapi.FlagDayCoordinatorFree,
+	}
+	if a.cfg.FlagDay.Coordinated {
+		st.FlagDayMode = agentapi.FlagDayCoordinated
 	}
 	if j.Upgrade != nil {
 		rec := *j.Upgrade

@@ -209,6 +209,35 @@ type Status struct {
 	// AgentUpgrade is the agent's own latest self-upgrade: moving to the
 	// agent binary of the installed release.
 	AgentUpgrade *selfupgrade.Record `json:"agent_upgrade,omitempty"`
+	// FlagDayMode says who owns a flag day on this host, and so its
+	// rollback (agent.json "flag_day": "coordinated"); read it with
+	// FlagDay.
+	FlagDayMode FlagDayMode `json:"flag_day_mode,omitempty"`
+}
+
+// FlagDayMode is who drives a host's part of a flag day.
+type FlagDayMode string
+
+// Flag-day modes.
+const (
+	// FlagDayCoordinatorFree: the agent decides its host's part from the
+	// chain and is the only one that rolls the host back ('teeup flagday
+	// run' only observes and votes).
+	FlagDayCoordinatorFree FlagDayMode = "coordinator-free"
+	// FlagDayCoordinated: an external coordinator ('teeup flagday
+	// coordinate') drives the flag day and owns its rollback; the agent
+	// only hands over at the halt and when asked.
+	FlagDayCoordinated FlagDayMode = "coordinated"
+)
+
+// FlagDay returns the host's flag-day mode. An agent that does not report
+// one predates the field and is treated as coordinated, the only mode
+// before coordinator-free flag days.
+func (s *Status) FlagDay() FlagDayMode {
+	if s.FlagDayMode == "" {
+		return FlagDayCoordinated
+	}
+	return s.FlagDayMode
 }
 
 // RefusalCause says why the agent refused to start an enclave binary.

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"bytes"
+	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,8 +14,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/teeup/teeup/agent/decide"
 	"github.com/teeup/teeup/devnet"
 	"github.com/teeup/teeup/flagday"
+	"github.com/teeup/teeup/keyfile"
+	"github.com/teeup/teeup/ledger"
+	"github.com/teeup/teeup/nodeapi"
 )
 
 // flagdayTarget resolves the network and the journal directory.
@@ -29,6 +35,16 @@ func (t *flagdayTarget) bind(cmd *cobra.Command) {
 }
 
 func (t *flagdayTarget) resolve() (flagday.Topology, string, error) {
+	top, root, err := t.load()
+	if err != nil {
+		return top, root, err
+	}
+	return top, root, top.Validate()
+}
+
+// load is resolve without the topology's validation (the coordinator-free
+// preflight names a duplicate entry as a blocker, with every other one).
+func (t *flagdayTarget) load() (flagday.Topology, string, error) {
 	switch {
 	case t.topologyPath != "":
 		raw, err := os.ReadFile(t.topologyPath)
@@ -45,7 +61,7 @@ func (t *flagdayTarget) resolve() (flagday.Topology, string, error) {
 		if root == "" {
 			root = filepath.Dir(t.topologyPath)
 		}
-		return top, root, top.Validate()
+		return top, root, nil
 	case t.devnetDir != "":
 		n, err := devnet.Load(t.devnetDir)
 		if err != nil {
@@ -63,14 +79,19 @@ func (t *flagdayTarget) resolve() (flagday.Topology, string, error) {
 func newFlagdayCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "flagday",
-		Short: "Drive a network-wide enclave upgrade: plan, run, status, abort, rollback",
+		Short: "Network-wide enclave upgrades: run (observe and vote), observe, or the legacy coordinator",
 		Long: `A flag day moves every node to a new enclave at once, because peers accept only peers with an
-identical MRENCLAVE. 'run' schedules it on chain (or, with --manual, runs it now), waits until
-every node closed ingress and halted at the same height and hash with nothing in flight, has
-every host's agent snapshot the ledger and the distribution state file and hand the keys to the
-new enclave, checks that every new node attests every other, sends a self and a cross test
-payment, reopens ingress and watches a live period. Any failure before ingress reopens rolls the
-whole network back. Every step is journalled; running 'run' again resumes an interrupted one.`,
+identical MRENCLAVE. There is exactly one owner of a flag day's rollback per network:
+
+  coordinator-free agents (the default): every host's agent decides its part from the chain —
+  hands over at the activation height, proves the new node, records readiness, rolls its own
+  host back and votes failure if it must, finalizes after the live period. 'run' and 'observe'
+  run on any machine and change nothing on a host: 'run' checks every host (preflight), casts
+  only this operator's schedule vote, and observes until every host settled.
+
+  coordinated agents (agent.json flag_day.coordinated): 'coordinate' drives every step from one
+  machine and owns the rollback; 'step', 'abort' and 'rollback' are its parts. The coordinator
+  refuses a network whose agents are coordinator-free, and 'run' refuses coordinated agents.`,
 	}
 	var t flagdayTarget
 	var version string
@@ -98,7 +119,7 @@ whole network back. Every step is journalled; running 'run' again resumes an int
 
 	plan := &cobra.Command{
 		Use:   "plan --version V",
-		Short: "Print the steps, the checks each makes, and the nodes' current state",
+		Short: "Print the coordinator's steps, the checks each makes, and the nodes' current state",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o, err := opts(cmd)
@@ -125,10 +146,19 @@ whole network back. Every step is journalled; running 'run' again resumes an int
 			return nil
 		},
 	}
-	run := &cobra.Command{
-		Use:   "run --version V [--manual]",
-		Short: "Run (or resume) the flag day; prints a live progress table and ends with a report",
-		Args:  cobra.NoArgs,
+	coordinate := &cobra.Command{
+		Use:   "coordinate --version V [--manual]",
+		Short: "Coordinated agents only: drive (or resume) the flag day from here, owning its rollback",
+		Long: `The legacy coordinator, for networks whose agents are configured flag_day.coordinated (and for
+manual coordination by call, --manual). It schedules the flag day on chain with the topology's Node
+Operators Group keys (or, with --manual, runs it now), waits until every node closed ingress and
+halted at the same height and hash with nothing in flight, has every host's agent snapshot the
+ledger and the distribution state file and hand the keys to the new enclave, checks that every new
+node attests every other, sends a self and a cross test payment, reopens ingress and watches a live
+period. Any failure before ingress reopens rolls the whole network back: the coordinator is the
+network's one rollback owner. Every step is journalled; running 'coordinate' again resumes an
+interrupted one. It refuses (exit 1) when any host's agent is coordinator-free: use 'run'.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o, err := opts(cmd)
 			if err != nil {
@@ -148,9 +178,87 @@ whole network back. Every step is journalled; running 'run' again resumes an int
 			return nil
 		},
 	}
+	var height, in uint64
+	var key, reportPath string
+	var wait time.Duration
+	run := &cobra.Command{
+		Use:   "run --version V [--height H | --in N] [--key NOG_KEY] [--report FILE]",
+		Short: "Coordinator-free agents: preflight, cast this operator's schedule vote, observe to the end",
+		Long: `The flag day of a network whose agents are coordinator-free, as one operator runs it on any
+machine. 'run' reads every host's node and agent over the topology's sockets or remote admin APIs
+and checks them (the preflight): the release is approved and newer than the running one, each
+agent staged and verified it and holds no unfinished upgrade, each node is healthy and current and
+answers as its topology entry's node id, no host is listed twice, every agent is coordinator-free.
+It exits 1 naming every blocker. Then it casts only this operator's Node Operators Group vote to
+schedule the flag day at H (--height; else the height another member voted; else --in blocks above
+the head) — the other operators vote with 'teeup release schedule V --height H' — and observes
+until every host settled, drawing the progress table, and writes the report (--report). Without
+--key it casts no vote and only observes. It never stops, rolls back or triggers anything on a
+host: each agent owns its host's part and its rollback, so killing 'run' changes nothing (restart
+it, or 'observe'). Run again after the schedule is in force, it only observes. Exits 1 unless
+every host ended ready on V; refuses (exit 1) coordinated agents: use 'coordinate'.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			top, _, err := t.load()
+			if err != nil {
+				return err
+			}
+			if version == "" {
+				return errors.New("flagday run: --version is required")
+			}
+			if height != 0 && cmd.Flags().Changed("in") {
+				return errors.New("flagday run: give --height or --in, not both")
+			}
+			opt := flagday.FreeOptions{Topology: top, Version: version, Height: height, In: in}
+			if !asJSON {
+				opt.Progress = stdoutOf(cmd)
+			}
+			if key != "" {
+				out := io.Discard
+				if !asJSON {
+					out = stdoutOf(cmd)
+				}
+				v, err := newScheduleVoter(t.devnetDir, key, top.ChainID, wait, out)
+				if err != nil {
+					return fmt.Errorf("flagday run: %w", err)
+				}
+				opt.Voter = v
+			}
+			res, runErr := flagday.RunFree(cmd.Context(), opt)
+			var pe *flagday.PreflightError
+			if errors.As(runErr, &pe) {
+				if asJSON {
+					_ = printJSON(stdoutOf(cmd), res)
+				}
+				w := cmd.ErrOrStderr()
+				fmt.Fprintf(w, "flagday run: the flag day to %s is blocked:\n", version)
+				for _, b := range pe.Blockers {
+					fmt.Fprintf(w, "  %s\n", b)
+				}
+				if errors.Is(runErr, flagday.ErrAgentsCoordinated) {
+					fmt.Fprintln(w, "coordinated agents leave the flag day (and its rollback) to the coordinator: use 'teeup flagday coordinate'")
+				}
+				return &ExitError{Code: 1, Err: errors.New("flagday run: preflight failed")}
+			}
+			if res == nil || res.Observation == nil {
+				return runErr
+			}
+			if err := writeObservation(cmd, res.Observation, reportPath, asJSON, res); err != nil {
+				return err
+			}
+			if runErr != nil {
+				return runErr
+			}
+			return observedOutcome(res.Observation, true)
+		},
+	}
+	run.Flags().Uint64Var(&height, "height", 0, "activation height to vote for (default: the one another member voted, else --in above the head)")
+	run.Flags().Uint64Var(&in, "in", ledger.MinScheduleLead+5, "blocks above the head to schedule at, without --height")
+	run.Flags().StringVar(&key, "key", "", "this operator's Node Operators Group key file (with --devnet: a key name such as nog-1); without it no vote is cast")
+	run.Flags().DurationVar(&wait, "wait", 30*time.Second, "when the node's answer does not say whether the vote was committed, how long to look it up")
 	status := &cobra.Command{
 		Use:   "status",
-		Short: "Show the current (or last) flag day's journal",
+		Short: "Coordinated agents only: show the coordinator's current (or last) flag-day journal",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_, root, err := t.resolve()
@@ -170,7 +278,7 @@ whole network back. Every step is journalled; running 'run' again resumes an int
 	}
 	abort := &cobra.Command{
 		Use:   "abort [--reason TEXT]",
-		Short: "Stop an unfinished flag day and roll the network back (before ingress reopened)",
+		Short: "Coordinated agents only: stop the coordinator's unfinished flag day and roll the network back (before ingress reopened)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o, err := opts(cmd)
@@ -186,7 +294,7 @@ whole network back. Every step is journalled; running 'run' again resumes an int
 	}
 	rollback := &cobra.Command{
 		Use:   "rollback [--force] [--reason TEXT]",
-		Short: "Roll back a completed flag day (refuses, saying what would be lost, unless --force)",
+		Short: "Coordinated agents only: roll back the coordinator's completed flag day (refuses, saying what would be lost, unless --force)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o, err := opts(cmd)
@@ -225,8 +333,8 @@ whole network back. Every step is journalled; running 'run' again resumes an int
 	}
 	step := &cobra.Command{
 		Use:   "step NAME [--manual --version V]",
-		Short: "Run one step of the current flag day on its own (manual coordination by call)",
-		Long: `Run a single step of the current flag day, or start a new one (with --version) and run its
+		Short: "Coordinated agents only: run one step of the coordinator's flag day (manual coordination by call)",
+		Long: `Run a single step of the coordinator's current flag day, or start a new one (with --version) and run its
 first step. Steps are idempotent and verify their preconditions; a failed step does not roll
 back — decide on the call to run it again or 'teeup flagday abort'. Manual-mode steps, in order:
 preflight, close-ingress, halt-at-height, upgrade-hosts, resume-chain, verify-chain,
@@ -248,7 +356,6 @@ verify-attestation, test-payments, reopen-ingress, live-period.`,
 		},
 	}
 	var once bool
-	var reportPath string
 	observe := &cobra.Command{
 		Use:   "observe [--once] [--report FILE]",
 		Short: "Watch a coordinator-free flag day on every host (reads only; casts no vote)",
@@ -257,8 +364,8 @@ runs on any machine: it reads every host's node (the chain's readiness records, 
 outcome) and agent (the host's journalled part) over the topology's sockets or remote admin APIs
 — another operator's host is read with this operator's key — draws the progress table until every
 host settled, and writes the report (JSON) from what the chain and the agents' journals hold. It
-changes nothing; operators vote with 'teeup release schedule|abort'. Exits 1 if the hosts did not
-all end the same way.`,
+changes nothing; operators vote with 'teeup release schedule|abort' (or 'teeup flagday run').
+Exits 1 if the hosts did not all end the same way.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			top, _, err := t.resolve()
@@ -273,38 +380,27 @@ all end the same way.`,
 			if o == nil {
 				return err
 			}
-			if reportPath != "" {
-				raw, merr := o.MarshalReport()
-				if merr != nil {
-					return merr
-				}
-				if werr := os.WriteFile(reportPath, append(raw, '\n'), 0o644); werr != nil {
-					return werr
-				}
-			}
-			if asJSON {
-				if perr := printJSON(stdoutOf(cmd), o); perr != nil {
-					return perr
-				}
+			if werr := writeObservation(cmd, o, reportPath, asJSON, o); werr != nil {
+				return werr
 			}
 			if err != nil {
 				return err
 			}
-			if o.Settled && o.Outcome == "" {
-				return &ExitError{Code: 1, Err: errors.New("the hosts did not all end the flag day the same way")}
-			}
-			return nil
+			return observedOutcome(o, false)
 		},
 	}
 	observe.Flags().BoolVar(&once, "once", false, "observe once and exit")
-	observe.Flags().StringVar(&reportPath, "report", "", "write the report (JSON) to this file")
-	for _, c := range []*cobra.Command{plan, run, status, abort, rollback, rollout, step, observe} {
+	for _, c := range []*cobra.Command{run, observe} {
+		c.Flags().StringVar(&reportPath, "report", "", "write the report (JSON: every host's node, chain and agent view, the readiness records) to this file")
+	}
+	for _, c := range []*cobra.Command{run, plan, coordinate, status, abort, rollback, rollout, step, observe} {
 		t.bind(c)
 		c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 		cmd.AddCommand(c)
 	}
 	rollout.Flags().StringVar(&version, "version", "", "approved release to roll out")
-	for _, c := range []*cobra.Command{plan, run, abort, rollback, step} {
+	run.Flags().StringVar(&version, "version", "", "approved release to upgrade to")
+	for _, c := range []*cobra.Command{plan, coordinate, abort, rollback, step} {
 		c.Flags().StringVar(&version, "version", "", "approved release to upgrade to")
 		c.Flags().BoolVar(&manual, "manual", false, "run now without on-chain scheduling (networks that coordinate by call)")
 		c.Flags().Uint64Var(&activationIn, "activation-in", 15, "scheduled mode: blocks from now to the activation height (at least 15)")
@@ -318,4 +414,75 @@ all end the same way.`,
 	}
 	rollback.Flags().BoolVar(&force, "force", false, "roll back even though transactions committed after the activation height are lost")
 	return cmd
+}
+
+// writeObservation writes the observer's report (JSON) to path, if one is
+// given, and prints v as JSON when asked.
+func writeObservation(cmd *cobra.Command, o *flagday.Observation, path string, asJSON bool, v any) error {
+	if path != "" {
+		raw, err := o.MarshalReport()
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(path, append(raw, '\n'), 0o644); err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
+		if !asJSON {
+			fmt.Fprintf(stdoutOf(cmd), "report: %s\n", path)
+		}
+	}
+	if asJSON {
+		return printJSON(stdoutOf(cmd), v)
+	}
+	return nil
+}
+
+// observedOutcome is the exit status of an observation: 1 if the hosts
+// settled differently, or — needReady — unless every host ended ready.
+func observedOutcome(o *flagday.Observation, needReady bool) error {
+	switch {
+	case o.Settled && o.Outcome == "":
+		return &ExitError{Code: 1, Err: errors.New("the hosts did not all end the flag day the same way")}
+	case needReady && o.Outcome != decide.OutcomeReady:
+		return &ExitError{Code: 1, Err: fmt.Errorf("the flag day to %s at height %d did not complete: outcome %q", o.Version, o.ActivationHeight, o.Outcome)}
+	}
+	return nil
+}
+
+// scheduleVoter casts one operator's schedule vote for 'teeup flagday
+// run': the vote of 'teeup release schedule' (scheduleVote,
+// submitGovernanceVia) through a node of the topology.
+type scheduleVoter struct {
+	key     ed25519.PrivateKey
+	member  string
+	chainID string
+	wait    time.Duration
+	out     io.Writer
+}
+
+func newScheduleVoter(devnetDir, name, chainID string, wait time.Duration, out io.Writer) (*scheduleVoter, error) {
+	e := endpoint{devnetDir: devnetDir}
+	k, err := keyfile.ReadPrivate(e.keyPath(name))
+	if err != nil {
+		return nil, err
+	}
+	addr, err := ledger.AddressOf(k.Public().(ed25519.PublicKey))
+	if err != nil {
+		return nil, err
+	}
+	return &scheduleVoter{key: k, member: addr.String(), chainID: chainID, wait: wait, out: out}, nil
+}
+
+// Member implements flagday.Voter.
+func (v *scheduleVoter) Member() string { return v.member }
+
+// VoteSchedule implements flagday.Voter.
+func (v *scheduleVoter) VoteSchedule(ctx context.Context, a *nodeapi.AdminClient, version string, height uint64) error {
+	kind, payload := scheduleVote(version, height)
+	res, err := submitGovernanceVia(ctx, adminGovernance{a}, v.chainID, v.key, v.wait, "flagday run: schedule vote", kind, payload)
+	if err != nil {
+		return err
+	}
+	printScheduleVote(v.out, res, version, height)
+	return nil
 }

@@ -110,10 +110,6 @@ func submitGovernance(ctx context.Context, f *govFlags, what string, kind ledger
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	from, err := ledger.AddressOf(key.Public().(ed25519.PublicKey))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
 	chainID, err := chainIDOf(&f.t)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
@@ -123,6 +119,17 @@ func submitGovernance(ctx context.Context, f *govFlags, what string, kind ledger
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer node.Close()
+	return submitGovernanceVia(ctx, node, chainID, key, f.wait, what, kind, payload)
+}
+
+// submitGovernanceVia is submitGovernance through node (which it does not
+// close) on chain chainID, signed with key, looking a vote whose wait
+// ended without the node's verdict up for wait.
+func submitGovernanceVia(ctx context.Context, node governanceNode, chainID string, key ed25519.PrivateKey, wait time.Duration, what string, kind ledger.TxKind, payload []byte) (*governanceTx, error) {
+	from, err := ledger.AddressOf(key.Public().(ed25519.PublicKey))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
 	acct, err := node.Account(ctx, from.String())
 	if nodeapi.IsCode(err, nodeapi.CodeClosedForUpgrade) {
 		return nil, fmt.Errorf("%s: %w (governance transactions can go through the admin socket: add --admin)", what, err)
@@ -134,7 +141,7 @@ func submitGovernance(ctx context.Context, f *govFlags, what string, kind ledger
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	rec, err := nodeapi.SubmitAndConfirm(ctx, node, tx.Encode(), tx.ID().String(), f.wait)
+	rec, err := nodeapi.SubmitAndConfirm(ctx, node, tx.Encode(), tx.ID().String(), wait)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
@@ -313,34 +320,46 @@ pending. An older approved release can be scheduled only after a rollback to it 
 			if height == 0 {
 				return fmt.Errorf("release schedule: --height H is required (at least %d above the current height)", ledger.MinScheduleLead)
 			}
-			payload := ledger.EncodeUpgradeSchedule(ledger.UpgradeSchedule{Version: version, ActivationHeight: height})
-			res, err := submitGovernance(cmd.Context(), &f, "release schedule", ledger.TxScheduleUpgrade, payload)
+			kind, payload := scheduleVote(version, height)
+			res, err := submitGovernance(cmd.Context(), &f, "release schedule", kind, payload)
 			if err != nil {
 				return err
 			}
 			if f.asJSON {
 				return printJSON(stdoutOf(cmd), res)
 			}
-			w := stdoutOf(cmd)
-			g := res.Governance
-			if s := g.Schedule; s != nil && s.Version == version && s.ActivationHeight == height {
-				fmt.Fprintf(w, "upgrade to release %s SCHEDULED at height %d (tx %s, height %d)\n", version, height, res.Receipt.TxID, res.Receipt.Height)
-				fmt.Fprintf(w, "  node mrenclave %s; in force since height %d with %d of quorum %d votes\n", s.NodeMREnclave, s.ScheduledAt, len(s.Approvers), g.Quorum)
-				return nil
-			}
-			votes := 0
-			for _, v := range g.PendingSchedules {
-				if v.Version == version && v.ActivationHeight == height {
-					votes++
-				}
-			}
-			fmt.Fprintf(w, "vote to schedule release %s at height %d recorded (tx %s, height %d): %d of quorum %d votes\n", version, height, res.Receipt.TxID, res.Receipt.Height, votes, g.Quorum)
+			printScheduleVote(stdoutOf(cmd), res, version, height)
 			return nil
 		},
 	}
 	f.bind(cmd, true)
 	cmd.Flags().Uint64Var(&height, "height", 0, "activation height of the upgrade")
 	return cmd
+}
+
+// scheduleVote is a Node Operators Group member's vote to schedule the
+// flag-day upgrade to version at height ('teeup release schedule', and
+// the operator's own vote of 'teeup flagday run').
+func scheduleVote(version string, height uint64) (ledger.TxKind, []byte) {
+	return ledger.TxScheduleUpgrade, ledger.EncodeUpgradeSchedule(ledger.UpgradeSchedule{Version: version, ActivationHeight: height})
+}
+
+// printScheduleVote says whether the vote put the schedule in force, or
+// how many of the quorum's votes are pending.
+func printScheduleVote(w io.Writer, res *governanceTx, version string, height uint64) {
+	g := res.Governance
+	if s := g.Schedule; s != nil && s.Version == version && s.ActivationHeight == height {
+		fmt.Fprintf(w, "upgrade to release %s SCHEDULED at height %d (tx %s, height %d)\n", version, height, res.Receipt.TxID, res.Receipt.Height)
+		fmt.Fprintf(w, "  node mrenclave %s; in force since height %d with %d of quorum %d votes\n", s.NodeMREnclave, s.ScheduledAt, len(s.Approvers), g.Quorum)
+		return
+	}
+	votes := 0
+	for _, v := range g.PendingSchedules {
+		if v.Version == version && v.ActivationHeight == height {
+			votes++
+		}
+	}
+	fmt.Fprintf(w, "vote to schedule release %s at height %d recorded (tx %s, height %d): %d of quorum %d votes\n", version, height, res.Receipt.TxID, res.Receipt.Height, votes, g.Quorum)
 }
 
 func newReleaseAbortCmd() *cobra.Command {

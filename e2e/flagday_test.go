@@ -231,13 +231,7 @@ func (fn *flagdayNet) requireNodeLog(t *testing.T, s string) {
 // teeupCLI runs the teeup CLI with the test's environment minus any fault
 // settings, plus env; it returns the exit code and the combined output.
 func teeupCLI(ctx context.Context, env []string, args ...string) (int, string, error) {
-	cmd := exec.CommandContext(ctx, filepath.Join(bins.dir, "teeup"), args...)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, fault.EnvVar+"=") && !strings.HasPrefix(kv, fault.OnceDirEnvVar+"=") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, env...)
+	cmd := teeupCommand(ctx, env, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -251,14 +245,27 @@ func teeupCLI(ctx context.Context, env []string, args ...string) (int, string, e
 	return 0, out.String(), nil
 }
 
+// teeupCommand is the teeup CLI with the test's environment minus any
+// fault settings, plus env.
+func teeupCommand(ctx context.Context, env []string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, filepath.Join(bins.dir, "teeup"), args...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, fault.EnvVar+"=") && !strings.HasPrefix(kv, fault.OnceDirEnvVar+"=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, env...)
+	return cmd
+}
+
 // crashCoordinatorAfter runs the coordinator as a separate process, 'teeup
-// flagday run', with the crash fault "crash:flagday.after-<step>": it dies
+// flagday coordinate', with the crash fault "crash:flagday.after-<step>": it dies
 // like kill -9 (exit 137) right after journalling step done. Run again
 // without the fault, it resumes the same flag day and completes it.
 func crashCoordinatorAfter(step string) driveFunc {
 	return func(ctx context.Context, t *testing.T, fn *flagdayNet, opt flagday.Options) *flagday.Record {
 		t.Helper()
-		args := []string{"flagday", "run", "--devnet", fn.net.Dir, "--version", flagdayV2, "--live-period", opt.LivePeriod.String()}
+		args := []string{"flagday", "coordinate", "--devnet", fn.net.Dir, "--version", flagdayV2, "--live-period", opt.LivePeriod.String()}
 		code, out, err := teeupCLI(ctx, []string{fault.EnvVar + "=crash:flagday.after-" + step}, args...)
 		if err != nil {
 			t.Fatalf("teeup flagday run: %v", err)

@@ -166,9 +166,12 @@ func Run(ctx context.Context, opt Options) (*Record, error) {
 		return nil, err
 	}
 	defer c.Close()
+	if err := c.refuseCoordinatorFree(ctx); err != nil {
+		return nil, err
+	}
 	if rec, dir, err := LoadCurrent(opt.Root); err == nil && (rec.Outcome == OutcomeRunning || rec.Outcome == OutcomeRollingBack) {
 		if opt.Version != "" && rec.Version != opt.Version {
-			return rec, fmt.Errorf("flag day %s to %s is unfinished (%s): resume it (run again with --version %s), or abort it first", rec.ID, rec.Version, rec.Outcome, rec.Version)
+			return rec, fmt.Errorf("flag day %s to %s is unfinished (%s): resume it ('teeup flagday coordinate --version %s'), or abort it first", rec.ID, rec.Version, rec.Outcome, rec.Version)
 		}
 		if c.j, err = openJournal(dir); err != nil {
 			return nil, err
@@ -430,6 +433,9 @@ func RunStep(ctx context.Context, opt Options, name string) (*Record, error) {
 		return nil, err
 	}
 	defer c.Close()
+	if err := c.refuseCoordinatorFree(ctx); err != nil {
+		return nil, err
+	}
 	if rec, dir, err := LoadCurrent(opt.Root); err == nil && (rec.Outcome == OutcomeRunning || rec.Outcome == OutcomeFailed) {
 		if c.j, err = openJournal(dir); err != nil {
 			return nil, err

@@ -88,3 +88,25 @@ func (c *Coordinator) reach(ctx context.Context, id uint64) error {
 	}
 	return errors.Join(errs...)
 }
+
+// refuseCoordinatorFree returns a *PreflightError matching
+// ErrAgentsCoordinatorFree when any host's agent reports that it runs
+// coordinator-free flag days: that agent owns its host's rollback, so a
+// coordinator acting on the network would be a second owner. An agent
+// that does not answer is not counted (it cannot be told apart).
+func (c *Coordinator) refuseCoordinatorFree(ctx context.Context) error {
+	var bs []Blocker
+	for _, h := range c.opt.Topology.Hosts {
+		sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		st, err := c.agents[h.ID].Status(sctx)
+		cancel()
+		if err == nil && st.FlagDay() == agentapi.FlagDayCoordinatorFree {
+			bs = append(bs, Blocker{Host: h.ID, Kind: BlockMode, cause: ErrAgentsCoordinatorFree,
+				Detail: "its agent is coordinator-free: it decides its host's part from the chain and owns its rollback; use 'teeup flagday run' (observe and vote), or configure every agent flag_day.coordinated"})
+		}
+	}
+	if len(bs) > 0 {
+		return &PreflightError{Version: c.opt.Version, Blockers: bs}
+	}
+	return nil
+}

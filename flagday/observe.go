@@ -138,6 +138,10 @@ func firstNonEmpty(ss ...string) string {
 // ObserveOptions configure Observe.
 type ObserveOptions struct {
 	Topology Topology
+	// Version and ActivationHeight pin the flag day to observe (zero: the
+	// one the hosts' agents, else their chains, name).
+	Version          string
+	ActivationHeight uint64
 	// Interval between observations (default 1s).
 	Interval time.Duration
 	// Once observes a single time.
@@ -160,7 +164,7 @@ func Observe(ctx context.Context, opt ObserveOptions) (*Observation, error) {
 		opt.Interval = time.Second
 	}
 	for {
-		o := &Observation{At: time.Now().UTC()}
+		o := &Observation{At: time.Now().UTC(), Version: opt.Version, ActivationHeight: opt.ActivationHeight}
 		for _, h := range opt.Topology.Hosts {
 			o.Hosts = append(o.Hosts, observeHost(ctx, h.ID, admins[h.ID], agents[h.ID]))
 		}

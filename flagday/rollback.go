@@ -215,6 +215,9 @@ func Abort(ctx context.Context, opt Options, reason string) (*Record, error) {
 		return nil, err
 	}
 	defer c.Close()
+	if err := c.refuseCoordinatorFree(ctx); err != nil {
+		return nil, err
+	}
 	rec, dir, err := LoadCurrent(opt.Root)
 	if err != nil {
 		return nil, errors.New("no flag day to abort")
@@ -249,6 +252,9 @@ func RollbackCompleted(ctx context.Context, opt Options, force bool, reason stri
 		return nil, nil, err
 	}
 	defer c.Close()
+	if err := c.refuseCoordinatorFree(ctx); err != nil {
+		return nil, nil, err
+	}
 	rec, dir, err := LoadCurrent(opt.Root)
 	if err != nil {
 		return nil, nil, errors.New("no flag day to roll back")

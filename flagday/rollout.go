@@ -47,7 +47,7 @@ func Rollout(ctx context.Context, opt Options) (*RolloutResult, error) {
 	}
 	for id, st := range sts {
 		if st.MREnclave != sr.Manifest.Node.MREnclave {
-			return nil, fmt.Errorf("release %s changes the node enclave (node %d runs %s, the release has %s): it needs a flag day ('teeup flagday run'), not a rollout",
+			return nil, fmt.Errorf("release %s changes the node enclave (node %d runs %s, the release has %s): it needs a flag day ('teeup flagday run', or 'coordinate' for coordinated agents), not a rollout",
 				opt.Version, id, st.MREnclave.Short(), sr.Manifest.Node.MREnclave.Short())
 		}
 	}

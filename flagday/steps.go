@@ -22,44 +22,22 @@ import (
 	"github.com/teeup/teeup/snapshot"
 )
 
-// preflight checks the release and the network before anything changes:
-// the release is approved on chain, is not a downgrade from the release
-// the chain runs (ErrDowngrade), differs in node MRENCLAVE from the
-// running one (otherwise no flag day is needed), every node is healthy on
-// the same version, and every agent has the release staged and verified.
+// preflight checks the release and the network before anything changes
+// (CheckPreflight: the release is approved on chain, is not a downgrade
+// from the release the chain runs (ErrDowngrade), differs in node
+// MRENCLAVE from the running one, every node is healthy on one version,
+// every agent is coordinated and holds no unfinished upgrade), then has
+// every agent stage and verify the release, pushing it to one that lags.
 func (c *Coordinator) preflight(ctx context.Context) (string, error) {
 	rec := c.j.get()
-	sts, err := c.statuses(ctx)
-	if err != nil {
-		return "", fmt.Errorf("every node must answer: %w", err)
-	}
-	g, err := c.governance(ctx)
-	if err != nil {
-		return "", err
-	}
-	if err := checkNotDowngrade(g, rec.Version); err != nil {
+	g, checks := readPreflight(ctx, c.opt.Topology, c.admins, c.agents)
+	rep := CheckPreflight(PreflightInput{Version: rec.Version, Want: agentapi.FlagDayCoordinated, Governance: g, Hosts: checks})
+	if err := rep.Err(); err != nil {
 		return "", err
 	}
 	sr, _, err := releaseOf(g, rec.Version)
 	if err != nil {
 		return "", err
-	}
-	to := sr.Manifest.Node.MREnclave
-	var from = sts[c.opt.Topology.Hosts[0].ID].MREnclave
-	fromVersion := sts[c.opt.Topology.Hosts[0].ID].Version
-	for id, st := range sts {
-		if st.MREnclave != from && st.MREnclave != to {
-			return "", fmt.Errorf("node %d runs MRENCLAVE %s, node %d runs %s: the network is not on one version", id, st.MREnclave.Short(), c.opt.Topology.Hosts[0].ID, from.Short())
-		}
-		if st.Leader == 0 && st.MREnclave == from {
-			return "", fmt.Errorf("node %d knows no leader: the network must be healthy before a flag day", id)
-		}
-	}
-	if from == to {
-		return "", fmt.Errorf("release %s has the node MRENCLAVE already running (%s): it changes no enclave and needs no flag day; roll it out host by host with 'teeup flagday rollout'", rec.Version, to.Short())
-	}
-	if g.Schedule != nil && g.Schedule.Version != rec.Version {
-		return "", fmt.Errorf("another upgrade (%s at height %d) is scheduled on chain", g.Schedule.Version, g.Schedule.ActivationHeight)
 	}
 	// Every agent stages it (they follow the chain); push it if one lags.
 	raw, err := sr.Marshal()
@@ -71,28 +49,13 @@ func (c *Coordinator) preflight(ctx context.Context) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("host %d cannot stage %s: %w", h.ID, rec.Version, err)
 		}
-		if inst.NodeMREnclave != to {
-			return "", fmt.Errorf("host %d staged MRENCLAVE %s, the release says %s", h.ID, inst.NodeMREnclave.Short(), to.Short())
+		if inst.NodeMREnclave != rep.To {
+			return "", fmt.Errorf("host %d staged MRENCLAVE %s, the release says %s", h.ID, inst.NodeMREnclave.Short(), rep.To.Short())
 		}
 	}
-	// A previous upgrade that is not finalized (or rolled back) would make
-	// every agent refuse this one: name each host it blocks.
-	var blocked []string
-	for _, h := range c.opt.Topology.Hosts {
-		st, err := c.agents[h.ID].Status(ctx)
-		if err != nil {
-			return "", fmt.Errorf("host %d's agent does not answer: %w", h.ID, err)
-		}
-		if up := st.Upgrade; up != nil && !up.Terminal() && up.To.Version != rec.Version {
-			blocked = append(blocked, fmt.Sprintf("host %d: the upgrade to %s is at phase %s, not finalized (run 'teeup upgrade finalize' there, or roll it back)", h.ID, up.To.Version, up.Phase))
-		}
-	}
-	if len(blocked) > 0 {
-		return "", fmt.Errorf("a previous upgrade blocks the flag day: %s", strings.Join(blocked, "; "))
-	}
-	_ = c.j.update(func(r *Record) { r.FromMREnclave, r.ToMREnclave, r.FromVersion = from, to, fromVersion })
+	_ = c.j.update(func(r *Record) { r.FromMREnclave, r.ToMREnclave, r.FromVersion = rep.From, rep.To, rep.FromVersion })
 	return fmt.Sprintf("release %s approved (node MRENCLAVE %s -> %s); %d nodes healthy on %s; staged and verified on every host",
-		rec.Version, from.Short(), to.Short(), len(sts), fromVersion), nil
+		rec.Version, rep.From.Short(), rep.To.Short(), len(checks), rep.FromVersion), nil
 }
 
 // ErrDowngrade is wrapped by the preflight's error (and named by a plan)

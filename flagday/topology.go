@@ -1,12 +1,23 @@
-// Package flagday coordinates a network-wide enclave upgrade — the seed's
-// "flag day" — across every host: schedule it on chain (or run it now, in
+// Package flagday runs network-wide enclave upgrades — the seed's "flag
+// day" — from any machine, with exactly one rollback owner per network.
+//
+// With coordinator-free agents (the default) each host's agent decides
+// its part from the chain and owns its host's rollback; this package only
+// checks every host before the flag day (CheckPreflight), casts its
+// operator's own schedule vote and observes every host until it settled
+// (RunFree, Observe), changing nothing on a host.
+//
+// With agents configured coordinated, the legacy Coordinator drives the
+// flag day and owns the rollback: schedule it on chain (or run it now, in
 // manual mode), verify that ingress closed, that nothing is in flight and
 // every node stands at the same height and hash, let each host's agent
 // snapshot and hand the keys over to the new enclave, verify that every
 // new node attests every other, run test payments, reopen ingress and
 // watch a live period. Any failure before reopening rolls the network
 // back. Every step is idempotent and journalled, so a killed coordinator
-// resumes where it stopped.
+// resumes where it stopped. It refuses a network whose agents are
+// coordinator-free (ErrAgentsCoordinatorFree), and RunFree refuses
+// coordinated agents (ErrAgentsCoordinated).
 package flagday
 
 import (
@@ -84,48 +95,42 @@ func (t Topology) Remote() bool {
 // that another entry (or the same entry's other API) already names — and
 // what remote hosts need.
 func (t Topology) Validate() error {
+	if err := t.validateShape(); err != nil {
+		return err
+	}
+	if d := t.duplicates(); len(d) > 0 {
+		return fmt.Errorf("topology: %s", d[0].Detail)
+	}
+	return nil
+}
+
+// validateShape is Validate without the duplicate entries (which the
+// coordinator-free preflight names as blockers, with every other one).
+func (t Topology) validateShape() error {
 	if t.ChainID == "" || len(t.Hosts) == 0 {
 		return fmt.Errorf("topology: chain id and at least one host are required")
 	}
-	ids := make([]uint64, 0, len(t.Hosts))
-	seen := map[string]string{} // endpoint → which host's what
 	var nodesRemote, agentsRemote bool
 	for _, h := range t.Hosts {
 		if h.ID == 0 {
 			return fmt.Errorf("topology: a host without its node id (\"id\")")
 		}
-		if slices.Contains(ids, h.ID) {
-			return fmt.Errorf("topology: host %d listed twice", h.ID)
-		}
-		ids = append(ids, h.ID)
-		for _, api := range []struct{ name, socket, addr string }{
-			{"node", h.AdminSocket, h.AdminAddr}, {"agent", h.AgentSocket, h.AgentAddr},
-		} {
-			var key, field string
+		for _, api := range h.apis() {
 			switch {
 			case api.socket != "" && api.addr != "":
 				return fmt.Errorf("topology: host %d names its %s both by socket and by address: give one", h.ID, api.name)
-			case api.socket != "":
-				key, field = "unix:"+filepath.Clean(api.socket), api.name+" socket "+api.socket
+			case api.socket == "" && api.addr == "":
+				return fmt.Errorf("topology: host %d needs its %s admin socket (%s_socket) or address (%s_addr)", h.ID, api.name, api.field, api.field)
 			case api.addr != "":
-				norm, err := normalizeAddr(api.addr)
-				if err != nil {
+				if _, err := normalizeAddr(api.addr); err != nil {
 					return fmt.Errorf("topology: host %d %s address: %w", h.ID, api.name, err)
 				}
-				key, field = "tcp:"+norm, api.name+" address "+api.addr
 				if api.name == "node" {
 					nodesRemote = true
 				} else {
 					agentsRemote = true
 				}
-			default:
-				return fmt.Errorf("topology: host %d needs its %s admin socket (%s_socket) or address (%s_addr)", h.ID, api.name, map[string]string{"node": "admin", "agent": "agent"}[api.name], map[string]string{"node": "admin", "agent": "agent"}[api.name])
 			}
-			what := fmt.Sprintf("host %d's %s", h.ID, field)
-			if prev, dup := seen[key]; dup {
-				return fmt.Errorf("topology: %s is also %s: the same host twice", what, prev)
-			}
-			seen[key] = what
 		}
 	}
 	if nodesRemote || agentsRemote {
@@ -143,6 +148,51 @@ func (t Topology) Validate() error {
 		return fmt.Errorf("topology: two operator test account keys are needed (self and cross payment)")
 	}
 	return nil
+}
+
+// hostAPI is one of a host's two admin APIs as the topology names it.
+type hostAPI struct{ name, field, socket, addr string }
+
+func (h Host) apis() []hostAPI {
+	return []hostAPI{{"node", "admin", h.AdminSocket, h.AdminAddr}, {"agent", "agent", h.AgentSocket, h.AgentAddr}}
+}
+
+// duplicates names every entry that lists a host already listed: the
+// same node id, or a socket or an address (in any spelling) that another
+// entry — or the same entry's other API — already names.
+func (t Topology) duplicates() []Blocker {
+	var out []Blocker
+	ids := map[uint64]bool{}
+	seen := map[string]string{} // endpoint → which host's what
+	for _, h := range t.Hosts {
+		if ids[h.ID] {
+			out = append(out, Blocker{Host: h.ID, Kind: BlockDuplicate, Detail: fmt.Sprintf("host %d listed twice", h.ID)})
+			continue
+		}
+		ids[h.ID] = true
+		for _, api := range h.apis() {
+			var key, field string
+			switch {
+			case api.socket != "":
+				key, field = "unix:"+filepath.Clean(api.socket), api.name+" socket "+api.socket
+			case api.addr != "":
+				norm, err := normalizeAddr(api.addr)
+				if err != nil {
+					continue // validateShape names it
+				}
+				key, field = "tcp:"+norm, api.name+" address "+api.addr
+			default:
+				continue
+			}
+			what := fmt.Sprintf("host %d's %s", h.ID, field)
+			if prev, dup := seen[key]; dup {
+				out = append(out, Blocker{Host: h.ID, Kind: BlockDuplicate, Detail: fmt.Sprintf("%s is also %s: the same host twice", what, prev)})
+				continue
+			}
+			seen[key] = what
+		}
+	}
+	return out
 }
 
 // normalizeAddr returns host:port in one spelling (lower-case name,
