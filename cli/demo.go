@@ -17,14 +17,21 @@ func newDemoCmd() *cobra.Command {
 	var verbose bool
 	cmd := &cobra.Command{
 		Use:   "demo [--dir DIR]",
-		Short: "Build two node versions, run a 4-node network under load, upgrade it by flag day, verify, report",
+		Short: "Build two node versions, run a 4-node network under load, upgrade it by a coordinator-free flag day, verify, report",
 		Long: `The end-to-end demonstration. It builds teeup-node at version 1.0.0 (ledger schema 1) and
 2.0.0 (schema 3: their MRENCLAVEs differ), starts a 4-node devnet on simulated SGX hosts with
-agents and ledger distribution, sends payments under continuous load, signs release 2.0.0 with
-the Key Management Group and approves it on chain with the Node Operators Group, runs the flag
-day (scheduled on chain), verifies that no acknowledged payment was lost and that every node
-holds identical blocks and balances, and prints a report. It exits 1 if any check failed.
-Run it from the teeup checkout after 'make build' (or simply 'make demo').`,
+coordinator-free agents and ledger distribution, sends payments under continuous load, signs
+release 2.0.0 with the Key Management Group and approves it on chain with the Node Operators
+Group. Then the operators vote the flag day's schedule one at a time, each through its own host
+(as 'teeup release schedule' does), and nothing else acts: every agent hands over at the
+activation height, proves its new node and records readiness on chain, and the new nodes reopen
+ingress by the chain's rule. The demo only observes ('teeup flagday observe': progress in
+DIR/flagday-progress.log, report in DIR/flagday-observe.json), measures the client downtime
+from the load generator's side with its breakdown (reach H, handover, the new network's first
+commit, readiness, reopen; per host from the agents' journals), verifies that no acknowledged
+payment was lost and that every node holds identical blocks and balances, and prints a report
+(DIR/demo-report.json). It exits 1 if any check failed. Run it from the teeup checkout after
+'make build' (or simply 'make demo').`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := stdoutOf(cmd)
@@ -73,8 +80,8 @@ Run it from the teeup checkout after 'make build' (or simply 'make demo').`,
 	cmd.Flags().StringVar(&opt.BinDir, "bin", "", "directory holding teeup-agent and teeup-distribute (default: next to teeup)")
 	cmd.Flags().IntVar(&opt.Nodes, "nodes", 4, "number of nodes")
 	cmd.Flags().Float64Var(&opt.Rate, "rate", 40, "payments per second during the demo")
-	cmd.Flags().DurationVar(&opt.LivePeriod, "live-period", 5*time.Second, "live period watched after the upgrade")
+	cmd.Flags().DurationVar(&opt.LivePeriod, "live-period", 5*time.Second, "how long the load keeps running on 2.0.0 after every host settled")
 	cmd.Flags().BoolVar(&opt.Keep, "keep", false, "leave the network running at the end")
-	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "also print the flag day's live progress table")
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "also print the observer's live progress table")
 	return cmd
 }

@@ -28,7 +28,7 @@ func newDevnetCmd() *cobra.Command {
 	}
 	var dir, binDir, chainID string
 	var nodes int
-	var noAgents, noDist, isolate, remoteAdmin, coordinatorFree bool
+	var noAgents, noDist, isolate, remoteAdmin, coordinated, coordinatorFree bool
 	var subnet string
 	var interval time.Duration
 	up := &cobra.Command{
@@ -46,14 +46,16 @@ a private subnet (--subnet, default 10.77.0.0/24) that exists only inside the na
 devnet creates: a bridge in a namespace of its own, one namespace per host, and an observer
 namespace from which teeup commands given --devnet DIR dial the hosts' client APIs (admin and
 agent unix sockets stay reachable as files). Each host's processes are configured with only
-its own directory (its own copy of the genesis and the release); the operator keys stay in
-DIR/keys. 'teeup devnet partition N' / 'heal N' cut and restore a host's link; 'teeup devnet
+its own directory (its own copy of the genesis and the release, and of its own operator's
+test account key); every other key stays in DIR/keys. 'teeup devnet partition N' / 'heal N' cut and restore a host's link; 'teeup devnet
 down' removes every namespace.
 
---coordinator-free makes every agent decide its host's part of a flag day from the chain: it
-hands over at H, proves the new node (attestation, test payments with operator-N's account),
-records readiness, rolls back by itself and finalizes after the live period; 'teeup flagday' is
-then not needed (and must not drive it).
+Every agent decides its host's part of a flag day from the chain: it hands over at H, proves
+the new node (attestation, test payments with operator-N's account, from the host's own copy of
+that key), records readiness, rolls back by itself and finalizes after the live period; the
+operators only vote ('teeup release schedule') and may watch ('teeup flagday observe').
+--coordinated starts agents in the legacy mode instead: they hand over when their node halts at
+H and leave everything else to a coordinator ('teeup flagday coordinate').
 
 --remote-admin also serves every node's and agent's admin API over TCP with mutual TLS
 (admin_listen), authorising operator-N on host N: 'teeup status --devnet DIR --node-id 1 --host
@@ -64,7 +66,10 @@ ADDR --operator-key operator-2' reads host 1 as operator 2.`,
 			opts := devnet.UpOptions{
 				Dir: dir, Nodes: nodes, BinDir: binDir, ChainID: chainID, BlockInterval: interval,
 				NoAgents: noAgents, NoDistribute: noDist, Progress: out, Isolate: isolate, RemoteAdmin: remoteAdmin,
-				CoordinatorFree: coordinatorFree,
+				Coordinated: coordinated,
+			}
+			if coordinated && coordinatorFree {
+				return errors.New("devnet up: --coordinated and --coordinator-free contradict each other (coordinator-free is the default)")
 			}
 			if subnet != "" {
 				if !isolate {
@@ -107,7 +112,11 @@ ADDR --operator-key operator-2' reads host 1 as operator 2.`,
 	up.Flags().BoolVar(&noDist, "no-distribute", false, "do not start ledger distribution")
 	up.Flags().BoolVar(&isolate, "isolate", false, "every host in its own network namespace on a private subnet (root only)")
 	up.Flags().StringVar(&subnet, "subnet", "", "with --isolate: the private IPv4 subnet (default "+devnet.DefaultSubnet.String()+")")
-	up.Flags().BoolVar(&coordinatorFree, "coordinator-free", false, "agents decide their part of a flag day from the chain (readiness records, rollback, finalize) instead of leaving it to 'teeup flagday'")
+	up.Flags().BoolVar(&coordinated, "coordinated", false, "legacy: agents leave flag days to a coordinator ('teeup flagday coordinate') instead of deciding their part from the chain")
+	// --coordinator-free was the opt-in before it became the default: still
+	// accepted so that scripts keep working.
+	up.Flags().BoolVar(&coordinatorFree, "coordinator-free", false, "agents decide their part of a flag day from the chain (the default)")
+	_ = up.Flags().MarkDeprecated("coordinator-free", "it is the default now (--coordinated opts out)")
 	up.Flags().BoolVar(&remoteAdmin, "remote-admin", false, "also serve every node's and agent's admin API over TCP with mutual TLS, operator-N authorised on host N")
 
 	var asJSON bool

@@ -50,11 +50,32 @@ func TestDevnetHostCommandErrors(t *testing.T) {
 		{[]string{"devnet", "host", "stop", "1", "--dir", t.TempDir()}, "is not a devnet"},
 		{[]string{"devnet", "up", "--subnet", "10.9.0.0/24", "--dir", t.TempDir()}, "--subnet needs --isolate"},
 		{[]string{"devnet", "up", "--isolate", "--subnet", "10.9.0.0", "--dir", t.TempDir()}, "--subnet"},
+		{[]string{"devnet", "up", "--coordinated", "--coordinator-free", "--dir", t.TempDir()}, "contradict"},
+		// The deprecated flag still parses: the error is the next one.
+		{[]string{"devnet", "up", "--coordinator-free", "--subnet", "10.9.0.0/24", "--dir", t.TempDir()}, "--subnet needs --isolate"},
 	} {
 		_, errOut, code := run(t, tc.args...)
 		if code == 0 || !strings.Contains(errOut, tc.want) {
 			t.Errorf("teeup %s: exit %d, stderr %q; want an error naming %q", strings.Join(tc.args, " "), code, errOut, tc.want)
 		}
+	}
+}
+
+// TestDevnetUpFlagDayFlags: coordinator-free agents are the default;
+// 'devnet up --help' offers --coordinated and no longer lists the
+// deprecated --coordinator-free, which is still accepted.
+func TestDevnetUpFlagDayFlags(t *testing.T) {
+	out, _, code := run(t, "devnet", "up", "--help")
+	if code != 0 || !strings.Contains(out, "--coordinated") || strings.Contains(out, "--coordinator-free") {
+		t.Fatalf("devnet up --help (exit %d):\n%s", code, out)
+	}
+	up, _, err := NewRoot().Find([]string{"devnet", "up"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := up.Flags().Lookup("coordinator-free")
+	if f == nil || f.Deprecated == "" || !f.Hidden {
+		t.Fatalf("--coordinator-free %+v: want accepted, deprecated and hidden", f)
 	}
 }
 

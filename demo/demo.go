@@ -1,14 +1,16 @@
 // Package demo runs teeup's end-to-end demonstration: it builds the node at
 // two versions (their MRENCLAVEs differ), starts a 4-node devnet with
 // agents and distribution, sends payments under continuous load, approves
-// and schedules the upgrade on chain, runs the flag day, verifies balances
-// and block hashes on every node and that no acknowledged payment was lost,
-// and prints a report.
+// the upgrade on chain, and has the operators vote its schedule one at a
+// time; the coordinator-free agents then run the flag day by themselves
+// while the demo only observes (flagday.Observe). It measures the client
+// downtime from the clients' side with its breakdown, verifies balances
+// and block hashes on every node and that no acknowledged payment was
+// lost, and prints a report.
 package demo
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -21,7 +23,6 @@ import (
 	"github.com/teeup/teeup/devnet"
 	"github.com/teeup/teeup/flagday"
 	"github.com/teeup/teeup/internal/fsutil"
-	"github.com/teeup/teeup/keyfile"
 	"github.com/teeup/teeup/ledger"
 	"github.com/teeup/teeup/loadgen"
 	"github.com/teeup/teeup/nodeapi"
@@ -42,7 +43,9 @@ type Options struct {
 	Nodes int
 	// Rate of payments per second during the demo (default 40).
 	Rate float64
-	// LivePeriod watched after the upgrade (default 5s).
+	// LivePeriod is how long the load keeps running on the new release
+	// after every host settled the flag day (default 5s). The agents' own
+	// live period (before they finalize) is the devnet's.
 	LivePeriod time.Duration
 	// Keep leaves the devnet running at the end.
 	Keep bool
@@ -60,13 +63,21 @@ type Check struct {
 
 // Report is the demo's outcome.
 type Report struct {
-	Dir       string          `json:"dir"`
-	Elapsed   time.Duration   `json:"elapsed_ns"`
-	Checks    []Check         `json:"checks"`
-	FlagDay   *flagday.Record `json:"flag_day,omitempty"`
-	Load      *LoadSummary    `json:"load,omitempty"`
-	V1, V2    string          `json:"-"`
-	StepTimes []StepTime      `json:"phases"`
+	Dir     string        `json:"dir"`
+	Elapsed time.Duration `json:"elapsed_ns"`
+	Checks  []Check       `json:"checks"`
+	// FlagDay is the observer's last observation: every host settled,
+	// from the chain's readiness records and the agents' journals (also
+	// written to ObserverReport).
+	FlagDay        *flagday.Observation `json:"flag_day,omitempty"`
+	ObserverReport string               `json:"observer_report,omitempty"`
+	// Votes are the schedule votes, one per operator.
+	Votes []Vote `json:"schedule_votes,omitempty"`
+	// Downtime is the client downtime with its breakdown.
+	Downtime  *Downtime    `json:"downtime,omitempty"`
+	Load      *LoadSummary `json:"load,omitempty"`
+	V1, V2    string       `json:"-"`
+	StepTimes []StepTime   `json:"phases"`
 }
 
 // StepTime is how long a phase of the demo took.
@@ -185,10 +196,12 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	for i, c := range clients {
 		nodes[i] = c
 	}
+	acks := &ackLog{}
 	go func() {
 		res, err := loadgen.Run(ctx, loadgen.Config{
 			Nodes: nodes, ChainID: net.ChainID, Accounts: users, Recipients: recipients,
 			Rate: opt.Rate, Stop: endLoad, Amount: 1, DrainTimeout: 20 * time.Second,
+			OnAck: func(loadgen.Ack) { acks.add(time.Now()) },
 		})
 		loadDone <- loadOut{res, err}
 	}()
@@ -199,28 +212,48 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	case <-time.After(3 * time.Second):
 	}
 
-	// 5. The flag day.
+	// 5. The flag day: the operators vote its schedule one at a time, each
+	// through its own host; the agents do the rest and the demo observes.
 	t = time.Now()
-	say("flag day: scheduling 2.0.0 on chain and running every step (progress in %s)", filepath.Join(net.Dir, "flagday"))
-	rec, fdErr := flagday.Run(ctx, flagday.Options{
-		Root: net.Dir, Topology: flagday.FromDevnet(net), Version: "2.0.0", Mode: flagday.Scheduled,
-		LivePeriod: opt.LivePeriod, Progress: opt.Detail,
-	})
-	phase("flag day", t)
-	rep.FlagDay = rec
-	if rec != nil {
-		_, _ = flagday.WriteReport(net.Dir, rec)
+	votesAt := time.Now()
+	h, votes, err := ScheduleVotes(ctx, net, "2.0.0", ledger.MinScheduleLead+10)
+	rep.Votes = votes
+	for _, v := range votes {
+		say("  %s voted (through host %d): schedule 2.0.0 at height %d — tx %s at height %d, %s", v.Key, v.Host, h, shortID(v.TxID), v.Height, v.Result)
 	}
-	rep.check("flag day completed", fdErr, fmt.Sprintf("%s: every step verified, downtime %s", outcomeOf(rec), downtimeOf(rec)))
+	if err != nil {
+		return nil, fmt.Errorf("demo: schedule 2.0.0: %w", err)
+	}
+	phase("schedule votes (one operator at a time)", t)
+	closes := ingressClosesAt(ctx, net)
+	t = time.Now()
+	say("flag day to 2.0.0 at height %d: no coordinator — every agent hands over at H, proves its new node, records readiness; observing (progress in %s)", h, filepath.Join(opt.Dir, "flagday-progress.log"))
+	octx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	obs, obsErr := flagday.Observe(octx, flagday.ObserveOptions{Topology: flagday.FromDevnet(net), Interval: 500 * time.Millisecond, Progress: opt.Detail})
+	cancel()
+	phase("flag day (schedule in force → every host settled)", t)
+	rep.FlagDay = obs
+	if obs != nil {
+		if raw, err := obs.MarshalReport(); err == nil {
+			rep.ObserverReport = filepath.Join(opt.Dir, "flagday-observe.json")
+			if err := os.WriteFile(rep.ObserverReport, append(raw, '\n'), 0o644); err != nil {
+				rep.ObserverReport = ""
+			}
+		}
+	}
+	rep.check("flag day settled ready on every host", errors.Join(obsErr, settledReady(obs, "2.0.0", h)),
+		fmt.Sprintf("observed: %s; readiness records %s", observedOutcome(obs), readinessOf(obs)))
 
 	// 6. Stop the load; verify nothing acknowledged was lost.
-	say("flag day %s; letting the load run 2 more seconds on 2.0.0", outcomeOf(rec))
+	say("flag day %s on every host; letting the load run %s more on 2.0.0", observedOutcome(obs), opt.LivePeriod)
 	select {
 	case <-ctx.Done():
-	case <-time.After(2 * time.Second):
+	case <-time.After(opt.LivePeriod):
 	}
 	close(endLoad)
 	lo := <-loadDone
+	rep.Downtime = BreakDown(acks.snapshot(), votesAt, time.Now(), milestones(ctx, net, obs, h, closes))
+	rep.check("clients served again after the flag day", servedAgain(rep.Downtime), fmt.Sprintf("client downtime %s", rep.Downtime.Client.Round(time.Millisecond)))
 	t = time.Now()
 	if lo.res != nil {
 		rep.Load = summarize(lo.res)
@@ -235,8 +268,8 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 
 	// 7. Every node: the new enclave, identical blocks and balances.
 	rep.check("every node runs 2.0.0", verifyVersions(ctx, net, rel), fmt.Sprintf("MRENCLAVE %s, ledger schema %d (migrated)", rel.NodeMREnclave.Short(), V2Schema))
-	h, err := verifyBlocks(ctx, net)
-	rep.check("identical block hashes on every node", err, fmt.Sprintf("heights 0..%d compared on %d nodes", h, len(net.Hosts)))
+	top, err := verifyBlocks(ctx, net)
+	rep.check("identical block hashes on every node", err, fmt.Sprintf("heights 0..%d compared on %d nodes", top, len(net.Hosts)))
 	n, err := verifyBalances(ctx, net)
 	rep.check("identical balances on every node", err, fmt.Sprintf("%d accounts compared on %d nodes", n, len(net.Hosts)))
 	d, err := verifyDistribution(ctx, net)
@@ -244,20 +277,6 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	phase("verification", t)
 	rep.Elapsed = time.Since(start)
 	return rep, nil
-}
-
-func outcomeOf(r *flagday.Record) string {
-	if r == nil {
-		return "did not run"
-	}
-	return string(r.Outcome)
-}
-
-func downtimeOf(r *flagday.Record) string {
-	if r == nil {
-		return "-"
-	}
-	return r.Downtime().Round(time.Millisecond).String()
 }
 
 func summarize(r *loadgen.Result) *LoadSummary {
@@ -374,31 +393,8 @@ func Approve(ctx context.Context, net *devnet.Network, releaseFile string) error
 		{ledger.TxProposeRelease, raw},
 		{ledger.TxApproveRelease, ledger.EncodeReleaseApproval(ledger.ReleaseApproval{Version: sr.Manifest.Version, ManifestHash: hash})},
 	} {
-		key, err := keyfile.ReadPrivate(net.KeyPath(fmt.Sprintf("nog-%d", i+1)))
-		if err != nil {
+		if _, err := castVote(ctx, net, a, fmt.Sprintf("nog-%d", i+1), step.kind, step.payload); err != nil {
 			return err
-		}
-		addr, err := ledger.AddressOf(key.Public().(ed25519.PublicKey))
-		if err != nil {
-			return err
-		}
-		acct, err := a.Account(ctx, addr.String())
-		if err != nil {
-			return err
-		}
-		tx, err := ledger.NewGovernanceTx(net.ChainID, step.kind, step.payload, acct.Nonce+1, key)
-		if err != nil {
-			return err
-		}
-		// A vote whose wait for its block timed out may still be
-		// committed: look it up before failing; one committed without
-		// effect is a failure too.
-		rec, err := nodeapi.SubmitAndConfirm(ctx, a, tx.Encode(), tx.ID().String(), 30*time.Second)
-		if err != nil {
-			return fmt.Errorf("%s by nog-%d: %w", step.kind, i+1, err)
-		}
-		if ledger.Code(rec.Code) == ledger.CodeNoEffect {
-			return fmt.Errorf("%s by nog-%d: tx %s at height %d: %w", step.kind, i+1, rec.TxID, rec.Height, nodeapi.ErrNoEffect)
 		}
 	}
 	return nil

@@ -16,7 +16,6 @@ import (
 
 	"github.com/teeup/teeup/devnet"
 	"github.com/teeup/teeup/distribute"
-	"github.com/teeup/teeup/flagday"
 	"github.com/teeup/teeup/keyfile"
 	"github.com/teeup/teeup/ledger"
 	"github.com/teeup/teeup/nodeapi"
@@ -223,8 +222,19 @@ func fileHash(path string) (string, error) {
 // Print writes the report for humans.
 func Print(w io.Writer, r *Report) {
 	fmt.Fprintln(w)
-	if r.FlagDay != nil {
-		flagday.Summarize(w, r.FlagDay)
+	if o := r.FlagDay; o != nil {
+		fmt.Fprintf(w, "flag day to %s at height %d, coordinator-free: %s on every host; readiness records %s\n",
+			o.Version, o.ActivationHeight, observedOutcome(o), readinessOf(o))
+		fmt.Fprintf(w, "  scheduled by %d operators' votes, one at a time; then no coordinator acted\n", len(r.Votes))
+		if r.ObserverReport != "" {
+			fmt.Fprintf(w, "  observer report: %s\n", r.ObserverReport)
+		}
+		fmt.Fprintln(w)
+		o.WriteTable(w)
+		fmt.Fprintln(w)
+	}
+	if r.Downtime != nil {
+		printDowntime(w, r.Downtime)
 		fmt.Fprintln(w)
 	}
 	if l := r.Load; l != nil {

@@ -73,11 +73,12 @@ type Network struct {
 	// RemoteAdmin gives every host's node and agent a remote admin API
 	// (admin_listen, mutual TLS) that authorises operator-N on host N.
 	RemoteAdmin bool `json:"remote_admin,omitempty"`
-	// CoordinatorFree makes the agents decide their part of a flag day
-	// from the chain (agent.json flag_day, package agent/decide) with the
-	// devnet's operator test accounts; otherwise they leave it to a
-	// coordinator ('teeup flagday').
-	CoordinatorFree bool `json:"coordinator_free,omitempty"`
+	// Coordinated makes the agents leave a flag day to a coordinator
+	// ('teeup flagday coordinate'; agent.json flag_day.coordinated), the
+	// legacy mode. By default they decide their part of it from the chain
+	// (package agent/decide), host N paying with its own copy of
+	// operator-N's test account key (HostTestKey).
+	Coordinated bool `json:"coordinated,omitempty"`
 }
 
 // Release is a set of binaries laid out under releases/<version>.
@@ -183,6 +184,13 @@ func (n *Network) programPath(h *Host, prog string) string {
 		return filepath.Join(h.ReleaseDir, prog)
 	}
 	return filepath.Join(n.Release.Dir, prog)
+}
+
+// HostTestKey is where host h keeps its own copy of its operator's test
+// account key (operator-N for host N): its agent's flag_day.test_key, the
+// one operator key in the host's directory.
+func (n *Network) HostTestKey(h *Host) string {
+	return filepath.Join(h.Dir, "keys", fmt.Sprintf("operator-%d.key", h.ID))
 }
 
 // KeyPath returns the path of a devnet key file by name ("operator-1").

@@ -2,6 +2,7 @@ package devnet
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,8 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/teeup/teeup/agent"
 	"github.com/teeup/teeup/internal/fsutil"
 	"github.com/teeup/teeup/internal/netns"
+	"github.com/teeup/teeup/keyfile"
 	"github.com/teeup/teeup/tee/sim"
 )
 
@@ -40,8 +43,9 @@ func TestMain(m *testing.M) {
 var testSubnet = netip.MustParsePrefix("10.232.0.0/24")
 
 // testNetwork returns a devnet description in a temporary directory with a
-// CA, a genesis file and release 1.0.0 whose programs are this test binary
-// (see fakeProgramEnv), without agents; isolated if asked.
+// CA, a genesis file, operator-1..3, nog-1 and user-1 keys, and release
+// 1.0.0 whose programs are this test binary (see fakeProgramEnv), without
+// agents; isolated if asked.
 func testNetwork(t *testing.T, isolated bool) (*Network, *sim.CA) {
 	t.Helper()
 	dir := t.TempDir()
@@ -65,6 +69,11 @@ func testNetwork(t *testing.T, isolated bool) (*Network, *sim.CA) {
 	ca, err := sim.InitCA(filepath.Join(dir, "ca"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, name := range []string{"operator-1", "operator-2", "operator-3", "nog-1", "user-1"} {
+		if _, err := keyfile.Generate(n.KeyPath(name)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := os.MkdirAll(n.Release.Dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -161,10 +170,12 @@ func within(dir, path string) bool {
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
-// TestIsolatedHostConfigNamesOnlyItsOwnDirectory: on an isolated devnet a
-// host's node and agent configurations name nothing outside the host's
-// directory (own genesis, own release copy whose files are the release's
-// files), the host directory is 0700, and no operator key is in it.
+// TestIsolatedHostConfigNamesOnlyItsOwnDirectory: on an isolated devnet
+// every host's node and agent configurations name nothing outside the
+// host's directory (own genesis, own release copy whose files are the
+// release's files, own copy of its operator's test account key), the host
+// directory is 0700, and the one operator key in it is its own operator's:
+// the operator holding only its own keys.
 func TestIsolatedHostConfigNamesOnlyItsOwnDirectory(t *testing.T) {
 	n, ca := testNetwork(t, false)
 	// The layout needs no root: only starting does.
@@ -173,52 +184,131 @@ func TestIsolatedHostConfigNamesOnlyItsOwnDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.Isolation = &Isolation{Prefix: prefix, Subnet: testSubnet, Switch: prefix + "sw", Observer: prefix + "obs", ObserverAddr: testSubnet.Addr().Next()}
-	if err := os.MkdirAll(filepath.Join(n.Dir, "keys"), 0o700); err != nil {
-		t.Fatal(err)
+	// Lay out every host first, then configure them, as Up does (the
+	// cross payment goes to the next host's operator).
+	for id := uint64(1); id <= 3; id++ {
+		addrs, err := n.NewHostAddrs(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := LayoutHost(n, ca, id, addrs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.Hosts = append(n.Hosts, h)
 	}
-	h := addHost(t, n, ca, 2)
-
+	for i := range n.Hosts {
+		if err := ConfigureHost(n, &n.Hosts[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := &n.Hosts[1]
 	if h.PeerAddr != "10.232.0.3:7101" || h.ClientAddr != "10.232.0.3:7201" {
 		t.Fatalf("host 2 addresses %s, %s; want 10.232.0.3:7101, :7201", h.PeerAddr, h.ClientAddr)
 	}
 	if h.Namespace != prefix+"h2" || h.SwitchPort != "h2" {
 		t.Fatalf("host 2 namespace %q port %q", h.Namespace, h.SwitchPort)
 	}
-	for _, cfg := range []string{h.NodeConfig, h.AgentConfig} {
-		paths := configPaths(t, cfg)
-		if len(paths) < 3 {
-			t.Fatalf("%s names only %v", cfg, paths)
-		}
-		for _, p := range paths {
-			if !within(h.Dir, p) {
-				t.Errorf("%s names %s, outside the host directory %s", filepath.Base(cfg), p, h.Dir)
+	for i := range n.Hosts {
+		h := &n.Hosts[i]
+		for _, cfg := range []string{h.NodeConfig, h.AgentConfig} {
+			paths := configPaths(t, cfg)
+			if len(paths) < 3 {
+				t.Fatalf("%s names only %v", cfg, paths)
+			}
+			for _, p := range paths {
+				if !within(h.Dir, p) {
+					t.Errorf("host %d: %s names %s, outside the host directory %s", h.ID, filepath.Base(cfg), p, h.Dir)
+				}
 			}
 		}
-	}
-	fi, err := os.Stat(h.Dir)
-	if err != nil || fi.Mode().Perm() != 0o700 {
-		t.Fatalf("host directory mode %v, %v; want 0700", fi.Mode().Perm(), err)
-	}
-	for _, prog := range []string{NodeBin, AgentBin, DistributeBin, NodeBin + ".sig", "release.json"} {
-		a, err1 := os.Stat(filepath.Join(n.Release.Dir, prog))
-		b, err2 := os.Stat(filepath.Join(h.ReleaseDir, prog))
-		if err1 != nil || err2 != nil || !os.SameFile(a, b) && a.Size() != b.Size() {
-			t.Errorf("host release copy of %s: %v %v", prog, err1, err2)
+		fi, err := os.Stat(h.Dir)
+		if err != nil || fi.Mode().Perm() != 0o700 {
+			t.Fatalf("host %d directory mode %v, %v; want 0700", h.ID, fi.Mode().Perm(), err)
 		}
-	}
-	if n.programPath(h, NodeBin) != filepath.Join(h.Dir, "release", "1.0.0", NodeBin) {
-		t.Errorf("host starts the node from %s", n.programPath(h, NodeBin))
-	}
-	// The operator side's keys (enclave signer, KMG, NOG, operator and
-	// user accounts) stay in DIR/keys; the host has only its platform's.
-	_ = filepath.WalkDir(h.Dir, func(p string, d os.DirEntry, err error) error {
-		for _, role := range []string{"signer", "kmg-", "nog-", "operator-", "user-"} {
-			if err == nil && strings.HasPrefix(d.Name(), role) {
-				t.Errorf("operator key %s in the host directory", p)
+		for _, prog := range []string{NodeBin, AgentBin, DistributeBin, NodeBin + ".sig", "release.json"} {
+			a, err1 := os.Stat(filepath.Join(n.Release.Dir, prog))
+			b, err2 := os.Stat(filepath.Join(h.ReleaseDir, prog))
+			if err1 != nil || err2 != nil || !os.SameFile(a, b) && a.Size() != b.Size() {
+				t.Errorf("host %d release copy of %s: %v %v", h.ID, prog, err1, err2)
 			}
 		}
-		return nil
-	})
+		if want := filepath.Join(h.Dir, "release", "1.0.0", NodeBin); n.programPath(h, NodeBin) != want {
+			t.Errorf("host %d starts the node from %s, want %s", h.ID, n.programPath(h, NodeBin), want)
+		}
+		checkHostTestKey(t, n, h)
+		// The operator side's keys (enclave signer, KMG, NOG, other
+		// operators' and user accounts) stay in DIR/keys; the host has its
+		// platform's and its own operator's test account key.
+		own := fmt.Sprintf("operator-%d.key", h.ID)
+		_ = filepath.WalkDir(h.Dir, func(p string, d os.DirEntry, err error) error {
+			if err != nil || p == n.HostTestKey(h) {
+				return nil
+			}
+			for _, role := range []string{"signer", "kmg-", "nog-", "operator-", "user-"} {
+				if strings.HasPrefix(d.Name(), role) {
+					t.Errorf("host %d: operator key %s in the host directory (only %s belongs there)", h.ID, p, own)
+				}
+			}
+			return nil
+		})
+	}
+}
+
+// checkHostTestKey checks host h's coordinator-free flag-day section: its
+// test key is the host's own copy (0600) of operator-N's key, and the
+// cross payment goes to the next host's operator.
+func checkHostTestKey(t *testing.T, n *Network, h *Host) {
+	t.Helper()
+	cfg, err := agent.LoadConfig(h.AgentConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd := cfg.FlagDay
+	if fd.Coordinated || fd.TestKey != n.HostTestKey(h) || !within(h.Dir, fd.TestKey) {
+		t.Fatalf("host %d flag_day %+v: want coordinator-free with test_key %s", h.ID, fd, n.HostTestKey(h))
+	}
+	got, err := keyfile.ReadPrivate(fd.TestKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := keyfile.ReadPrivate(n.KeyPath(fmt.Sprintf("operator-%d", h.ID)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Equal(want) {
+		t.Errorf("host %d's test key is not operator-%d's", h.ID, h.ID)
+	}
+	if fi, err := os.Stat(fd.TestKey); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("host %d test key mode %v %v, want 0600", h.ID, fi.Mode().Perm(), err)
+	}
+	next := h.ID%uint64(len(n.Hosts)) + 1
+	pub, err := keyfile.ReadPublic(n.KeyPath(fmt.Sprintf("operator-%d", next)) + keyfile.PublicSuffix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fd.CrossTo != hex.EncodeToString(pub) {
+		t.Errorf("host %d cross_to %s, want operator-%d's %x", h.ID, fd.CrossTo, next, pub)
+	}
+}
+
+// TestCoordinatedHostHoldsNoOperatorKey: on a devnet started with
+// Coordinated, the agents leave the flag day to the coordinator: no test
+// key, no deadlines, nothing of the operators' in the host directory.
+func TestCoordinatedHostHoldsNoOperatorKey(t *testing.T) {
+	n, ca := testNetwork(t, false)
+	n.Coordinated = true
+	h := addHost(t, n, ca, 1)
+	cfg, err := agent.LoadConfig(h.AgentConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(cfg.FlagDay, agent.FlagDayConfig{Coordinated: true}) || cfg.ServeTimeout != 0 {
+		t.Fatalf("coordinated host flag_day %+v serve_timeout %v", cfg.FlagDay, time.Duration(cfg.ServeTimeout))
+	}
+	if _, err := os.Stat(n.HostTestKey(h)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("coordinated host has a test key copy: %v", err)
+	}
 }
 
 // TestLoopbackHostConfigSharesTheNetworkFiles: without isolation hosts

@@ -220,7 +220,7 @@ func writeAgentConfig(n *Network, h *Host, distribute bool) error {
 		return err
 	}
 	cfg.FlagDay = fd
-	if n.CoordinatorFree {
+	if !n.Coordinated {
 		cfg.ServeTimeout = agent.Duration(30 * time.Second) // a host whose new node does not serve rolls back after this
 	}
 	raw, err := json.MarshalIndent(cfg, "", "  ")
@@ -270,22 +270,30 @@ func (r *portReserver) release() {
 	r.held = nil
 }
 
-// flagDayConfig is host h's agent flag_day section: coordinated unless the
-// devnet is coordinator-free; then host N pays with operator-N's test
-// account and sends the cross payment to the next host's, with deadlines
-// that suit a devnet.
+// flagDayConfig is host h's agent flag_day section: coordinated on a
+// devnet started with Coordinated; otherwise host N pays with its own copy
+// of operator-N's test account key (HostTestKey, written here: the host
+// holds no other operator's key) and sends the cross payment to the next
+// host's account, with deadlines that suit a devnet.
 func (n *Network) flagDayConfig(h *Host) (agent.FlagDayConfig, error) {
-	if !n.CoordinatorFree {
+	if n.Coordinated {
 		return agent.FlagDayConfig{Coordinated: true}, nil
 	}
 	next := h.ID%uint64(len(n.Hosts)) + 1
 	key, err := keyfile.ReadPrivate(n.KeyPath(fmt.Sprintf("operator-%d", next)))
 	if err != nil {
-		return agent.FlagDayConfig{}, fmt.Errorf("flag day cross payment account: %w", err)
+		return agent.FlagDayConfig{}, fmt.Errorf("devnet host %d: flag day cross payment account: %w", h.ID, err)
+	}
+	own := n.HostTestKey(h)
+	if err := os.MkdirAll(filepath.Dir(own), 0o700); err != nil {
+		return agent.FlagDayConfig{}, fmt.Errorf("devnet host %d: test account key: %w", h.ID, err)
+	}
+	if err := fsutil.CopyFile(n.KeyPath(fmt.Sprintf("operator-%d", h.ID)), own, 0o600); err != nil {
+		return agent.FlagDayConfig{}, fmt.Errorf("devnet host %d: test account key: %w", h.ID, err)
 	}
 	return agent.FlagDayConfig{
 		ReadyTimeout: agent.Duration(time.Minute), LivePeriod: agent.Duration(5 * time.Second), Retry: agent.Duration(2 * time.Second),
-		TestKey: n.KeyPath(fmt.Sprintf("operator-%d", h.ID)),
+		TestKey: own,
 		CrossTo: hex.EncodeToString(key.Public().(ed25519.PublicKey)),
 	}, nil
 }

@@ -70,8 +70,10 @@ type UpOptions struct {
 	// mutual TLS (admin_listen) for operator-N on host N (see
 	// Network.RemoteAdmin).
 	RemoteAdmin bool
-	// CoordinatorFree: see Network.CoordinatorFree.
-	CoordinatorFree bool
+	// Coordinated makes the agents leave flag days to a coordinator (see
+	// Network.Coordinated); by default they decide their part from the
+	// chain.
+	Coordinated bool
 	// Progress receives one line per step.
 	Progress io.Writer
 	Logger   *slog.Logger
@@ -110,7 +112,7 @@ func Up(ctx context.Context, opts UpOptions) (*Network, error) {
 		return nil, err
 	}
 
-	n := &Network{Dir: dir, ChainID: opts.ChainID, CreatedAt: time.Now().UTC(), Agents: !opts.NoAgents, NoDistribute: opts.NoDistribute, RemoteAdmin: opts.RemoteAdmin, CoordinatorFree: opts.CoordinatorFree}
+	n := &Network{Dir: dir, ChainID: opts.ChainID, CreatedAt: time.Now().UTC(), Agents: !opts.NoAgents, NoDistribute: opts.NoDistribute, RemoteAdmin: opts.RemoteAdmin, Coordinated: opts.Coordinated}
 	if opts.Isolate {
 		if n.Isolation, err = newIsolation(ctx, dir, opts.Subnet, opts.Nodes); err != nil {
 			return nil, err

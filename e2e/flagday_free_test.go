@@ -32,8 +32,8 @@ import (
 // migration).
 const flagdayV3 = "3.0.0"
 
-// startFreeNet starts a coordinator-free devnet (every agent decides its
-// host's part of a flag day from the chain) on 1.0.0 with 2.0.0 and 3.0.0
+// startFreeNet starts a coordinator-free devnet (the default: every agent
+// decides its host's part of a flag day from the chain) on 1.0.0 with 2.0.0 and 3.0.0
 // staged (clients accept all three) and 2.0.0 approved.
 func startFreeNet(t *testing.T, nodes int) (*flagdayNet, devnet.Release) {
 	t.Helper()
@@ -47,7 +47,7 @@ func startFreeNetWith(t *testing.T, opts devnet.UpOptions) (*flagdayNet, devnet.
 	v3Dir := buildV3(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	opts.Dir, opts.BinDir, opts.CoordinatorFree = devnetDir(t), b.v1Dir, true
+	opts.Dir, opts.BinDir = devnetDir(t), b.v1Dir
 	if opts.Isolate {
 		dir := opts.Dir
 		t.Cleanup(func() {

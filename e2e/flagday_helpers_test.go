@@ -106,15 +106,17 @@ func upFlagdayNet(ctx context.Context, t *testing.T, opts devnet.UpOptions) *fla
 	return fn
 }
 
-// startFlagdayNet starts the eve of a flag day on nodes hosts. Every
-// process is stopped when the test ends; on failure the agents' logs and
-// the coordinator's progress are printed.
+// startFlagdayNet starts the eve of a flag day on nodes hosts whose agents
+// leave it to the coordinator (devnet Coordinated: these tests drive it
+// with flagday.Run or the CLI). Every process is stopped when the test
+// ends; on failure the agents' logs and the coordinator's progress are
+// printed.
 func startFlagdayNet(t *testing.T, nodes int) *flagdayNet {
 	t.Helper()
 	b := flagdayBinaries(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	fn := upFlagdayNet(ctx, t, devnet.UpOptions{Dir: devnetDir(t), Nodes: nodes, BinDir: b.v1Dir})
+	fn := upFlagdayNet(ctx, t, devnet.UpOptions{Dir: devnetDir(t), Nodes: nodes, BinDir: b.v1Dir, Coordinated: true})
 	n := fn.net
 	if n.Release.Version != flagdayV1 {
 		t.Fatalf("the devnet runs %s, want %s", n.Release.Version, flagdayV1)
