@@ -91,6 +91,18 @@ func TestBreakDownClampsMissingMilestones(t *testing.T) {
 			t.Errorf("%s: downtime %s, steps add up to %s", tc.name, d.Client, sum)
 		}
 	}
+	// Acknowledgements read from time.Now carry a monotonic reading, block
+	// times do not: the segments still add up to the gap exactly.
+	now := time.Now()
+	mono := []time.Time{now, now.Add(2*time.Second + 1)}
+	d := BreakDown(mono, now.Add(-time.Second), now.Add(5*time.Second), Milestones{Halt: now.Round(0).Add(700 * time.Millisecond), Ready: now.Round(0).Add(1500 * time.Millisecond)})
+	var sum time.Duration
+	for _, s := range d.Steps {
+		sum += s.Duration
+	}
+	if sum != d.Client || d.Client != 2*time.Second+1 {
+		t.Errorf("monotonic acknowledgements: steps add up to %s, downtime %s", sum, d.Client)
+	}
 	if d := BreakDown(nil, at(0), at(1), Milestones{}); d.Client != 0 || servedAgain(d) == nil {
 		t.Errorf("no acknowledgements: %+v, served again %v", d, servedAgain(d))
 	}

@@ -81,7 +81,9 @@ func BreakDown(acks []time.Time, from, to time.Time, m Milestones) *Downtime {
 	in := make([]time.Time, 0, len(acks))
 	for _, t := range acks {
 		if !t.Before(from) && !t.After(to) {
-			in = append(in, t)
+			// Wall clock only: the segments are cut at block times, which
+			// have no monotonic reading, and must add up to the gap.
+			in = append(in, t.Round(0))
 		}
 	}
 	sort.Slice(in, func(i, j int) bool { return in[i].Before(in[j]) })

@@ -119,15 +119,23 @@ func scheduleResult(g *nodeapi.Governance, version string, h uint64) string {
 }
 
 // ingressClosesAt is the height at which the old nodes close client
-// ingress for the schedule in force (0 if no node says).
+// ingress for the schedule in force, as node 1 reports it once it has
+// applied the schedule (the last vote may have gone through another host);
+// 0 if it does not say within a few seconds.
 func ingressClosesAt(ctx context.Context, net *devnet.Network) uint64 {
 	a := nodeapi.NewAdminClient(net.Hosts[0].AdminSocket)
 	defer a.Close()
-	st, err := a.Status(ctx)
-	if err != nil || st.Upgrade == nil {
-		return 0
+	for range 50 {
+		if st, err := a.Status(ctx); err == nil && st.Upgrade != nil {
+			return st.Upgrade.IngressCloses
+		}
+		select {
+		case <-ctx.Done():
+			return 0
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	return st.Upgrade.IngressCloses
+	return 0
 }
 
 // milestones reads the flag day's moments: block times from a node of the
