@@ -516,7 +516,6 @@ func (a *applier) commitDirect(height uint64, index uint32, t *Tx, p Payment) (H
 	return id, a.setStatus(id, TxStatus{State: StateCommitted, Height: height, Code: CodeOK})
 }
 
-
 // commitTx executes a pool transaction included in the block at height.
 // Admission guaranteed that it is valid on the state it meets (its nonce is
 // next, its amount was reserved), so any failure here is corruption.
