@@ -92,12 +92,10 @@ func (t *Transport) Forward(ctx context.Context, id uint64, req []byte) ([]byte,
 		delete(c.pending, rid)
 		c.mu.Unlock()
 	}()
-	payload := make([]byte, 8+len(req))
-	binary.BigEndian.PutUint64(payload, rid)
-	copy(payload[8:], req)
+	frame := forwardFrame(frameForward, rid, req)
 	c.wmu.Lock()
 	_ = c.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-	err = writeFrame(c.conn, frameForward, payload)
+	_, err = c.conn.Write(frame)
 	c.wmu.Unlock()
 	if err != nil {
 		c.fail(err)
@@ -169,6 +167,17 @@ func (t *Transport) forwardConn(ctx context.Context, id uint64) (*fwdConn, error
 	return c, nil
 }
 
+// forwardFrame encodes a forwarding frame of type typ (request id rid,
+// then body) in one buffer, so that it is written as one TLS record.
+func forwardFrame(typ byte, rid uint64, body []byte) []byte {
+	b := make([]byte, 5+8+len(body))
+	b[0] = typ
+	binary.BigEndian.PutUint32(b[1:], uint32(8+len(body)))
+	binary.BigEndian.PutUint64(b[5:], rid)
+	copy(b[13:], body)
+	return b
+}
+
 // closeForwards closes this node's forwarding connections.
 func (t *Transport) closeForwards() {
 	t.fwdMu.Lock()
@@ -213,13 +222,11 @@ func (t *Transport) serveForward(ctx context.Context, tc *tls.Conn, r *bufio.Rea
 			defer wg.Done()
 			defer func() { <-sem }()
 			ans := t.cfg.Forwarded(cctx, from, payload[8:])
-			out := make([]byte, 8+len(ans))
-			copy(out, payload[:8])
-			copy(out[8:], ans)
+			frame := forwardFrame(frameForwardAnswer, binary.BigEndian.Uint64(payload), ans)
 			wmu.Lock()
 			defer wmu.Unlock()
 			_ = tc.SetWriteDeadline(time.Now().Add(writeTimeout))
-			if err := writeFrame(tc, frameForwardAnswer, out); err != nil {
+			if _, err := tc.Write(frame); err != nil {
 				tc.Close()
 			}
 		}()
