@@ -229,17 +229,31 @@ func CheckPreflight(in PreflightInput) PreflightReport {
 
 type addFunc func(host uint64, kind BlockerKind, cause error, format string, args ...any)
 
+// answersAs checks that host id's node or agent (what) answered, and as
+// that host: otherwise it adds the blocker (unreachable, or wrong node)
+// and returns false.
+func answersAs(id uint64, what string, ok bool, answered uint64, err error, add addFunc) bool {
+	switch {
+	case !ok && errors.Is(err, remoteadmin.ErrWrongNode):
+		add(id, BlockWrongNode, err, "its %s answers as another node's: %v", what, err)
+		return false
+	case !ok:
+		add(id, BlockUnreachable, ErrUnreachable, "its %s does not answer: %v", what, err)
+		return false
+	case answered != id:
+		add(id, BlockWrongNode, remoteadmin.ErrWrongNode, "the entry's %s answers as node %d's", what, answered)
+		return false
+	}
+	return true
+}
+
 func checkHostNode(in PreflightInput, rep *PreflightReport, h HostCheck, fromNode uint64, add addFunc) {
 	st := h.Node
-	switch {
-	case st == nil && errors.Is(h.NodeErr, remoteadmin.ErrWrongNode):
-		add(h.ID, BlockWrongNode, h.NodeErr, "its node answers as another node: %v", h.NodeErr)
-		return
-	case st == nil:
-		add(h.ID, BlockUnreachable, ErrUnreachable, "its node does not answer: %v", h.NodeErr)
-		return
-	case st.NodeID != h.ID:
-		add(h.ID, BlockWrongNode, remoteadmin.ErrWrongNode, "the entry's node answers as node %d", st.NodeID)
+	var answered uint64
+	if st != nil {
+		answered = st.NodeID
+	}
+	if !answersAs(h.ID, "node", st != nil, answered, h.NodeErr, add) {
 		return
 	}
 	if st.MREnclave != rep.From && st.MREnclave != rep.To {
@@ -267,15 +281,11 @@ func checkHostNode(in PreflightInput, rep *PreflightReport, h HostCheck, fromNod
 
 func checkHostAgent(in PreflightInput, h HostCheck, add addFunc) {
 	a := h.Agent
-	switch {
-	case a == nil && errors.Is(h.AgentErr, remoteadmin.ErrWrongNode):
-		add(h.ID, BlockWrongNode, h.AgentErr, "its agent answers as another node's: %v", h.AgentErr)
-		return
-	case a == nil:
-		add(h.ID, BlockUnreachable, ErrUnreachable, "its agent does not answer: %v", h.AgentErr)
-		return
-	case a.NodeID != h.ID:
-		add(h.ID, BlockWrongNode, remoteadmin.ErrWrongNode, "the entry's agent answers as node %d's", a.NodeID)
+	var answered uint64
+	if a != nil {
+		answered = a.NodeID
+	}
+	if !answersAs(h.ID, "agent", a != nil, answered, h.AgentErr, add) {
 		return
 	}
 	if in.Want != "" && a.FlagDay() != in.Want {
