@@ -283,6 +283,9 @@ func (n *testNode) runOnce(ctx context.Context, started func(error)) error {
 		Keys:     func() ([]byte, bool) { return []byte("ledger-key-of-" + fmt.Sprint(n.id)), true },
 		Status:   func() PeerStatus { return PeerStatus{Applied: r.AppliedIndex()} },
 		Source:   snaps, Sink: snaps, Logger: logger,
+		Forwarded: func(_ context.Context, from uint64, req []byte) []byte {
+			return append([]byte(fmt.Sprintf("%d>%d:", from, n.id)), req...)
+		},
 	})
 	if err != nil {
 		started(err)

@@ -121,7 +121,7 @@ func decodeHello(b []byte) (*hello, []byte, error) {
 	if ver != helloVersion {
 		return nil, nil, fmt.Errorf("%w: version %d, want %d", ErrBadHello, ver, helloVersion)
 	}
-	if h.Purpose < PurposeRaft || h.Purpose > PurposeAnswer {
+	if h.Purpose < PurposeRaft || h.Purpose > PurposeForward {
 		return nil, nil, fmt.Errorf("%w: unknown purpose %d", ErrBadHello, h.Purpose)
 	}
 	if h.NodeID == 0 {

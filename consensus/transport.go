@@ -112,6 +112,8 @@ func (p Purpose) String() string {
 		return "probe"
 	case PurposeAnswer:
 		return "answer"
+	case PurposeForward:
+		return "forward"
 	default:
 		return fmt.Sprintf("purpose %d", uint8(p))
 	}
@@ -233,6 +235,9 @@ type TransportConfig struct {
 	// Snapshots send and receive state snapshots; nil refuses them.
 	Source SnapshotSource
 	Sink   SnapshotSink
+	// Forwarded answers a request another member forwarded with Forward
+	// (a payment for the leader's mempool); nil refuses forwarding.
+	Forwarded func(ctx context.Context, from uint64, req []byte) []byte
 	// Faults, if set, is called at named points (crash tests):
 	// "statetransfer.sending" once half of a snapshot is sent.
 	Faults func(point string)
@@ -261,6 +266,10 @@ type Transport struct {
 	boot    BootInfo
 	raftUp  bool
 	hooks   RaftHooks
+
+	// fwdMu guards fwd, the forwarding connections this node dialed.
+	fwdMu sync.Mutex
+	fwd   map[uint64]*fwdConn
 }
 
 // RaftHooks connect the transport to raft.
@@ -444,6 +453,7 @@ func (t *Transport) Stop() {
 		c.Close()
 	}
 	t.mu.Unlock()
+	t.closeForwards()
 	t.wg.Wait()
 }
 
@@ -605,7 +615,7 @@ func (t *Transport) serveConn(ctx context.Context, raw net.Conn) {
 	t.mu.Lock()
 	raftUp := t.raftUp
 	t.mu.Unlock()
-	if (h.Purpose == PurposeRaft || h.Purpose == PurposeSnapshot) && !raftUp {
+	if (h.Purpose == PurposeRaft || h.Purpose == PurposeSnapshot || h.Purpose == PurposeForward) && !raftUp {
 		_ = writeFrame(tc, frameRefused, []byte("consensus is not running yet"))
 		return
 	}
@@ -637,6 +647,8 @@ func (t *Transport) serveConn(ctx context.Context, raw net.Conn) {
 		t.serveKey(tc, r, from, peerID)
 	case PurposeSnapshot:
 		t.serveSnapshot(ctx, tc, r, from)
+	case PurposeForward:
+		t.serveForward(ctx, tc, r, from)
 	case PurposeProbe:
 	default:
 		t.log.Warn("unknown connection purpose", "id", from, "purpose", uint8(h.Purpose))

@@ -198,7 +198,8 @@ func TestHaltAtHeight(t *testing.T) {
 	}
 	tn.waitHeight(ctx, halt)
 
-	// A payment submitted now is admitted but not committed.
+	// A payment submitted now is admitted (to the leader's mempool) but
+	// not committed.
 	payer := tn.key("user-2")
 	from := addresses([]ed25519.PrivateKey{payer})[0]
 	tx := ledger.NewPayment(tn.net.ChainID, payer, addresses(tn.users(1))[0], 9, tn.nextNonce(ctx, from))
@@ -239,10 +240,21 @@ func TestHaltAtHeight(t *testing.T) {
 		case <-time.After(interval / 2):
 		}
 	}
+	// The payment waits in the leader's mempool only (never replicated
+	// before its block).
+	pending := 0
 	for id := 1; id <= 4; id++ {
-		if st := tn.statusOf(ctx, id); !st.Halted || st.Pending != 1 {
-			t.Errorf("node %d: halted %v with %d pending, want halted with 1 pending", id, st.Halted, st.Pending)
+		st := tn.statusOf(ctx, id)
+		if !st.Halted {
+			t.Errorf("node %d: not halted", id)
 		}
+		if st.Pending != 0 && uint64(id) != st.Leader {
+			t.Errorf("node %d (not the leader, %d is): %d pending", id, st.Leader, st.Pending)
+		}
+		pending += st.Pending
+	}
+	if pending != 1 {
+		t.Errorf("%d payments pending on the network, want 1 (in the leader's mempool)", pending)
 	}
 
 	// Clear the halt: the pending payment commits after the halt height.

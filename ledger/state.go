@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"runtime"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -61,6 +63,14 @@ func (s *Store) Apply(index uint64, cmd *Command) (Result, error) {
 	res, err := a.apply(cmd)
 	if err != nil {
 		return Result{}, fmt.Errorf("apply entry %d: %w", index, err)
+	}
+	if cmd != nil && cmd.Kind == CmdBlock && !res.Accepted {
+		// A refused block is refused as a whole: whatever its earlier
+		// transactions wrote before a later one failed is discarded, and
+		// only the applied index moves. (The first batch is closed by the
+		// deferred call above.)
+		a = &applier{s: s, batch: s.db.NewBatch(), st: st, accounts: make(map[Address]*Account)}
+		defer a.batch.Close()
 	}
 	if res.Accepted {
 		res.Code = CodeOK
@@ -290,7 +300,7 @@ func (a *applier) block(blk *Block) (Result, error) {
 	}
 	h := &blk.Header
 	res.Height = h.Height
-	v, entries, err := a.checkBlock(blk)
+	v, entries, direct, sigOK, err := a.checkBlock(blk)
 	if err != nil {
 		return Result{}, err
 	}
@@ -302,6 +312,7 @@ func (a *applier) block(blk *Block) (Result, error) {
 	if err := a.upgradeTakesEffect(h.Height); err != nil {
 		return Result{}, fmt.Errorf("block %d: %w", h.Height, err)
 	}
+	res.TxIDs = make([]Hash, 0, len(entries)+len(direct))
 	for i, e := range entries {
 		id, err := a.commitTx(h.Height, uint32(i), e)
 		if err != nil {
@@ -310,6 +321,28 @@ func (a *applier) block(blk *Block) (Result, error) {
 		res.TxIDs = append(res.TxIDs, id)
 	}
 	a.st.pool.Size -= uint64(len(entries))
+	// The payments the block carries itself (admitted by the leader's
+	// mempool, never replicated on their own) are checked again here,
+	// deterministically, on the state they meet: one that does not fit
+	// refuses the whole block (Apply discards what was written).
+	for j, t := range direct {
+		i := len(entries) + j
+		v, p, err := a.checkDirect(t, sigOK[j])
+		if err != nil {
+			return Result{}, fmt.Errorf("block %d tx %d: %w", h.Height, i, err)
+		}
+		if v.failed() {
+			res.TxIDs = nil
+			res.Code, res.Reason = CodeBadBlock, fmt.Sprintf("tx %d (%s): %s: %s", i, t.ID(), v.code, v.reason)
+			a.s.log.Warn("block rejected", "height", h.Height, "proposer", h.Proposer, "code", res.Code, "tx_code", v.code)
+			return res, nil
+		}
+		id, err := a.commitDirect(h.Height, uint32(i), t, p)
+		if err != nil {
+			return Result{}, fmt.Errorf("block %d tx %d: %w", h.Height, i, err)
+		}
+		res.TxIDs = append(res.TxIDs, id)
+	}
 	if err := a.readinessAfterBlock(h.Height); err != nil {
 		return Result{}, err
 	}
@@ -323,67 +356,164 @@ func (a *applier) block(blk *Block) (Result, error) {
 }
 
 // checkBlock validates a block against the head, the registered nodes and
-// the pool. It returns a rejection, or the zero verdict and the pool
-// entries the block commits.
-func (a *applier) checkBlock(blk *Block) (verdict, []poolEntry, error) {
+// the pool. It returns a rejection, or the zero verdict, the pool entries
+// the block commits (its leading transactions that are the pool's head, in
+// order) and the payments it carries after them, with whether each one's
+// signature verifies (checked in parallel here; the payments themselves
+// are checked in order, on the state they meet, by block).
+func (a *applier) checkBlock(blk *Block) (verdict, []poolEntry, []*Tx, []bool, error) {
 	h := &blk.Header
 	head := a.st.head
 	switch {
 	case h.ChainID != a.s.genesis.ChainID:
-		return reject(CodeWrongChain, "wrong chain id: got %q, want %q", h.ChainID, a.s.genesis.ChainID), nil, nil
+		return reject(CodeWrongChain, "wrong chain id: got %q, want %q", h.ChainID, a.s.genesis.ChainID), nil, nil, nil, nil
 	case h.Height != head.Height+1:
-		return reject(CodeBadBlock, "wrong height: got %d, want %d", h.Height, head.Height+1), nil, nil
+		return reject(CodeBadBlock, "wrong height: got %d, want %d", h.Height, head.Height+1), nil, nil, nil, nil
 	case h.PrevHash != head.Hash:
-		return reject(CodeBadBlock, "wrong previous hash: got %s, want %s", h.PrevHash, head.Hash), nil, nil
+		return reject(CodeBadBlock, "wrong previous hash: got %s, want %s", h.PrevHash, head.Hash), nil, nil, nil, nil
 	case a.st.halt != 0 && h.Height > a.st.halt:
-		return reject(CodeHalted, "past halt height: block %d, halt at %d", h.Height, a.st.halt), nil, nil
+		return reject(CodeHalted, "past halt height: block %d, halt at %d", h.Height, a.st.halt), nil, nil, nil, nil
 	case h.Time < head.Time:
-		return reject(CodeBadBlock, "time goes backwards: %d, previous block %d", h.Time, head.Time), nil, nil
+		return reject(CodeBadBlock, "time goes backwards: %d, previous block %d", h.Time, head.Time), nil, nil, nil, nil
 	case int(h.TxCount) > a.s.params.MaxBlockTxs:
-		return reject(CodeBadBlock, "%d transactions, more than max_block_txs %d", h.TxCount, a.s.params.MaxBlockTxs), nil, nil
+		return reject(CodeBadBlock, "%d transactions, more than max_block_txs %d", h.TxCount, a.s.params.MaxBlockTxs), nil, nil, nil, nil
 	}
 	if reason, err := a.upgradeHaltReason(h.Height); err != nil || reason != "" {
-		return verdict{code: CodeHalted, reason: reason}, nil, err
+		return verdict{code: CodeHalted, reason: reason}, nil, nil, nil, err
 	}
 	node, ok, err := a.s.Node(h.Proposer)
 	if err != nil {
-		return verdict{}, nil, err
+		return verdict{}, nil, nil, nil, err
 	}
 	if !ok {
-		return reject(CodeBadBlock, "unregistered proposer %d", h.Proposer), nil, nil
+		return reject(CodeBadBlock, "unregistered proposer %d", h.Proposer), nil, nil, nil, nil
 	}
 	if node.Key != h.ProposerKey {
-		return reject(CodeBadBlock, "proposer %d key mismatch: block has %s, registered %s", h.Proposer, h.ProposerKey, node.Key), nil, nil
+		return reject(CodeBadBlock, "proposer %d key mismatch: block has %s, registered %s", h.Proposer, h.ProposerKey, node.Key), nil, nil, nil, nil
 	}
 	if blk.VerifySignature() != nil {
-		return reject(CodeBadBlock, "bad proposer signature"), nil, nil
+		return reject(CodeBadBlock, "bad proposer signature"), nil, nil, nil, nil
 	}
 	if sha256.Sum256(blk.Body) != h.BodyHash {
-		return reject(CodeBadBlock, "body hash mismatch"), nil, nil
+		return reject(CodeBadBlock, "body hash mismatch"), nil, nil, nil, nil
 	}
 	txs, err := a.s.crypto.openBody(h.ChainID, h.Height, h.PrevHash, blk.Body)
 	if err != nil {
-		return reject(CodeBadBlock, "body does not open: %v", err), nil, nil
+		return reject(CodeBadBlock, "body does not open: %v", err), nil, nil, nil, nil
 	}
 	if len(txs) != int(h.TxCount) {
-		return reject(CodeBadBlock, "tx count mismatch: header says %d, body holds %d", h.TxCount, len(txs)), nil, nil
+		return reject(CodeBadBlock, "tx count mismatch: header says %d, body holds %d", h.TxCount, len(txs)), nil, nil, nil, nil
 	}
 	if len(txs) == 0 {
-		return verdict{}, nil, nil
+		return verdict{}, nil, nil, nil, nil
 	}
-	entries, err := a.s.poolHead(a.s.db, len(txs))
-	if err != nil {
-		return verdict{}, nil, err
-	}
-	if len(entries) < len(txs) {
-		return reject(CodeBadBlock, "block has %d transactions, the pool holds %d", len(txs), len(entries)), nil, nil
-	}
-	for i, t := range txs {
-		if !bytes.Equal(t.Encode(), entries[i].raw) {
-			return reject(CodeBadBlock, "tx %d (%s) is not pool entry %d (%s)", i, t.ID(), i, entries[i].tx.ID()), nil, nil
+	var entries []poolEntry
+	if a.st.pool.Size > 0 {
+		if entries, err = a.s.poolHead(a.s.db, len(txs)); err != nil {
+			return verdict{}, nil, nil, nil, err
 		}
 	}
-	return verdict{}, entries, nil
+	k := 0
+	for k < len(entries) && bytes.Equal(txs[k].Encode(), entries[k].raw) {
+		k++
+	}
+	direct := txs[k:]
+	return verdict{}, entries[:k], direct, verifyAll(direct), nil
+}
+
+// verifyAll verifies the signatures of txs, in parallel.
+func verifyAll(txs []*Tx) []bool {
+	ok := make([]bool, len(txs))
+	workers := min(runtime.GOMAXPROCS(0), len(txs))
+	if workers <= 1 {
+		for i, t := range txs {
+			ok[i] = t.VerifySignature() == nil
+		}
+		return ok
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(txs); i += workers {
+				ok[i] = txs[i].VerifySignature() == nil
+			}
+		}()
+	}
+	wg.Wait()
+	return ok
+}
+
+// checkDirect checks a payment a block carries (not a pool entry) on the
+// state it meets: what the leader's mempool checked at admission, again,
+// deterministically. sigOK says whether its signature verified.
+func (a *applier) checkDirect(t *Tx, sigOK bool) (verdict, Payment, error) {
+	var p Payment
+	switch {
+	case t.Kind != TxPayment:
+		return reject(CodeMalformed, "a %s that is not the pool's next entry (only payments travel in blocks alone)", t.Kind), p, nil
+	case t.ChainID != a.s.genesis.ChainID:
+		return reject(CodeWrongChain, "wrong chain id %q", t.ChainID), p, nil
+	}
+	if err := t.checkLimits(); err != nil {
+		return reject(CodeMalformed, "oversize: %v", err), p, nil
+	}
+	if !sigOK {
+		return reject(CodeBadSignature, "bad signature"), p, nil
+	}
+	p, err := DecodePayment(t.Payload)
+	if err != nil {
+		return reject(CodeMalformed, "bad payload: %v", err), p, nil
+	}
+	from, err := a.account(t.From)
+	if err != nil {
+		return verdict{}, p, err
+	}
+	if from.Pending != 0 {
+		return reject(CodeBadNonce, "the sender has %d transactions pending in the pool", from.Pending), p, nil
+	}
+	if t.Nonce != from.Nonce+1 {
+		return reject(CodeBadNonce, "bad nonce: got %d, want %d", t.Nonce, from.Nonce+1), p, nil
+	}
+	if from.PendingDebit > from.Balance {
+		return verdict{}, p, fmt.Errorf("corrupt account %s: pending debits %d exceed the balance %d", t.From, from.PendingDebit, from.Balance)
+	}
+	if p.Amount > from.Balance-from.PendingDebit {
+		return reject(CodeInsufficientFunds, "insufficient funds: amount %d, balance %d", p.Amount, from.Balance-from.PendingDebit), p, nil
+	}
+	if p.To != t.From {
+		to, err := a.account(p.To)
+		if err != nil {
+			return verdict{}, p, err
+		}
+		if _, carry := bits.Add64(to.Balance, p.Amount, 0); carry != 0 {
+			return reject(CodeMalformed, "the recipient's balance would overflow"), p, nil
+		}
+	}
+	return verdict{}, p, nil
+}
+
+// commitDirect executes a payment checkDirect passed.
+func (a *applier) commitDirect(height uint64, index uint32, t *Tx, p Payment) (Hash, error) {
+	id := t.ID()
+	from, err := a.account(t.From)
+	if err != nil {
+		return id, err
+	}
+	from.Balance -= p.Amount
+	from.Nonce++
+	to, err := a.account(p.To)
+	if err != nil {
+		return id, err
+	}
+	to.Balance += p.Amount
+	if a.s.schema >= schemaAccountHistory {
+		if err := a.indexPayment(height, index, id, t.From, p); err != nil {
+			return id, err
+		}
+	}
+	return id, a.setStatus(id, TxStatus{State: StateCommitted, Height: height, Code: CodeOK})
 }
 
 // commitTx executes a pool transaction included in the block at height.
@@ -509,7 +639,23 @@ func fitBody(entries []poolEntry) []poolEntry {
 	return entries
 }
 
-// BuildBlock builds the next block on the current head: the first maxTxs
+// Dropped is a payment BuildBlockWith left out of its block because it
+// is not valid on the state the block applies to: the leader's mempool
+// forgets it and tells its submitter why.
+type Dropped struct {
+	ID     Hash
+	Code   Code
+	Reason string
+}
+
+// BuildBlock builds the next block on the current head from the pool
+// alone: BuildBlockWith without payments.
+func (s *Store) BuildBlock(proposer uint64, key ed25519.PrivateKey, now time.Time, maxTxs int) (*Block, error) {
+	blk, _, err := s.BuildBlockWith(proposer, key, now, maxTxs, nil)
+	return blk, err
+}
+
+// BuildBlockWith builds the next block on the current head: the first maxTxs
 // pool transactions (maxTxs ≤ 0 or above the genesis max_block_txs means
 // max_block_txs; none in the pool gives an empty heartbeat block), sealed
 // and signed by key as proposer. It refuses with ErrHalted when the next
@@ -518,56 +664,69 @@ func fitBody(entries []poolEntry) []poolEntry {
 // refuses a proposer whose key is not the one registered for it, since
 // Apply would reject its block. Transactions that would make the body
 // exceed MaxBodySize wait for the next block.
-func (s *Store) BuildBlock(proposer uint64, key ed25519.PrivateKey, now time.Time, maxTxs int) (*Block, error) {
+//
+// After the pool's transactions come payments, in their order, as long as
+// the block has room: each is checked (as Apply will check it) on the state
+// the block's earlier transactions leave, and one that does not fit is
+// left out and returned as Dropped. payments are the leader's mempool's:
+// their signatures were verified at admission and are not verified again
+// here (Apply does verify them).
+func (s *Store) BuildBlockWith(proposer uint64, key ed25519.PrivateKey, now time.Time, maxTxs int, payments []*Tx) (*Block, []Dropped, error) {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	st := s.state()
 	next := st.head.Height + 1
 	if s.crypto == nil {
-		return nil, fmt.Errorf("build block %d: %w", next, ErrNoLedgerKey)
+		return nil, nil, fmt.Errorf("build block %d: %w", next, ErrNoLedgerKey)
 	}
 	if len(key) != ed25519.PrivateKeySize {
-		return nil, fmt.Errorf("build block %d: private key has %d bytes, want %d", next, len(key), ed25519.PrivateKeySize)
+		return nil, nil, fmt.Errorf("build block %d: private key has %d bytes, want %d", next, len(key), ed25519.PrivateKeySize)
 	}
 	if st.halt != 0 && next > st.halt {
-		return nil, fmt.Errorf("build block %d: %w at height %d", next, ErrHalted, st.halt)
+		return nil, nil, fmt.Errorf("build block %d: %w at height %d", next, ErrHalted, st.halt)
 	}
 	gov, err := readGovState(s.db)
 	if err != nil {
-		return nil, fmt.Errorf("build block %d: %w", next, err)
+		return nil, nil, fmt.Errorf("build block %d: %w", next, err)
 	}
 	if reason := upgradeHaltReason(gov.schedule, s.self, next); reason != "" {
-		return nil, fmt.Errorf("build block %d: %w: %s", next, ErrHalted, reason)
+		return nil, nil, fmt.Errorf("build block %d: %w: %s", next, ErrHalted, reason)
 	}
 	pub, err := AddressOf(key.Public().(ed25519.PublicKey))
 	if err != nil {
-		return nil, fmt.Errorf("build block %d: %w", next, err)
+		return nil, nil, fmt.Errorf("build block %d: %w", next, err)
 	}
 	node, ok, err := s.Node(proposer)
 	if err != nil {
-		return nil, fmt.Errorf("build block %d: %w", next, err)
+		return nil, nil, fmt.Errorf("build block %d: %w", next, err)
 	}
 	if !ok {
-		return nil, fmt.Errorf("build block %d: proposer %d %w", next, proposer, ErrProposerNotRegistered)
+		return nil, nil, fmt.Errorf("build block %d: proposer %d %w", next, proposer, ErrProposerNotRegistered)
 	}
 	if node.Key != pub {
-		return nil, fmt.Errorf("build block %d: proposer %d is registered with key %s, not %s", next, proposer, node.Key, pub)
+		return nil, nil, fmt.Errorf("build block %d: proposer %d is registered with key %s, not %s", next, proposer, node.Key, pub)
 	}
 	if maxTxs <= 0 || maxTxs > s.params.MaxBlockTxs {
 		maxTxs = s.params.MaxBlockTxs
 	}
 	entries, err := s.poolHead(s.db, maxTxs)
 	if err != nil {
-		return nil, fmt.Errorf("build block %d: %w", next, err)
+		return nil, nil, fmt.Errorf("build block %d: %w", next, err)
 	}
 	entries = fitBody(entries)
-	txs := make([]*Tx, len(entries))
+	txs := make([]*Tx, len(entries), len(entries)+min(len(payments), maxTxs-len(entries)))
 	for i, e := range entries {
 		txs[i] = e.tx
 	}
+	var dropped []Dropped
+	if len(payments) > 0 && len(txs) < maxTxs {
+		if txs, dropped, err = s.addPayments(st, entries, txs, payments, maxTxs); err != nil {
+			return nil, nil, fmt.Errorf("build block %d: %w", next, err)
+		}
+	}
 	body, err := s.crypto.sealBody(s.genesis.ChainID, next, st.head.Hash, txs)
 	if err != nil {
-		return nil, fmt.Errorf("build block %d: %w", next, err)
+		return nil, nil, fmt.Errorf("build block %d: %w", next, err)
 	}
 	blk := &Block{
 		Header: BlockHeader{
@@ -583,5 +742,69 @@ func (s *Store) BuildBlock(proposer uint64, key ed25519.PrivateKey, now time.Tim
 		Body: body,
 	}
 	copy(blk.Sig[:], ed25519.Sign(key, blk.Header.SigningBytes()))
-	return blk, nil
+	return blk, dropped, nil
+}
+
+// addPayments appends to txs (the block's pool entries) the payments that
+// are valid, in order, on the state the entries leave, while the block has
+// room; it returns the payments it found invalid.
+func (s *Store) addPayments(st chainState, entries []poolEntry, txs, payments []*Tx, maxTxs int) ([]*Tx, []Dropped, error) {
+	a := &applier{s: s, st: st, accounts: make(map[Address]*Account)}
+	// The pool entries' effect on accounts, as commitTx and
+	// commitGovernance will have it.
+	for _, e := range entries {
+		from, err := a.account(e.tx.From)
+		if err != nil {
+			return nil, nil, err
+		}
+		from.Pending--
+		from.Nonce++
+		if e.tx.Kind != TxPayment {
+			continue
+		}
+		p, err := DecodePayment(e.tx.Payload)
+		if err != nil {
+			return nil, nil, fmt.Errorf("corrupt pool entry %x: %w", e.key, err)
+		}
+		from.Balance -= p.Amount
+		from.PendingDebit -= p.Amount
+		to, err := a.account(p.To)
+		if err != nil {
+			return nil, nil, err
+		}
+		to.Balance += p.Amount
+	}
+	size := 4 + gcmOverhead
+	for _, e := range entries {
+		size += 4 + len(e.raw)
+	}
+	var dropped []Dropped
+	for _, t := range payments {
+		if len(txs) >= maxTxs {
+			break
+		}
+		raw := t.Encode()
+		if size+4+len(raw) > MaxBodySize {
+			break
+		}
+		v, p, err := a.checkDirect(t, true)
+		if err != nil {
+			return nil, nil, err
+		}
+		if v.failed() {
+			dropped = append(dropped, Dropped{ID: t.ID(), Code: v.code, Reason: v.reason})
+			continue
+		}
+		from, _ := a.account(t.From)
+		from.Balance -= p.Amount
+		from.Nonce++
+		to, err := a.account(p.To)
+		if err != nil {
+			return nil, nil, err
+		}
+		to.Balance += p.Amount
+		size += 4 + len(raw)
+		txs = append(txs, t)
+	}
+	return txs, dropped, nil
 }

@@ -31,7 +31,7 @@ func judge(err error) (verdict, string) {
 		switch apiErr.Code {
 		case nodeapi.CodeRejected, nodeapi.CodeBadRequest, nodeapi.CodeTooLarge:
 			return rejected, key
-		case nodeapi.CodeClosedForUpgrade, nodeapi.CodeRateLimited:
+		case nodeapi.CodeClosedForUpgrade, nodeapi.CodeRateLimited, nodeapi.CodePoolFull, nodeapi.CodeTooManyPending:
 			return retrySame, apiErr.Code
 		}
 		return retrySame, key

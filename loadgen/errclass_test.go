@@ -23,6 +23,8 @@ func TestJudge(t *testing.T) {
 		{"bad request", &nodeapi.Error{Code: nodeapi.CodeBadRequest, Message: "malformed transaction: tx: 3 trailing bytes"}, rejected, "bad_request: malformed transaction: tx: # trailing bytes"},
 		{"closed for upgrade", &nodeapi.Error{Code: nodeapi.CodeClosedForUpgrade, Message: "closed for upgrade: retry later (v2 at 1200)"}, retrySame, "closed_for_upgrade"},
 		{"rate limited", &nodeapi.Error{Code: nodeapi.CodeRateLimited, Message: "rate limited: more than 1000 requests per second (burst 2000) from 127.0.0.1; retry after 1s"}, retrySame, "rate_limited"},
+		{"pool full", &nodeapi.Error{Code: nodeapi.CodePoolFull, Message: "pool full (pool full: 10000 payments wait)"}, retrySame, "pool_full"},
+		{"too many pending", &nodeapi.Error{Code: nodeapi.CodeTooManyPending, Message: "too many pending payments from this account (64 wait)"}, retrySame, "too_many_pending"},
 		{"too large", &nodeapi.Error{Code: nodeapi.CodeTooLarge, Message: "request body too large: at most 65536 bytes accepted"}, rejected, "too_large: request body too large: at most # bytes accepted"},
 		{"node timeout", &nodeapi.Error{Code: nodeapi.CodeTimeout, Message: "not committed in time"}, retrySame, "timeout: not committed in time"},
 		{"unavailable", &nodeapi.Error{Code: nodeapi.CodeUnavailable, Message: "no leader"}, retrySame, "unavailable: no leader"},

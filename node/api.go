@@ -272,6 +272,12 @@ func (n *Node) handleSubmit(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case errors.As(err, &rej):
 			writeJSON(w, http.StatusUnprocessableEntity, nodeapi.Error{Code: nodeapi.CodeRejected, Message: "rejected: " + rej.reason, TxID: tx.ID().String(), TxCode: string(rej.code)})
+		case errors.Is(err, ErrPoolFull):
+			w.Header().Set("Retry-After", "1")
+			writeErr(w, http.StatusServiceUnavailable, nodeapi.CodePoolFull, err.Error(), tx.ID().String())
+		case errors.Is(err, ErrAccountBusy):
+			w.Header().Set("Retry-After", "1")
+			writeErr(w, http.StatusTooManyRequests, nodeapi.CodeTooManyPending, err.Error(), tx.ID().String())
 		case errors.Is(err, context.DeadlineExceeded):
 			writeErr(w, http.StatusGatewayTimeout, nodeapi.CodeTimeout, "not committed in time; query the transaction status before resubmitting", tx.ID().String())
 		default:
@@ -291,8 +297,12 @@ type rejection struct {
 
 func (r *rejection) Error() string { return "rejected: " + r.reason }
 
-// Submit proposes tx and waits until it is committed in a block or
-// rejected. A lost proposal (leader change) is re-proposed: the ledger
+// Submit submits tx and waits until it is committed in a block or
+// rejected. A payment is admitted before consensus by the leader's mempool
+// (submitPayment) and travels only inside its block; any other transaction
+// (governance, membership, readiness, abort and failure votes) is its own
+// raft entry, admitted by every node when it applies, then committed by a
+// block. A lost proposal (leader change) is re-proposed: the ledger
 // recognises the same transaction, so it is never applied twice.
 func (n *Node) Submit(ctx context.Context, tx *ledger.Tx) (*nodeapi.Receipt, error) {
 	if tx.ChainID != n.genesis.ChainID {
@@ -300,6 +310,13 @@ func (n *Node) Submit(ctx context.Context, tx *ledger.Tx) (*nodeapi.Receipt, err
 	}
 	if err := tx.VerifySignature(); err != nil {
 		return nil, &rejection{ledger.CodeBadSignature, err.Error()}
+	}
+	if tx.Kind == ledger.TxPayment {
+		p, code, reason := ledger.PrecheckPayment(n.genesis.ChainID, tx)
+		if code != "" {
+			return nil, &rejection{code, reason}
+		}
+		return n.submitPayment(ctx, tx, p)
 	}
 	id := tx.ID()
 	if st, ok, err := n.store.TxStatus(id); err == nil && ok && st.State == ledger.StateCommitted {
@@ -372,6 +389,14 @@ func (n *Node) handleTxStatus(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeErr(w, http.StatusInternalServerError, nodeapi.CodeInternal, err.Error(), id.String())
 		return
+	}
+	if !ok {
+		// Not on chain: a payment rejected at admission, or waiting in
+		// the leader's mempool, that this node remembers (in memory).
+		st, ok = n.recent.get(id)
+		if !ok && n.mempoolHas(id) {
+			st, ok = ledger.TxStatus{State: ledger.StatePending, Code: ledger.CodeOK}, true
+		}
 	}
 	if !ok {
 		writeErr(w, http.StatusNotFound, nodeapi.CodeNotFound, "unknown transaction "+id.String(), id.String())
@@ -506,7 +531,7 @@ func (n *Node) Status() nodeapi.Status {
 		return st
 	}
 	h, hash := store.Head()
-	st.Height, st.HeadHash, st.Pending = h, hash.String(), store.PoolSize()
+	st.Height, st.HeadHash, st.Pending = h, hash.String(), store.PoolSize()+n.mempoolSize()
 	st.Ingress, st.HaltHeight = n.ingress.state(), store.HaltHeight()
 	st.Leader, st.Term, st.AppliedIndex, st.SchemaVersion = r.Leader(), r.Term(), store.AppliedIndex(), store.Schema()
 	st.Halted = n.haltedAt(h)

@@ -23,7 +23,15 @@ func (n *Node) apply(index uint64, data []byte) error {
 		n.applied.broadcast()
 		return nil
 	}
+	// The mempool's admissions read the state and the waiting payments
+	// under its lock: a block's commit and the removal of its payments
+	// from the mempool are one step for them.
+	n.mempool.mu.Lock()
 	res, err := n.store.Apply(index, cmd)
+	if err == nil && res.Kind == ledger.CmdBlock && res.Accepted {
+		n.mempool.remove(res.TxIDs)
+	}
+	n.mempool.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("apply: %w", err)
 	}

@@ -66,6 +66,10 @@ type Node struct {
 	waiters  *waiters
 	ingress  *ingressState
 	producer *producer
+	// mempool holds the payments this node admitted while it leads
+	// (admission.go); recent remembers statuses of payments not on chain.
+	mempool *mempool
+	recent  *recentStatuses
 
 	startedAt time.Time
 	stopOnce  sync.Once
@@ -124,6 +128,7 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		faults:    opts.Faults,
 		startedAt: time.Now(),
 		stopReq:   make(chan struct{}),
+		recent:    newRecentStatuses(recentStatusSize),
 	}
 	n.setPhase(phaseStarting)
 	for {
@@ -248,7 +253,7 @@ func (n *Node) run(ctx context.Context, opts Options) error {
 	n.tr, err = consensus.NewTransport(consensus.TransportConfig{
 		ID: n.cfg.NodeID, Listen: n.cfg.PeerListen, Peers: n.peerAddrs(), Creds: n.creds, Verifier: n.peerVerifier,
 		NodeKey: keys.NodeKey, Authorize: n.authorizePeer, Keys: n.ledgerKeyForPeer, Status: n.peerStatus,
-		Source: n.snaps, Sink: n.snaps, Logger: n.log,
+		Source: n.snaps, Sink: n.snaps, Logger: n.log, Forwarded: n.forwarded,
 		Faults: func(point string) { n.faults.CrashPoint(point) },
 	})
 	if err != nil {
@@ -290,6 +295,7 @@ func (n *Node) run(ctx context.Context, opts Options) error {
 	h, hash := n.store.Head()
 	n.log.Info("ledger open", "height", h, "head", hash.String(), "schema", n.store.Schema(), "applied_index", n.store.AppliedIndex())
 
+	n.mempool = newMempool(n.store.Params().MaxPool, maxPendingPerAccount)
 	conf, err := n.raftConf()
 	if err != nil {
 		return err

@@ -72,6 +72,15 @@ func (p *producer) tick(ctx context.Context) error {
 	if !n.raft.IsLeader() {
 		p.inflight = 0
 		p.failures.Store(0)
+		// The mempool is the leader's: a follower's is empty. Payments
+		// that waited in it are lost with the leadership; their submitters
+		// hand them to the new leader (submitPayment).
+		n.mempool.mu.Lock()
+		lost := n.mempool.clear()
+		n.mempool.mu.Unlock()
+		if len(lost) > 0 {
+			n.log.Info("leadership lost: mempool payments dropped (their submitters re-submit them to the new leader)", "payments", len(lost))
+		}
 		return nil
 	}
 	if v := n.sync.current(); !v.serving() {
@@ -100,11 +109,17 @@ func (p *producer) tick(ctx context.Context) error {
 	// Empty blocks come at a slower pace, except on the way to a scheduled
 	// upgrade's activation height: ingress is closed then, and every block
 	// interval spent short of H is client downtime.
-	if n.store.PoolSize() == 0 && !upgrading && time.Since(p.lastBlock) < p.emptyEvery {
+	n.mempool.mu.Lock()
+	payments := n.mempool.candidates(n.store.Params().MaxBlockTxs)
+	n.mempool.mu.Unlock()
+	if n.store.PoolSize() == 0 && len(payments) == 0 && !upgrading && time.Since(p.lastBlock) < p.emptyEvery {
 		return nil
 	}
 	k := n.keys.Load()
-	blk, err := n.store.BuildBlock(n.cfg.NodeID, k.NodeKey, time.Now(), 0)
+	blk, dropped, err := n.store.BuildBlockWith(n.cfg.NodeID, k.NodeKey, time.Now(), 0, payments)
+	if len(dropped) > 0 {
+		p.drop(dropped)
+	}
 	if errors.Is(err, ledger.ErrHalted) {
 		return nil
 	}
@@ -126,6 +141,25 @@ func (p *producer) tick(ctx context.Context) error {
 	}
 	p.inflight, p.inflightAt, p.lastBlock = blk.Header.Height, time.Now(), time.Now()
 	return nil
+}
+
+// drop forgets mempool payments that are no longer valid on the state the
+// next block applies to (an earlier payment of the sender was dropped, a
+// governance transaction used the nonce, …) and tells their submitters.
+func (p *producer) drop(dropped []ledger.Dropped) {
+	n := p.n
+	ids := make([]ledger.Hash, len(dropped))
+	for i, d := range dropped {
+		ids[i] = d.ID
+	}
+	n.mempool.mu.Lock()
+	n.mempool.remove(ids)
+	n.mempool.mu.Unlock()
+	for _, d := range dropped {
+		n.recent.put(d.ID, ledger.TxStatus{State: ledger.StateRejected, Code: d.Code, Reason: d.Reason})
+		n.waiters.deliver(d.ID, txOutcome{code: d.Code, reason: d.Reason})
+	}
+	n.log.Debug("mempool payments dropped: no longer valid", "payments", len(dropped))
 }
 
 // applied is told the outcome of every block applied: a rejected block

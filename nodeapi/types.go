@@ -57,6 +57,14 @@ const (
 	// CodeTooLarge (HTTP 413) means the request body exceeded the node's
 	// bound.
 	CodeTooLarge = "too_large"
+	// CodePoolFull (HTTP 503) means the leader's mempool holds its bound
+	// of payments (the genesis max_pool); retry the same payment after
+	// Retry-After.
+	CodePoolFull = "pool_full"
+	// CodeTooManyPending (HTTP 429) means the sender already has the
+	// bound of payments waiting in the leader's mempool (64); retry the
+	// same payment once earlier ones are committed.
+	CodeTooManyPending = "too_many_pending"
 	// CodeForbidden (HTTP 403, remote admin API): the operator key may not
 	// make this request on this host (errors.Is remoteadmin.ErrForbidden).
 	CodeForbidden = remoteadmin.CodeForbidden
