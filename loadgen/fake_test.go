@@ -167,6 +167,14 @@ type fakeNode struct {
 	closed bool
 	// lag makes Head report a height this much behind the ledger's.
 	lag uint64
+	// emptyBlocks makes every Head read with no payment pending add an
+	// empty block, as a running chain does: Verify waits a few blocks
+	// before it takes a transaction unknown to the node as never committed.
+	emptyBlocks bool
+	// onHead, when set, is called (without the ledger's lock) on every
+	// Head read with the number of that read.
+	onHead func(read int)
+	heads  int
 	// accountReads counts Account calls.
 	accountReads int
 }
@@ -207,8 +215,15 @@ func (n *fakeNode) Head(context.Context) (*nodeapi.Head, error) {
 	if n.down {
 		return nil, transportErr
 	}
+	if n.onHead != nil {
+		n.heads++
+		n.onHead(n.heads)
+	}
 	n.l.mu.Lock()
 	defer n.l.mu.Unlock()
+	if n.emptyBlocks && (n.l.blocks == nil || len(n.l.pending) == 0) {
+		n.l.height++
+	}
 	return &nodeapi.Head{Height: n.l.height - min(n.lag, n.l.height), Hash: hex.EncodeToString(make([]byte, 32))}, nil
 }
 

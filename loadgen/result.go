@@ -166,18 +166,32 @@ func (r *Result) Verify(ctx context.Context, c Reader) error {
 	for _, a := range r.Acked {
 		counted[a.TxID] = true
 	}
+	var unknown []Payment
 	for _, p := range others {
 		if counted[p.TxID] {
 			continue
 		}
 		counted[p.TxID] = true
 		st, err := waitResolved(ctx, c, p.TxID)
-		if err != nil {
+		switch {
+		case errors.Is(err, errUnknownTx):
+			unknown = append(unknown, p)
+		case err != nil:
 			return fmt.Errorf("verify: unacknowledged tx %s (nonce %d from %s): %w", p.TxID, p.Nonce, short(p.From), err)
-		}
-		if st.Status == ledger.StateCommitted {
+		case st.Status == ledger.StateCommitted:
 			committed = append(committed, p)
 		}
+	}
+	// A payment unknown to the node read may still wait in the leader's
+	// mempool (payments are admitted before consensus and are not on
+	// chain until their block): it is counted as never committed only if
+	// it is still unknown once the chain has moved on unknownGraceBlocks.
+	if len(unknown) > 0 {
+		late, err := settleUnknown(ctx, c, unknown)
+		if err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		committed = append(committed, late...)
 	}
 	problems = append(problems, r.checkAccounts(ctx, c, committed)...)
 	if ctx.Err() != nil {
@@ -261,13 +275,46 @@ func waitHead(ctx context.Context, c Reader, height uint64) error {
 	}
 }
 
-// waitResolved returns a transaction's status once it is not pending; an
-// unknown transaction is reported as rejected (never admitted).
+// unknownGraceBlocks is how many blocks Verify waits before it takes a
+// transaction the node does not know as never committed: a payment in the
+// leader's mempool when it asked is in one of the next blocks.
+const unknownGraceBlocks = 3
+
+// errUnknownTx: the node read knows no such transaction (yet).
+var errUnknownTx = errors.New("unknown to the node")
+
+// settleUnknown waits until the chain has moved unknownGraceBlocks past
+// its current head and returns the payments of unknown that committed by
+// then; the others were never committed.
+func settleUnknown(ctx context.Context, c Reader, unknown []Payment) ([]Payment, error) {
+	h, err := c.Head(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("head: %w", err)
+	}
+	if err := waitHead(ctx, c, h.Height+unknownGraceBlocks); err != nil {
+		return nil, err
+	}
+	var committed []Payment
+	for _, p := range unknown {
+		st, err := waitResolved(ctx, c, p.TxID)
+		switch {
+		case errors.Is(err, errUnknownTx):
+		case err != nil:
+			return nil, fmt.Errorf("unacknowledged tx %s (nonce %d from %s): %w", p.TxID, p.Nonce, short(p.From), err)
+		case st.Status == ledger.StateCommitted:
+			committed = append(committed, p)
+		}
+	}
+	return committed, nil
+}
+
+// waitResolved returns a transaction's status once it is not pending, or
+// errUnknownTx when the node does not know it.
 func waitResolved(ctx context.Context, c Reader, id ledger.Hash) (*nodeapi.TxStatus, error) {
 	for {
 		st, err := c.TxStatus(ctx, id.String())
 		if nodeapi.IsCode(err, nodeapi.CodeNotFound) {
-			return &nodeapi.TxStatus{TxID: id.String(), Status: ledger.StateRejected, Reason: "unknown to the node"}, nil
+			return nil, errUnknownTx
 		}
 		if err == nil && st.Status != ledger.StatePending {
 			return st, nil

@@ -145,7 +145,7 @@ func TestRunRetriesTheSameTransaction(t *testing.T) {
 	if transport == 0 {
 		t.Errorf("no transport error counted: %v", res.Errors)
 	}
-	if err := res.Verify(ctx, &fakeNode{l: l}); err != nil {
+	if err := res.Verify(ctx, &fakeNode{l: l, emptyBlocks: true}); err != nil {
 		t.Fatal(err)
 	}
 	l.checkNoDoublePayment(t, true)
@@ -197,7 +197,7 @@ func TestRunCountsRejectionsAndRereadsTheNonce(t *testing.T) {
 		}
 	}
 	// The other client's payment breaks the accounting, and Verify says so.
-	err = res.Verify(ctx, &fakeNode{l: l})
+	err = res.Verify(ctx, &fakeNode{l: l, emptyBlocks: true})
 	if !errors.Is(err, ErrNonceMismatch) {
 		t.Fatalf("Verify = %v, want a nonce mismatch naming another client", err)
 	}
@@ -257,7 +257,7 @@ func TestVerifyRejectsTamperedState(t *testing.T) {
 			l.mu.Unlock()
 			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 			defer cancel()
-			err = res.Verify(ctx, &fakeNode{l: l})
+			err = res.Verify(ctx, &fakeNode{l: l, emptyBlocks: true})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Verify = %v, want an error containing %q", err, tt.want)
 			}
@@ -295,13 +295,13 @@ func TestVerifyCountsUnresolvedCommits(t *testing.T) {
 	if res.Acknowledged != 9 {
 		t.Errorf("acked %d, want 9", res.Acknowledged)
 	}
-	if err := res.Verify(ctx, &fakeNode{l: l}); err != nil {
+	if err := res.Verify(ctx, &fakeNode{l: l, emptyBlocks: true}); err != nil {
 		t.Fatalf("Verify must count committed unresolved payments: %v", err)
 	}
 	// Without them the accounting does not add up: the check is real.
 	partial := *res
 	partial.Unresolved = nil
-	if err := partial.Verify(ctx, &fakeNode{l: l}); err == nil {
+	if err := partial.Verify(ctx, &fakeNode{l: l, emptyBlocks: true}); err == nil {
 		t.Fatal("Verify ignored committed payments missing from the result")
 	}
 }
@@ -400,7 +400,7 @@ func TestRunStopsGracefully(t *testing.T) {
 	if refusals == 0 || res.ClosedForUpgrade == 0 {
 		t.Fatal("no payment in flight was refused after Stop: the test injected nothing")
 	}
-	if err := res.Verify(ctx, &fakeNode{l: l}); err != nil {
+	if err := res.Verify(ctx, &fakeNode{l: l, emptyBlocks: true}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -433,8 +433,69 @@ func TestRunStopLeavesUnresolvedAfterDrainTimeout(t *testing.T) {
 	if len(res.Unresolved) == 0 {
 		t.Fatalf("acked %d unresolved 0, want the refused payments unresolved", res.Acknowledged)
 	}
-	if err := res.Verify(ctx, &fakeNode{l: l}); err != nil {
+	if err := res.Verify(ctx, &fakeNode{l: l, emptyBlocks: true}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestVerifyCountsAPaymentCommittedAfterItWasUnknown: a payment left
+// unresolved is unknown to the node Verify reads when first asked (it
+// waits in the leader's mempool, not yet on chain) and commits in one of
+// the next blocks. Verify counts it: taking "unknown" as never committed
+// would report the sender's and recipient's balances as wrong.
+func TestVerifyCountsAPaymentCommittedAfterItWasUnknown(t *testing.T) {
+	l := newFakeLedger(testChain)
+	cfg := baseConfig(t, l)
+	cfg.Payments = 0
+	stop := make(chan struct{})
+	cfg.Stop = stop
+	cfg.DrainTimeout = 50 * time.Millisecond
+	var once sync.Once
+	var stopped atomic.Bool
+	l.before = func(call int, tx *ledger.Tx) error {
+		if call >= 30 {
+			once.Do(func() { stopped.Store(true); close(stop) })
+		}
+		if stopped.Load() {
+			return &nodeapi.Error{Code: nodeapi.CodeClosedForUpgrade, Message: "closed for upgrade: retry later (flag day)"}
+		}
+		return nil
+	}
+	ctx := testContext(t)
+	res, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Unresolved) == 0 {
+		t.Fatal("no unresolved payment")
+	}
+	late := res.Unresolved[0]
+	var lateTx *ledger.Tx
+	for _, k := range cfg.Accounts {
+		if addressOf(k) == late.From {
+			lateTx = ledger.NewPayment(testChain, k, late.To, late.Amount, late.Nonce)
+		}
+	}
+	if lateTx == nil || lateTx.ID() != late.TxID {
+		t.Fatalf("cannot re-sign the unresolved payment %+v", late)
+	}
+	var committedLate bool
+	node := &fakeNode{l: l, emptyBlocks: true}
+	node.onHead = func(read int) {
+		// Verify's first reads find the payment unknown; it commits while
+		// Verify waits for the next blocks.
+		if _, ok := l.txs[late.TxID]; !ok && read >= 2 && !committedLate {
+			if _, err := l.admitAndCommit(lateTx); err != nil {
+				t.Errorf("commit the late payment: %v", err)
+			}
+			committedLate = true
+		}
+	}
+	if err := res.Verify(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	if !committedLate {
+		t.Fatal("the late payment was never committed: the test did not exercise the grace")
 	}
 }
 
@@ -459,7 +520,7 @@ func TestRunStartsFromAnotherNodeWhenOneIsClosed(t *testing.T) {
 	if res.Acknowledged != 40 || res.ClosedForUpgrade == 0 || res.ClosedForUpgrade != res.Retries {
 		t.Fatalf("acked %d, closed for upgrade %d, retries %d: want 40 acks, every retry caused by the closed node", res.Acknowledged, res.ClosedForUpgrade, res.Retries)
 	}
-	if err := res.Verify(ctx, &fakeNode{l: l}); err != nil {
+	if err := res.Verify(ctx, &fakeNode{l: l, emptyBlocks: true}); err != nil {
 		t.Fatal(err)
 	}
 	l.checkNoDoublePayment(t, true)

@@ -411,12 +411,12 @@ func (n *Node) handleAccount(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, nodeapi.CodeBadRequest, "address: "+err.Error(), "")
 		return
 	}
-	a, err := n.store.Account(addr)
+	a, last, err := n.account(addr)
 	if err != nil {
 		writeErr(w, http.StatusInternalServerError, nodeapi.CodeInternal, err.Error(), "")
 		return
 	}
-	writeJSON(w, http.StatusOK, nodeapi.Account{Address: addr.String(), Balance: a.Balance, Nonce: a.Nonce + a.Pending})
+	writeJSON(w, http.StatusOK, nodeapi.Account{Address: addr.String(), Balance: a.Balance, Nonce: last})
 }
 
 func (n *Node) handleHead(w http.ResponseWriter, r *http.Request) {

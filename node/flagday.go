@@ -171,14 +171,14 @@ func (n *Node) handleTestPayments(w http.ResponseWriter, r *http.Request) {
 		}
 		to = append(to, cross)
 	}
-	acct, err := n.store.Account(self)
+	_, last, err := n.account(self)
 	if err != nil {
 		writeErr(w, http.StatusInternalServerError, nodeapi.CodeInternal, err.Error(), "")
 		return
 	}
 	var out nodeapi.TestPaymentsResponse
 	for i, addr := range to {
-		tx := ledger.NewPayment(n.genesis.ChainID, key, addr, 1, acct.Nonce+acct.Pending+uint64(i)+1)
+		tx := ledger.NewPayment(n.genesis.ChainID, key, addr, 1, last+uint64(i)+1)
 		rec, err := n.Submit(r.Context(), tx)
 		if err != nil {
 			writeErr(w, http.StatusServiceUnavailable, nodeapi.CodeUnavailable, fmt.Sprintf("test payment %d: %v", i+1, err), tx.ID().String())
@@ -219,6 +219,8 @@ func (n *Node) nodeKeyTx(kind ledger.TxKind, payload []byte) (*ledger.Tx, error)
 	if err != nil {
 		return nil, err
 	}
+	// Not n.account: a governance transaction enters the replicated pool
+	// at once, ahead of any payment waiting in a mempool.
 	return ledger.NewGovernanceTx(n.genesis.ChainID, kind, payload, acct.Nonce+acct.Pending+1, key)
 }
 

@@ -200,6 +200,14 @@ func (m *mempool) clear() []ledger.Hash {
 	return ids
 }
 
+// waiting returns how many of addr's payments wait; mu must be held.
+func (m *mempool) waiting(addr ledger.Address) int {
+	if a := m.accounts[addr]; a != nil {
+		return a.n
+	}
+	return 0
+}
+
 // size returns how many payments wait; mu must be held.
 func (m *mempool) size() int { return m.live }
 
@@ -223,4 +231,27 @@ func (n *Node) mempoolSize() int {
 	mp.mu.Lock()
 	defer mp.mu.Unlock()
 	return mp.size()
+}
+
+// account returns addr's account on this node's applied state and the last
+// nonce addr used as this node knows it: committed payments, payments in
+// the replicated pool and — while this node leads — payments waiting in its
+// mempool. The next transaction from addr uses the returned nonce + 1; a
+// follower cannot see the leader's mempool, and the leader's admission has
+// the last word.
+func (n *Node) account(addr ledger.Address) (ledger.Account, uint64, error) {
+	mp := n.mempool
+	if mp != nil {
+		mp.mu.Lock()
+		defer mp.mu.Unlock()
+	}
+	a, err := n.store.Account(addr)
+	if err != nil {
+		return ledger.Account{}, 0, err
+	}
+	last := a.Nonce + a.Pending
+	if mp != nil {
+		last += uint64(mp.waiting(addr))
+	}
+	return a, last, nil
 }

@@ -148,8 +148,19 @@ func TestMempoolOrderRemoveClear(t *testing.T) {
 			t.Fatalf("candidate %d out of admission order", i)
 		}
 	}
+	// Each of the five senders has 10 payments waiting (counted into the
+	// last nonce the account API reports); an unknown sender none.
+	if w := m.waiting(mpAddr(mpKey(40))); w != 10 {
+		t.Fatalf("sender 40: %d waiting, want 10", w)
+	}
+	if w := m.waiting(mpAddr(mpKey(7))); w != 0 {
+		t.Fatalf("unknown sender: %d waiting", w)
+	}
 	m.remove(ids[:30])
 	m.remove(ids[:5]) // already gone: ignored
+	if w := m.waiting(mpAddr(mpKey(40))); w != 4 {
+		t.Fatalf("sender 40 after removal: %d waiting, want 4", w)
+	}
 	if m.size() != 20 || len(m.queue) != 20 {
 		t.Fatalf("%d waiting, queue %d", m.size(), len(m.queue))
 	}
