@@ -83,6 +83,8 @@ type flagDay struct {
 	lastBlockedAt   time.Time
 	lastNetworkPoll time.Time
 	network         *decide.Network
+	// lastObs is the last observation, for the driver's next poll.
+	lastObs decide.Observation
 }
 
 func (a *Agent) newFlagDay() (*flagDay, error) {
@@ -133,6 +135,11 @@ func (f *flagDay) handle(w http.ResponseWriter, _ *http.Request) {
 // reports whether it acted (the driver then decides again at once).
 func (f *flagDay) step(ctx context.Context) (bool, error) {
 	o := f.observe(ctx)
+	defer func() {
+		f.mu.Lock()
+		f.lastObs = o
+		f.mu.Unlock()
+	}()
 	prev := f.get()
 	s, actions := decide.Decide(f.cfg, prev, o)
 	if s.Stage != prev.Stage || s.Version != prev.Version {
@@ -368,7 +375,8 @@ func (f *flagDay) testPayments(ctx context.Context, admin *nodeapi.AdminClient) 
 
 // runFlagDay drives the flag-day state machine until ctx ends.
 func (a *Agent) runFlagDay(ctx context.Context, f *flagDay) {
-	t := time.NewTicker(time.Duration(a.cfg.PollInterval))
+	base := time.Duration(a.cfg.PollInterval)
+	t := time.NewTimer(base)
 	defer t.Stop()
 	for {
 		acted, err := f.step(ctx)
@@ -378,6 +386,10 @@ func (a *Agent) runFlagDay(ctx context.Context, f *flagDay) {
 		if acted && ctx.Err() == nil {
 			continue // the next step follows at once (attest, pay, record readiness)
 		}
+		f.mu.Lock()
+		o := f.lastObs
+		f.mu.Unlock()
+		t.Reset(decide.NextPoll(f.get(), o, base))
 		select {
 		case <-ctx.Done():
 			return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/teeup/teeup/internal/wire"
@@ -170,7 +171,17 @@ func (n *Node) admitPayment(ctx context.Context, tx *ledger.Tx, id ledger.Hash, 
 // it waits it asks the leader again every few seconds: if leadership
 // moved, the old leader's mempool is gone and the new leader admits it
 // (the ledger never commits a payment twice: its nonce is used once).
-func (n *Node) submitPayment(ctx context.Context, tx *ledger.Tx, p ledger.Payment) (*nodeapi.Receipt, error) {
+//
+// admitted, if not nil, is called once when the leader has admitted the
+// payment (or found it committed): a payment with the sender's next nonce
+// may follow it then.
+func (n *Node) submitPayment(ctx context.Context, tx *ledger.Tx, p ledger.Payment, admitted func()) (*nodeapi.Receipt, error) {
+	var admittedOnce sync.Once
+	signal := func() {
+		if admitted != nil {
+			admittedOnce.Do(admitted)
+		}
+	}
 	id := tx.ID()
 	ch := n.waiters.add(id)
 	defer n.waiters.remove(id, ch)
@@ -182,6 +193,7 @@ func (n *Node) submitPayment(ctx context.Context, tx *ledger.Tx, p ledger.Paymen
 		return nil, false
 	}
 	if rec, ok := committed(); ok {
+		signal()
 		return rec, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(n.cfg.SubmitTimeout))
@@ -203,9 +215,11 @@ func (n *Node) submitPayment(ctx context.Context, tx *ledger.Tx, p ledger.Paymen
 		case a.status == admitNotLeader:
 			wait = 100 * time.Millisecond
 		case a.status == admitCommitted:
+			signal()
 			wait = time.Second
 		default:
 			n.recent.put(id, ledger.TxStatus{State: ledger.StatePending, Code: ledger.CodeOK})
+			signal()
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -232,4 +246,48 @@ func (n *Node) submitPayment(ctx context.Context, tx *ledger.Tx, p ledger.Paymen
 			return rec, nil
 		}
 	}
+}
+
+// submitInOrder submits payments of one sender with consecutive nonces,
+// each sent once the leader admitted the one before (the mempool takes a
+// sender's nonces in order), and waits until every one committed: they
+// may share a block instead of taking one block each.
+func (n *Node) submitInOrder(ctx context.Context, txs []*ledger.Tx) ([]*nodeapi.Receipt, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		rec *nodeapi.Receipt
+		err error
+	}
+	results := make([]chan result, len(txs))
+	for i, tx := range txs {
+		results[i] = make(chan result, 1)
+		if tx.ChainID != n.genesis.ChainID {
+			return nil, fmt.Errorf("payment %d: %w", i+1, &rejection{ledger.CodeWrongChain, "wrong chain id"})
+		}
+		p, code, reason := ledger.PrecheckPayment(n.genesis.ChainID, tx)
+		if code != "" {
+			return nil, fmt.Errorf("payment %d: %w", i+1, &rejection{code, reason})
+		}
+		admitted := make(chan struct{})
+		go func() {
+			rec, err := n.submitPayment(ctx, tx, p, func() { close(admitted) })
+			results[i] <- result{rec, err}
+		}()
+		select {
+		case <-admitted:
+		case r := <-results[i]:
+			results[i] <- r // read again below
+		case <-ctx.Done():
+		}
+	}
+	recs := make([]*nodeapi.Receipt, len(txs))
+	for i := range txs {
+		r := <-results[i]
+		if r.err != nil {
+			return nil, fmt.Errorf("payment %d: %w", i+1, r.err)
+		}
+		recs[i] = r.rec
+	}
+	return recs, nil
 }

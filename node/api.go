@@ -316,7 +316,7 @@ func (n *Node) Submit(ctx context.Context, tx *ledger.Tx) (*nodeapi.Receipt, err
 		if code != "" {
 			return nil, &rejection{code, reason}
 		}
-		return n.submitPayment(ctx, tx, p)
+		return n.submitPayment(ctx, tx, p, nil)
 	}
 	id := tx.ID()
 	if st, ok, err := n.store.TxStatus(id); err == nil && ok && st.State == ledger.StateCommitted {

@@ -176,14 +176,19 @@ func (n *Node) handleTestPayments(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusInternalServerError, nodeapi.CodeInternal, err.Error(), "")
 		return
 	}
-	var out nodeapi.TestPaymentsResponse
+	txs := make([]*ledger.Tx, len(to))
 	for i, addr := range to {
-		tx := ledger.NewPayment(n.genesis.ChainID, key, addr, 1, last+uint64(i)+1)
-		rec, err := n.Submit(r.Context(), tx)
-		if err != nil {
-			writeErr(w, http.StatusServiceUnavailable, nodeapi.CodeUnavailable, fmt.Sprintf("test payment %d: %v", i+1, err), tx.ID().String())
-			return
-		}
+		txs[i] = ledger.NewPayment(n.genesis.ChainID, key, addr, 1, last+uint64(i)+1)
+	}
+	// The cross payment follows the self payment as soon as the leader
+	// admitted it: both may commit in one block.
+	recs, err := n.submitInOrder(r.Context(), txs)
+	if err != nil {
+		writeErr(w, http.StatusServiceUnavailable, nodeapi.CodeUnavailable, "test "+err.Error(), "")
+		return
+	}
+	var out nodeapi.TestPaymentsResponse
+	for _, rec := range recs {
 		out.Receipts = append(out.Receipts, *rec)
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -66,7 +66,10 @@ type Config struct {
 	// AllowDebugPeers accepts debug enclaves as peers and agents (development only).
 	AllowDebugPeers bool `json:"allow_debug_peers,omitempty"`
 	// IngressCloseBlocks is how many blocks before a scheduled upgrade's
-	// activation height client ingress closes (default 5).
+	// activation height client ingress closes (default 2: payments are
+	// admitted into the leader's mempool and the next block carries them,
+	// so one block drains it and the second is a margin for payments
+	// forwarded while ingress closes).
 	IngressCloseBlocks uint64 `json:"ingress_close_blocks,omitempty"`
 	// SubmitTimeout bounds how long a client waits for its payment to be
 	// committed (default 15s).
@@ -159,7 +162,7 @@ func (c Config) WithDefaults() Config {
 		c.HandoverSocket = layout.Node(c.DataDir).HandoverSocket()
 	}
 	if c.IngressCloseBlocks == 0 {
-		c.IngressCloseBlocks = 5
+		c.IngressCloseBlocks = 2
 	}
 	if c.SubmitTimeout == 0 {
 		c.SubmitTimeout = Duration(15 * time.Second)

@@ -22,7 +22,7 @@ func TestLoad(t *testing.T) {
 		t.Fatalf("config = %+v", c)
 	}
 	d := c.WithDefaults()
-	if d.AdminSocket != "/abs/data/admin.sock" || d.IngressCloseBlocks != 5 || d.LogLevel != "info" {
+	if d.AdminSocket != "/abs/data/admin.sock" || d.IngressCloseBlocks != 2 || d.LogLevel != "info" {
 		t.Fatalf("defaults = %+v", d)
 	}
 }

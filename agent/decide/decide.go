@@ -476,3 +476,30 @@ func Apply(s State, r Result) State {
 	}
 	return s
 }
+
+// FastPoll is the driver's poll interval while a moment that makes client
+// downtime is near (see NextPoll).
+const FastPoll = 25 * time.Millisecond
+
+// nearBlocks is how many blocks short of the activation height the driver
+// starts polling at FastPoll: client ingress is already closed then, and
+// the handover starts when the node halts at H.
+const nearBlocks = 3
+
+// NextPoll returns how long the driver waits before it observes again,
+// given the state Decide returned and what it observed: FastPoll while
+// this host's node is within nearBlocks of the activation height and has
+// not halted there yet (the handover starts the moment it has), and while
+// the new node's readiness is submitted and the chain's ready block is
+// awaited (the host serves clients once it sees it); base otherwise.
+func NextPoll(s State, o Observation, base time.Duration) time.Duration {
+	switch {
+	case s.Version == "" || base <= FastPoll:
+		return base
+	case s.Stage == StageWatching && !s.Late && o.NodeHeight+nearBlocks >= s.ActivationHeight:
+		return FastPoll
+	case s.Stage == StageProving && s.ReadinessSigned:
+		return FastPoll
+	}
+	return base
+}

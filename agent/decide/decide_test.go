@@ -379,3 +379,39 @@ func TestReadyBeforeOwnRecord(t *testing.T) {
 		t.Fatalf("stage %s after signing readiness on a ready chain", s.Stage)
 	}
 }
+
+// TestNextPoll: the driver polls fast only near the moments that make
+// client downtime — its node a few blocks short of H, and readiness
+// submitted while the ready block is awaited.
+func TestNextPoll(t *testing.T) {
+	base := 500 * time.Millisecond
+	tracking := func(stage Stage) State { return State{Version: "2.0.0", ActivationHeight: 100, Stage: stage} }
+	late := tracking(StageWatching)
+	late.Late = true
+	signed := tracking(StageProving)
+	signed.ReadinessSigned = true
+	for _, c := range []struct {
+		name string
+		s    State
+		o    Observation
+		base time.Duration
+		want time.Duration
+	}{
+		{"no schedule tracked", State{}, Observation{NodeHeight: 99}, base, base},
+		{"far from H", tracking(StageWatching), Observation{NodeHeight: 96}, base, base},
+		{"3 blocks short of H", tracking(StageWatching), Observation{NodeHeight: 97}, base, FastPoll},
+		{"one block short of H", tracking(StageWatching), Observation{NodeHeight: 99}, base, FastPoll},
+		{"at H, not yet seen halted", tracking(StageWatching), Observation{NodeHeight: 100}, base, FastPoll},
+		{"late handover (network moved on)", late, Observation{NodeHeight: 100}, base, base},
+		{"handing over (the upgrade itself waits)", tracking(StageHandingOver), Observation{NodeHeight: 100}, base, base},
+		{"proving, readiness not yet signed", tracking(StageProving), Observation{NodeHeight: 101}, base, base},
+		{"readiness submitted, awaiting ready", signed, Observation{NodeHeight: 101}, base, FastPoll},
+		{"ready: live period", tracking(StageReady), Observation{NodeHeight: 110}, base, base},
+		{"old release again", tracking(StageOld), Observation{NodeHeight: 100}, base, base},
+		{"base already faster", tracking(StageWatching), Observation{NodeHeight: 99}, 10 * time.Millisecond, 10 * time.Millisecond},
+	} {
+		if got := NextPoll(c.s, c.o, c.base); got != c.want {
+			t.Errorf("%s: NextPoll = %s, want %s", c.name, got, c.want)
+		}
+	}
+}
