@@ -34,6 +34,16 @@ func PrecheckPayment(chainID string, t *Tx) (Payment, Code, string) {
 	return p, "", ""
 }
 
+// PrecheckPaymentInto is PrecheckPayment that records a payment whose
+// signature verified in verified (see VerifiedSigs).
+func PrecheckPaymentInto(chainID string, t *Tx, verified *VerifiedSigs) (Payment, Code, string) {
+	p, code, reason := PrecheckPayment(chainID, t)
+	if code == "" {
+		verified.Add(t.ID())
+	}
+	return p, code, reason
+}
+
 func quote(s string) string {
 	if len(s) > 64 {
 		s = s[:64] + "…"

@@ -418,16 +418,21 @@ func (a *applier) checkBlock(blk *Block) (verdict, []poolEntry, []*Tx, []bool, e
 		k++
 	}
 	direct := txs[k:]
-	return verdict{}, entries[:k], direct, verifyAll(direct), nil
+	return verdict{}, entries[:k], direct, verifyAll(direct, a.s.verified), nil
 }
 
-// verifyAll verifies the signatures of txs, in parallel.
-func verifyAll(txs []*Tx) []bool {
+// verifyAll verifies the signatures of txs, in parallel; those whose ids
+// are in verified (this process verified exactly these bytes before) are
+// not verified again.
+func verifyAll(txs []*Tx, verified *VerifiedSigs) []bool {
 	ok := make([]bool, len(txs))
+	check := func(i int) {
+		ok[i] = (verified != nil && verified.Has(txs[i].ID())) || txs[i].VerifySignature() == nil
+	}
 	workers := min(runtime.GOMAXPROCS(0), len(txs))
 	if workers <= 1 {
-		for i, t := range txs {
-			ok[i] = t.VerifySignature() == nil
+		for i := range txs {
+			check(i)
 		}
 		return ok
 	}
@@ -437,7 +442,7 @@ func verifyAll(txs []*Tx) []bool {
 		go func() {
 			defer wg.Done()
 			for i := w; i < len(txs); i += workers {
-				ok[i] = txs[i].VerifySignature() == nil
+				check(i)
 			}
 		}()
 	}

@@ -32,6 +32,10 @@ type Options struct {
 	TargetSchema int
 	// Logger receives the ledger's and Pebble's logs; nil discards them.
 	Logger *slog.Logger
+	// Verified, if set, holds ids of transactions whose signatures this
+	// process verified (at admission); a block's apply does not verify
+	// them again.
+	Verified *VerifiedSigs
 
 	// fs replaces the real file system in tests (crash simulation).
 	fs vfs.FS
@@ -50,6 +54,7 @@ type Store struct {
 	self        tee.Measurement
 	schema      int
 	log         *slog.Logger
+	verified    *VerifiedSigs
 
 	// rest seals the records that reveal users or amounts; nil below
 	// schemaAtRest (see atrest.go). restLocked says that the schema
@@ -125,6 +130,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		rest:        rest,
 		self:        opts.SelfMeasurement,
 		log:         log,
+		verified:    opts.Verified,
 	}
 	if err := s.load(target, newest); err != nil {
 		if cerr := db.Close(); cerr != nil {

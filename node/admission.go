@@ -23,6 +23,11 @@ import (
 // node re-checks each one when the block applies. The receiving node
 // answers "committed" only once it applied the block itself.
 
+// verifiedSigsSize bounds the ids of payments whose signatures this node
+// verified at admission and need not verify again when their block
+// applies (ledger.VerifiedSigs): about two full mempools.
+const verifiedSigsSize = 1 << 14
+
 // forwardTimeout bounds one forwarded admission.
 const forwardTimeout = 5 * time.Second
 
@@ -265,7 +270,7 @@ func (n *Node) submitInOrder(ctx context.Context, txs []*ledger.Tx) ([]*nodeapi.
 		if tx.ChainID != n.genesis.ChainID {
 			return nil, fmt.Errorf("payment %d: %w", i+1, &rejection{ledger.CodeWrongChain, "wrong chain id"})
 		}
-		p, code, reason := ledger.PrecheckPayment(n.genesis.ChainID, tx)
+		p, code, reason := ledger.PrecheckPaymentInto(n.genesis.ChainID, tx, n.verified)
 		if code != "" {
 			return nil, fmt.Errorf("payment %d: %w", i+1, &rejection{code, reason})
 		}

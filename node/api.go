@@ -308,15 +308,17 @@ func (n *Node) Submit(ctx context.Context, tx *ledger.Tx) (*nodeapi.Receipt, err
 	if tx.ChainID != n.genesis.ChainID {
 		return nil, &rejection{ledger.CodeWrongChain, fmt.Sprintf("wrong chain id %q, this is %q", tx.ChainID, n.genesis.ChainID)}
 	}
-	if err := tx.VerifySignature(); err != nil {
-		return nil, &rejection{ledger.CodeBadSignature, err.Error()}
-	}
 	if tx.Kind == ledger.TxPayment {
-		p, code, reason := ledger.PrecheckPayment(n.genesis.ChainID, tx)
+		// PrecheckPayment verifies the signature (once: its block's apply
+		// here skips it, n.verified).
+		p, code, reason := ledger.PrecheckPaymentInto(n.genesis.ChainID, tx, n.verified)
 		if code != "" {
 			return nil, &rejection{code, reason}
 		}
 		return n.submitPayment(ctx, tx, p, nil)
+	}
+	if err := tx.VerifySignature(); err != nil {
+		return nil, &rejection{ledger.CodeBadSignature, err.Error()}
 	}
 	id := tx.ID()
 	if st, ok, err := n.store.TxStatus(id); err == nil && ok && st.State == ledger.StateCommitted {

@@ -70,6 +70,9 @@ type Node struct {
 	// (admission.go); recent remembers statuses of payments not on chain.
 	mempool *mempool
 	recent  *recentStatuses
+	// verified holds ids of payments whose signatures this node verified
+	// when a client submitted them: their block's apply skips them.
+	verified *ledger.VerifiedSigs
 
 	startedAt time.Time
 	stopOnce  sync.Once
@@ -129,6 +132,7 @@ func Run(ctx context.Context, cfg Config, opts Options) error {
 		startedAt: time.Now(),
 		stopReq:   make(chan struct{}),
 		recent:    newRecentStatuses(recentStatusSize),
+		verified:  ledger.NewVerifiedSigs(verifiedSigsSize),
 	}
 	n.setPhase(phaseStarting)
 	for {
@@ -284,7 +288,7 @@ func (n *Node) run(ctx context.Context, opts Options) error {
 	}
 	n.store, err = ledger.Open(layout.Node(n.cfg.DataDir).Ledger(), ledger.Options{
 		Genesis: g, LedgerKey: keys.LedgerKey, SelfMeasurement: n.identity.UniqueID,
-		TargetSchema: TargetSchema(), Logger: n.log,
+		TargetSchema: TargetSchema(), Logger: n.log, Verified: n.verified,
 	})
 	if err != nil {
 		return fmt.Errorf("open ledger: %w", err)
