@@ -112,6 +112,9 @@ type MigrateOptions struct {
 
 	// fs replaces the real file system in tests.
 	fs vfs.FS
+	// scrubbing, if set, is called in tests before the scrub of obsolete
+	// logs and manifests starts.
+	scrubbing func()
 }
 
 // MigrationStep is one migration of a plan, and whether it was applied.
@@ -166,6 +169,9 @@ func Migrate(ctx context.Context, dir string, opts MigrateOptions) (from, to int
 	scrubbed := false
 	defer func() {
 		if scrubbed && err == nil {
+			if opts.scrubbing != nil {
+				opts.scrubbing()
+			}
 			err = dropObsoleteLogs(dir, pebbleOptions(opts.fs, base, true))
 		}
 	}()
