@@ -140,6 +140,18 @@ func refusePeer(reason error, format string, args ...any) error {
 func (e *peerRefusal) Error() string   { return consensus.ErrNotAuthorized.Error() + ": " + e.msg }
 func (e *peerRefusal) Unwrap() []error { return []error{consensus.ErrNotAuthorized, e.reason} }
 
+// RefusalCode is the reason's code, logged by the transport with the
+// refusal.
+func (e *peerRefusal) RefusalCode() string { return refusalCodes[e.reason] }
+
+// refusalCodes are the refusal reasons' log codes.
+var refusalCodes = map[error]string{
+	errPeerNotMember:   "not_member",
+	errPeerRemoved:     "removed",
+	errPeerKeyMismatch: "key_mismatch",
+	errPeerKeyTaken:    "key_taken",
+}
+
 // peerFacts are what the chain says about a peer claiming node id with
 // identity key key.
 type peerFacts struct {
