@@ -123,6 +123,31 @@ func (p Purpose) String() string {
 // but is not (or no longer) allowed to act as the node it claims to be.
 var ErrNotAuthorized = errors.New("peer not authorised")
 
+// RefusalCode is the typed reason of a refusal, logged as the "code"
+// attribute of refusals: an error in err's chain with a RefusalCode method
+// names it (the node's authorizer: "not_member", "removed", ...); a peer
+// outside the transport's peers is CodeNotPeer; otherwise "".
+func RefusalCode(err error) string {
+	var c interface{ RefusalCode() string }
+	if errors.As(err, &c) {
+		return c.RefusalCode()
+	}
+	return ""
+}
+
+// CodeNotPeer is the refusal code of a node that is not one of the
+// transport's peers (not, or no longer, an active member).
+const CodeNotPeer = "not_peer"
+
+// notPeerError is the transport's refusal of a node outside its peers.
+type notPeerError struct{ id uint64 }
+
+func (e notPeerError) Error() string {
+	return fmt.Sprintf("%s: node %d is not a member", ErrNotAuthorized, e.id)
+}
+func (e notPeerError) Unwrap() error       { return ErrNotAuthorized }
+func (e notPeerError) RefusalCode() string { return CodeNotPeer }
+
 // ErrRefused is wrapped by errors of a dial that the listener refused.
 var ErrRefused = errors.New("refused by the peer")
 
@@ -431,7 +456,7 @@ func (t *Transport) Reauthorize() {
 	t.mu.Unlock()
 	for _, ch := range checks {
 		if err := t.authorize(ch.a.id, ch.a.key, ch.a.purpose); err != nil {
-			t.log.Warn("dropping a peer connection no longer authorised", "id", ch.a.id, "purpose", ch.a.purpose.String(), "err", err)
+			t.log.Warn("dropping a peer connection no longer authorised", "id", ch.a.id, "purpose", ch.a.purpose.String(), "code", RefusalCode(err), "err", err)
 			ch.c.Close()
 		}
 	}
@@ -525,7 +550,7 @@ func (t *Transport) authorize(id uint64, key ed25519.PublicKey, purpose Purpose)
 		return fmt.Errorf("%w: node %d is this node", ErrNotAuthorized, id)
 	}
 	if purpose != PurposeAnswer && purpose != PurposeLedgerKey && !t.isPeer(id) {
-		return fmt.Errorf("%w: node %d is not a member", ErrNotAuthorized, id)
+		return notPeerError{id}
 	}
 	if t.cfg.Authorize == nil {
 		return nil
@@ -608,7 +633,7 @@ func (t *Transport) serveConn(ctx context.Context, raw net.Conn) {
 	}
 	from := h.NodeID
 	if err := t.authorize(from, h.Key, h.Purpose); err != nil {
-		t.log.Warn("refused peer", "id", from, "purpose", h.Purpose.String(), "remote", raw.RemoteAddr().String(), "err", err)
+		t.log.Warn("refused peer", "id", from, "purpose", h.Purpose.String(), "remote", raw.RemoteAddr().String(), "code", RefusalCode(err), "err", err)
 		_ = writeFrame(tc, frameRefused, []byte(err.Error()))
 		return
 	}

@@ -195,24 +195,8 @@ func (n *Node) clientMux() http.Handler {
 	mux := http.NewServeMux()
 	gate := func(h http.HandlerFunc) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
-			if !n.ingress.isOpen() {
-				msg := "closed for upgrade: this network is not accepting client requests right now; retry later"
-				if reason := n.ingress.reason(); reason != "" {
-					msg += " (" + reason + ")"
-				}
-				w.Header().Set("Retry-After", "5")
-				writeErr(w, http.StatusServiceUnavailable, nodeapi.CodeClosedForUpgrade, msg, "")
-				return
-			}
-			if v := n.sync.current(); !v.serving() {
-				// A node that is behind or diverged would serve stale or
-				// wrong state: send the client to another node.
-				code := nodeapi.CodeCatchingUp
-				if v.State == nodeapi.SyncDiverged {
-					code = nodeapi.CodeDiverged
-				}
-				w.Header().Set("Retry-After", "2")
-				writeErr(w, http.StatusServiceUnavailable, code, v.Reason, "")
+			if ref := clientGate(n.ingress.isOpen(), n.ingress.reason, n.sync.current); ref != nil {
+				ref.write(w)
 				return
 			}
 			h(w, r)
@@ -226,6 +210,43 @@ func (n *Node) clientMux() http.Handler {
 	n.registerGovernanceHandlers(mux)                           // governance is public: the agent and clients read approved releases even while ingress is closed
 	mux.HandleFunc("GET "+nodeapi.PathFlagDay, n.handleFlagDay) // so are readiness records: agents of hosts that missed the flag day ask peers
 	return mux
+}
+
+// ingressRefusal is the client API's answer to a request it does not
+// serve.
+type ingressRefusal struct {
+	status     int
+	code       string // nodeapi.Code*
+	message    string
+	retryAfter string // seconds
+}
+
+func (r *ingressRefusal) write(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", r.retryAfter)
+	writeErr(w, r.status, r.code, r.message, "")
+}
+
+// clientGate decides whether the client API serves a payment or query: not
+// while ingress is closed (closedReason says why), and not while the node
+// is not current (sync is its view, read only when ingress is open): a
+// node that is behind or diverged would serve stale or wrong state, so
+// the client is sent to another node. nil means serve.
+func clientGate(open bool, closedReason func() string, sync func() syncView) *ingressRefusal {
+	if !open {
+		msg := "closed for upgrade: this network is not accepting client requests right now; retry later"
+		if reason := closedReason(); reason != "" {
+			msg += " (" + reason + ")"
+		}
+		return &ingressRefusal{http.StatusServiceUnavailable, nodeapi.CodeClosedForUpgrade, msg, "5"}
+	}
+	if v := sync(); !v.serving() {
+		code := nodeapi.CodeCatchingUp
+		if v.State == nodeapi.SyncDiverged {
+			code = nodeapi.CodeDiverged
+		}
+		return &ingressRefusal{http.StatusServiceUnavailable, code, v.Reason, "2"}
+	}
+	return nil
 }
 
 // adminMux serves the admin API on the unix socket.

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -151,5 +152,116 @@ func TestClientLimitsConfig(t *testing.T) {
 				t.Fatalf("Validate = %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestClientGate: the client API's answer to a payment or query by the
+// node's ingress and sync state — 503 with a typed code (closed for an
+// upgrade, catching up, diverged), the reason as the message — or nil
+// (serve) for a current node with ingress open.
+func TestClientGate(t *testing.T) {
+	current := classifySync(nodeapi.Sync{NetworkHeight: 10, CommitIndex: 20}, syncFacts{height: 10, applied: 20, leader: 1})
+	behind := classifySync(nodeapi.Sync{NetworkHeight: 10, CommitIndex: 20}, syncFacts{height: 4, applied: 20, leader: 1})
+	diverged := classifySync(nodeapi.Sync{NetworkHeight: 10, CommitIndex: 20}, syncFacts{height: 10, applied: 20, leader: 1, divergedAt: 7, divergedBy: 2})
+	removed := classifySync(nodeapi.Sync{NetworkHeight: 10, CommitIndex: 20}, syncFacts{height: 10, applied: 20, leader: 1, removedAt: 9})
+	for _, tc := range []struct {
+		name    string
+		open    bool
+		v       nodeapi.Sync
+		serve   bool
+		code    string
+		message string
+	}{
+		{"current, ingress open", true, current, true, "", ""},
+		{"catching up", true, behind, false, nodeapi.CodeCatchingUp, "node is catching up: height 4 of 10"},
+		{"diverged", true, diverged, false, nodeapi.CodeDiverged, diverged.Reason},
+		{"removed", true, removed, false, nodeapi.CodeCatchingUp, "this node was removed from the network at height 9"},
+		{"ingress closed", false, current, false, nodeapi.CodeClosedForUpgrade,
+			"closed for upgrade: this network is not accepting client requests right now; retry later (upgrade to 2.0.0)"},
+		{"ingress closed while catching up", false, behind, false, nodeapi.CodeClosedForUpgrade,
+			"closed for upgrade: this network is not accepting client requests right now; retry later (upgrade to 2.0.0)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			syncRead := false
+			ref := clientGate(tc.open, func() string { return "upgrade to 2.0.0" }, func() syncView { syncRead = true; return syncView{tc.v} })
+			if !tc.open && syncRead {
+				t.Error("the sync view was read with ingress closed")
+			}
+			if tc.serve {
+				if ref != nil {
+					t.Fatalf("refused a current node's request: %+v", ref)
+				}
+				return
+			}
+			if ref == nil {
+				t.Fatal("served")
+			}
+			w := httptest.NewRecorder()
+			ref.write(w)
+			assertAPIError(t, w.Result(), http.StatusServiceUnavailable, tc.code, tc.message)
+		})
+	}
+}
+
+// TestClientMuxRefusesWhileNotCurrent sends requests to the client mux of
+// a node that is catching up, then diverged: payments, transaction and
+// account queries get 503 with the sync state's code; block reads are
+// served.
+func TestClientMuxRefusesWhileNotCurrent(t *testing.T) {
+	self := nodeMR("1.0.0")
+	l := openGovLedger(t, self)
+	n := testNode(t, l, self)
+	n.sync = newSyncTracker(n)
+	setView := func(v nodeapi.Sync) {
+		n.sync.mu.Lock()
+		defer n.sync.mu.Unlock()
+		// A view computed "in the future" stays fresh: current() returns it
+		// without recomputing it from raft (which this node has not).
+		n.sync.view, n.sync.at = syncView{v}, time.Now().Add(time.Hour)
+	}
+	mux := n.clientMux()
+	for _, tc := range []struct {
+		name string
+		v    nodeapi.Sync
+		code string
+	}{
+		{"catching up", classifySync(nodeapi.Sync{NetworkHeight: 30}, syncFacts{height: 12, leader: 1}), nodeapi.CodeCatchingUp},
+		{"diverged", classifySync(nodeapi.Sync{NetworkHeight: 12}, syncFacts{height: 12, leader: 1, divergedAt: 11, divergedBy: 3}), nodeapi.CodeDiverged},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			setView(tc.v)
+			for _, req := range []*http.Request{
+				httptest.NewRequest(http.MethodPost, nodeapi.PathTx, strings.NewReader(`{"tx":"00"}`)),
+				httptest.NewRequest(http.MethodGet, nodeapi.PathTx+"/00", nil),
+				httptest.NewRequest(http.MethodGet, nodeapi.PathAccounts+"/00", nil),
+			} {
+				w := httptest.NewRecorder()
+				mux.ServeHTTP(w, req)
+				assertAPIError(t, w.Result(), http.StatusServiceUnavailable, tc.code, tc.v.Reason)
+				if got := w.Result().Header.Get("Retry-After"); got != "2" {
+					t.Errorf("%s %s: Retry-After %q", req.Method, req.URL.Path, got)
+				}
+			}
+			w := httptest.NewRecorder()
+			mux.ServeHTTP(w, httptest.NewRequest(http.MethodGet, nodeapi.PathHead, nil))
+			if w.Code != http.StatusOK {
+				t.Fatalf("head while %s: %d %s", tc.name, w.Code, w.Body)
+			}
+		})
+	}
+}
+
+func assertAPIError(t *testing.T, resp *http.Response, status int, code, message string) {
+	t.Helper()
+	defer resp.Body.Close()
+	var e nodeapi.Error
+	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
+		t.Fatalf("%d: body: %v", resp.StatusCode, err)
+	}
+	if resp.StatusCode != status || e.Code != code {
+		t.Fatalf("answer %d %q (%s), want %d %q", resp.StatusCode, e.Code, e.Message, status, code)
+	}
+	if message != "" && e.Message != message {
+		t.Fatalf("message %q, want %q", e.Message, message)
 	}
 }

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -70,39 +71,117 @@ func (n *Node) peerAddrs() map[uint64]string {
 // This is what stops a node that lost its keys, or any enclave of the
 // same MRENCLAVE claiming another operator's node id, from joining with an
 // identity its operator did not register; and a node whose key was
-// replaced from rejoining with the old one.
+// replaced from rejoining with the old one. The ledger key is served only
+// to peers it authorizes (PurposeLedgerKey), so a joining node gets it
+// once it is a member on chain. Refusals are peerRefusals (memberDecision).
 func (n *Node) authorizePeer(id uint64, key ed25519.PublicKey, purpose consensus.Purpose) error {
-	if !n.isMember(id) {
-		return fmt.Errorf("%w: node %d is not a member of %s", consensus.ErrNotAuthorized, id, n.genesis.ChainID)
-	}
 	st := n.storeRef.Load()
 	if st == nil {
 		// This node has no ledger open yet (it is fetching the ledger key):
 		// it can check nothing but attestation and the id.
+		if _, ok := n.genesis.Node(id); !ok {
+			return refusePeer(errPeerNotMember, "node %d is not a member of %s", id, n.genesis.ChainID)
+		}
 		return nil
 	}
 	addr, err := ledger.AddressOf(key)
 	if err != nil {
 		return fmt.Errorf("%w: %v", consensus.ErrNotAuthorized, err)
 	}
-	rec, ok, err := st.Node(id)
+	m, isMember, err := st.Member(id)
+	if err != nil {
+		return fmt.Errorf("%w: read member %d: %v", consensus.ErrNotAuthorized, id, err)
+	}
+	rec, registered, err := st.Node(id)
 	if err != nil {
 		return fmt.Errorf("%w: read node %d: %v", consensus.ErrNotAuthorized, id, err)
 	}
-	if ok {
-		if rec.Key != addr {
-			return fmt.Errorf("%w: node %d's registered identity key is %s, this peer presents %s "+
-				"(a node that lost its keys must be re-keyed by its operator: teeup member rekey)", consensus.ErrNotAuthorized, id, rec.Key, addr)
+	var nodes []ledger.NodeRecord
+	if isMember && m.Active() && !registered {
+		if nodes, err = st.Nodes(); err != nil {
+			return fmt.Errorf("%w: read nodes: %v", consensus.ErrNotAuthorized, err)
 		}
+	}
+	in := peerFacts{chain: n.genesis.ChainID, id: id, key: addr, nodes: nodes}
+	if isMember {
+		in.member = &m
+	}
+	if registered {
+		in.registered = &rec
+	}
+	return memberDecision(in)
+}
+
+// Typed reasons of a peer's refusal (errors.Is on authorizePeer's error,
+// which also wraps consensus.ErrNotAuthorized).
+var (
+	// errPeerNotMember: the id is not (yet) a member on chain.
+	errPeerNotMember = errors.New("not a member")
+	// errPeerRemoved: the member was removed by governance.
+	errPeerRemoved = errors.New("removed from the network")
+	// errPeerKeyMismatch: another identity key is registered for the id
+	// (its operator re-keyed it; or an impostor).
+	errPeerKeyMismatch = errors.New("not the registered identity key")
+	// errPeerKeyTaken: the key is registered for another node.
+	errPeerKeyTaken = errors.New("identity key registered for another node")
+)
+
+// peerRefusal is a refusal of a peer by authorizePeer: its message, its
+// typed reason and consensus.ErrNotAuthorized.
+type peerRefusal struct {
+	reason error
+	msg    string
+}
+
+func refusePeer(reason error, format string, args ...any) error {
+	return &peerRefusal{reason: reason, msg: fmt.Sprintf(format, args...)}
+}
+
+func (e *peerRefusal) Error() string   { return consensus.ErrNotAuthorized.Error() + ": " + e.msg }
+func (e *peerRefusal) Unwrap() []error { return []error{consensus.ErrNotAuthorized, e.reason} }
+
+// RefusalCode is the reason's code, logged by the transport with the
+// refusal.
+func (e *peerRefusal) RefusalCode() string { return refusalCodes[e.reason] }
+
+// refusalCodes are the refusal reasons' log codes.
+var refusalCodes = map[error]string{
+	errPeerNotMember:   "not_member",
+	errPeerRemoved:     "removed",
+	errPeerKeyMismatch: "key_mismatch",
+	errPeerKeyTaken:    "key_taken",
+}
+
+// peerFacts are what the chain says about a peer claiming node id with
+// identity key key.
+type peerFacts struct {
+	chain      string
+	id         uint64
+	key        ledger.Address
+	member     *ledger.Member     // nil: no member record
+	registered *ledger.NodeRecord // nil: no identity registered for id
+	nodes      []ledger.NodeRecord
+	// nodes are all registrations (read only for an active member not
+	// registered yet)
+}
+
+// memberDecision decides whether a peer may act as node id: nil, or a
+// peerRefusal.
+func memberDecision(f peerFacts) error {
+	switch {
+	case f.member == nil:
+		return refusePeer(errPeerNotMember, "node %d is not a member of %s", f.id, f.chain)
+	case !f.member.Active():
+		return refusePeer(errPeerRemoved, "node %d is not a member of %s: it was removed at height %d", f.id, f.chain, f.member.RemovedAt)
+	case f.registered != nil && f.registered.Key != f.key:
+		return refusePeer(errPeerKeyMismatch, "node %d's registered identity key is %s, this peer presents %s "+
+			"(a node that lost its keys must be re-keyed by its operator: teeup member rekey)", f.id, f.registered.Key, f.key)
+	case f.registered != nil:
 		return nil
 	}
-	nodes, err := st.Nodes()
-	if err != nil {
-		return fmt.Errorf("%w: read nodes: %v", consensus.ErrNotAuthorized, err)
-	}
-	for _, o := range nodes {
-		if o.Key == addr {
-			return fmt.Errorf("%w: key %s is registered for node %d, not node %d", consensus.ErrNotAuthorized, addr, o.ID, id)
+	for _, o := range f.nodes {
+		if o.Key == f.key {
+			return refusePeer(errPeerKeyTaken, "key %s is registered for node %d, not node %d", f.key, o.ID, f.id)
 		}
 	}
 	return nil

@@ -34,6 +34,7 @@ type producer struct {
 	// and, through applied, on raft's.
 	mu           sync.Mutex
 	lastTransfer time.Time
+	lead         leadership // nil: the node's raft
 }
 
 // maxLeaderFailures is how many failed blocks in a row make a leader step
@@ -178,20 +179,48 @@ func (p *producer) applied(ctx context.Context, proposer uint64, accepted bool, 
 // failed counts a failure; at maxLeaderFailures in a row the leader steps
 // down.
 func (p *producer) failed(ctx context.Context, why string) {
-	if p.failures.Add(1) < maxLeaderFailures {
+	if !p.countFailure() {
 		p.n.log.Warn("block production failed", "reason", why)
 		return
 	}
-	p.failures.Store(0)
 	p.stepDown(ctx, fmt.Sprintf("%d blocks in a row failed, the last: %s", maxLeaderFailures, why))
 }
+
+// countFailure counts one failed block and reports whether it is the
+// maxLeaderFailures-th in a row: then the count starts over and the leader
+// must step down.
+func (p *producer) countFailure() bool {
+	if p.failures.Add(1) < maxLeaderFailures {
+		return false
+	}
+	p.failures.Store(0)
+	return true
+}
+
+// leadership is what stepDown needs of raft; nil in a producer means the
+// node's raft (tests set a fake).
+type leadership interface {
+	IsLeader() bool
+	TransferLeadership(ctx context.Context, reason string, exclude ...uint64) (uint64, error)
+}
+
+func (p *producer) leadership() leadership {
+	if p.lead != nil {
+		return p.lead
+	}
+	return p.n.raft
+}
+
+// transferInterval is the least time between two leadership transfers of
+// one leader: about an election timeout.
+const transferInterval = 2 * time.Second
 
 // stepDown hands leadership to the most up-to-date other voter, at most
 // once per election timeout.
 func (p *producer) stepDown(ctx context.Context, why string) {
-	n := p.n
+	n, lead := p.n, p.leadership()
 	p.mu.Lock()
-	if !n.raft.IsLeader() || time.Since(p.lastTransfer) < 2*time.Second {
+	if !lead.IsLeader() || time.Since(p.lastTransfer) < transferInterval {
 		p.mu.Unlock()
 		return
 	}
@@ -200,7 +229,7 @@ func (p *producer) stepDown(ctx context.Context, why string) {
 	n.log.Error("leader stepping down", "reason", why)
 	tctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	if _, err := n.raft.TransferLeadership(tctx, why); err != nil {
+	if _, err := lead.TransferLeadership(tctx, why); err != nil {
 		n.log.Error("leader cannot step down", "err", err)
 	}
 }

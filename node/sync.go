@@ -110,32 +110,10 @@ func (t *syncTracker) update() {
 			v.NetworkHeight = p.Status.Height
 		}
 	}
-	v.BehindBy = v.NetworkHeight - height
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	switch {
-	case t.removedAt > 0:
-		v.State = nodeapi.SyncRemoved
-		v.Reason = fmt.Sprintf("this node was removed from the network at height %d", t.removedAt)
-	case t.divergedAt > 0:
-		v.State, v.DivergedAt = nodeapi.SyncDiverged, t.divergedAt
-		v.Reason = fmt.Sprintf("diverged at height %d: this node's block differs from node %d's; it serves nothing and must be re-synced (wipe its data dir and let it rejoin)", t.divergedAt, t.divergedBy)
-	case v.Transfer != nil:
-		v.State = nodeapi.SyncCatchingUp
-		v.Reason = fmt.Sprintf("node is catching up: receiving the ledger state from node %d (%d of %d bytes)", v.Transfer.From, v.Transfer.DoneBytes, v.Transfer.TotalBytes)
-	case leader == 0:
-		v.State = nodeapi.SyncCatchingUp
-		v.Reason = "node is catching up: no leader known (not connected to a quorum of members)"
-	case v.CommitIndex > applied+maxApplyBacklog:
-		v.State = nodeapi.SyncCatchingUp
-		v.Reason = fmt.Sprintf("node is catching up: height %d of %d (applying raft entries: %d of %d)", height, v.NetworkHeight, applied, v.CommitIndex)
-	case v.BehindBy > maxBehindBlocks:
-		v.State = nodeapi.SyncCatchingUp
-		v.Reason = fmt.Sprintf("node is catching up: height %d of %d", height, v.NetworkHeight)
-	default:
-		v.State = nodeapi.SyncCurrent
-	}
-	v.CatchingUp = v.State == nodeapi.SyncCatchingUp
+	v = classifySync(v, syncFacts{height: height, applied: applied, leader: leader,
+		removedAt: t.removedAt, divergedAt: t.divergedAt, divergedBy: t.divergedBy})
 	if v.State != t.view.State {
 		switch v.State {
 		case nodeapi.SyncDiverged:
@@ -151,15 +129,13 @@ func (t *syncTracker) update() {
 }
 
 // checkForks compares this node's blocks with the heights and hashes its
-// peers report. A follower whose block at some height differs from the
-// leader's, or a leader whose block differs from a majority of its peers',
-// has diverged: it is the odd one out.
+// peers report (each status once) and marks the node diverged if
+// findFork says so.
 func (t *syncTracker) checkForks(height, leader uint64) {
 	n := t.n
-	self := n.cfg.NodeID
-	disagree, agree := 0, 0
-	var at, by uint64
-	for _, p := range n.tr.Peers() {
+	peers := n.tr.Peers()
+	var reports []forkReport
+	for _, p := range peers {
 		if time.Since(p.StatusAt) > peerStatusMaxAge || p.Status.Height == 0 || p.Status.Height > height {
 			continue
 		}
@@ -174,22 +150,45 @@ func (t *syncTracker) checkForks(height, leader uint64) {
 		if err != nil {
 			continue
 		}
-		if blk.Hash() == p.Status.Hash {
+		reports = append(reports, forkReport{Peer: p.ID, Height: p.Status.Height, Theirs: p.Status.Hash, Ours: blk.Hash()})
+	}
+	if at, by, ok := findFork(n.cfg.NodeID, leader, len(peers), reports); ok {
+		t.markDiverged(at, by)
+	}
+}
+
+// forkReport is a peer's block hash at a height this node has, beside
+// this node's.
+type forkReport struct {
+	Peer, Height uint64
+	Theirs, Ours [32]byte
+}
+
+// findFork decides whether this node (self) has diverged, from reports of
+// its peers (of peers in all): a follower whose block at some height
+// differs from the leader's, or a leader whose blocks differ from those of
+// more peers than agree and of a majority with it, is the odd one out. It
+// returns the height of the fork and the peer whose block differs there
+// (the lowest such height).
+func findFork(self, leader uint64, peers int, reports []forkReport) (at, by uint64, diverged bool) {
+	disagree, agree := 0, 0
+	for _, r := range reports {
+		if r.Theirs == r.Ours {
 			agree++
 			continue
 		}
 		disagree++
-		if at == 0 || p.Status.Height < at {
-			at, by = p.Status.Height, p.ID
+		if at == 0 || r.Height < at {
+			at, by = r.Height, r.Peer
 		}
-		if p.ID == leader && leader != self {
-			t.markDiverged(p.Status.Height, p.ID)
-			return
+		if r.Peer == leader && leader != self {
+			return r.Height, r.Peer, true
 		}
 	}
-	if leader == self && disagree > 0 && disagree > agree && disagree+1 > len(n.tr.Peers())/2 {
-		t.markDiverged(at, by)
+	if leader == self && disagree > 0 && disagree > agree && disagree+1 > peers/2 {
+		return at, by, true
 	}
+	return 0, 0, false
 }
 
 func (t *syncTracker) markRemoved(height uint64) {
@@ -204,6 +203,46 @@ func (t *syncTracker) markDiverged(height, peer uint64) {
 	if t.divergedAt == 0 || height < t.divergedAt {
 		t.divergedAt, t.divergedBy = height, peer
 	}
+}
+
+// syncFacts are what, besides the network's height, raft's commit index
+// and a state transfer under way, decides a node's sync state.
+type syncFacts struct {
+	height, applied, leader           uint64 // this node's head and applied index, the leader known
+	removedAt, divergedAt, divergedBy uint64 // markRemoved's and markDiverged's findings
+}
+
+// classifySync completes v (NetworkHeight, CommitIndex and Transfer set)
+// with the state, the reason and how far behind the node is: removed,
+// diverged, catching up (receiving a state transfer, no leader, applying a
+// backlog, or more than maxBehindBlocks behind), or current.
+func classifySync(v nodeapi.Sync, f syncFacts) nodeapi.Sync {
+	height := f.height
+	v.BehindBy = v.NetworkHeight - height
+	switch {
+	case f.removedAt > 0:
+		v.State = nodeapi.SyncRemoved
+		v.Reason = fmt.Sprintf("this node was removed from the network at height %d", f.removedAt)
+	case f.divergedAt > 0:
+		v.State, v.DivergedAt = nodeapi.SyncDiverged, f.divergedAt
+		v.Reason = fmt.Sprintf("diverged at height %d: this node's block differs from node %d's; it serves nothing and must be re-synced (wipe its data dir and let it rejoin)", f.divergedAt, f.divergedBy)
+	case v.Transfer != nil:
+		v.State = nodeapi.SyncCatchingUp
+		v.Reason = fmt.Sprintf("node is catching up: receiving the ledger state from node %d (%d of %d bytes)", v.Transfer.From, v.Transfer.DoneBytes, v.Transfer.TotalBytes)
+	case f.leader == 0:
+		v.State = nodeapi.SyncCatchingUp
+		v.Reason = "node is catching up: no leader known (not connected to a quorum of members)"
+	case v.CommitIndex > f.applied+maxApplyBacklog:
+		v.State = nodeapi.SyncCatchingUp
+		v.Reason = fmt.Sprintf("node is catching up: height %d of %d (applying raft entries: %d of %d)", height, v.NetworkHeight, f.applied, v.CommitIndex)
+	case v.BehindBy > maxBehindBlocks:
+		v.State = nodeapi.SyncCatchingUp
+		v.Reason = fmt.Sprintf("node is catching up: height %d of %d", height, v.NetworkHeight)
+	default:
+		v.State = nodeapi.SyncCurrent
+	}
+	v.CatchingUp = v.State == nodeapi.SyncCatchingUp
+	return v
 }
 
 func toTransfer(r consensus.Receiving) *nodeapi.StateTransfer {
