@@ -21,6 +21,9 @@
 //	  node.pid, distribute.pid supervised processes
 //	  node.log                 the node's output (default)
 //
+//	PLATFORM/                  the host's simulated platform (package tee/sim)
+//	  root.crt                 the attestation root certificate it pins
+//
 // Every program that reads or writes these paths (node, agent, devnet,
 // snapshots, the CLI, tests) calls this package; none spells a name out.
 // It depends on nothing heavier than package tee, so the agent links it
@@ -192,6 +195,22 @@ func (d Agent) DistributePID() string { return filepath.Join(string(d), "distrib
 
 // NodeLog is where the node's output goes unless configured otherwise.
 func (d Agent) NodeLog() string { return filepath.Join(string(d), "node.log") }
+
+// RootCertFile names the attestation root certificate in a platform
+// directory, and in the simulated root CA's directory beside root.key
+// (tee/sim uses this name).
+const RootCertFile = "root.crt"
+
+// Platform is a host's platform directory (tee/sim's; an EGo host has
+// none, and its quotes chain to Intel's root instead).
+type Platform string
+
+// Dir returns the directory itself.
+func (p Platform) Dir() string { return string(p) }
+
+// RootCert is the attestation root certificate the platform pins, the one
+// to verify the quotes of the network's other enclaves against.
+func (p Platform) RootCert() string { return filepath.Join(string(p), RootCertFile) }
 
 // Release is a release's directory of binaries: a staged release in an
 // agent directory, or a devnet's releases/<version>.
