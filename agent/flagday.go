@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -16,9 +15,9 @@ import (
 	"github.com/teeup/teeup/agentapi"
 	"github.com/teeup/teeup/internal/fsutil"
 	"github.com/teeup/teeup/keyfile"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/nodeapi"
 	"github.com/teeup/teeup/tee"
-	"github.com/teeup/teeup/tee/sim"
 )
 
 // FlagDayConfig are the agent's flag-day settings (agent.json
@@ -246,7 +245,7 @@ func (f *flagDay) askPeers(ctx context.Context, s decide.State) *decide.Network 
 		if m.ID == a.cfg.NodeID || m.RemovedAt != 0 || m.ClientAddr == "" {
 			continue
 		}
-		c, err := nodeapi.Dial(nodeapi.DialConfig{Addr: m.ClientAddr, RootPath: filepath.Join(a.cfg.Platform, sim.RootCertFile),
+		c, err := nodeapi.Dial(nodeapi.DialConfig{Addr: m.ClientAddr, RootPath: layout.Platform(a.cfg.Platform).RootCert(),
 			MREnclaves: mrs, AllowDebug: a.cfg.AllowDebugNodes, Conns: 1})
 		if err != nil {
 			continue

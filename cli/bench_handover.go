@@ -10,7 +10,6 @@ import (
 	"math"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -340,12 +339,19 @@ func (bh *handoverBenchHost) measureExchange(ctx context.Context, st *agentapi.S
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "teeup-bench-handover-")
+	// The two legs listen where a host's node and agent serve handovers:
+	// a stand-in node data directory and agent directory.
+	nodeDir, err := os.MkdirTemp("", "teeup-bench-handover-node-")
 	if err != nil {
 		return nil, fmt.Errorf("socket dir: %w", err)
 	}
-	defer os.RemoveAll(dir)
-	oldSock, agentSock := filepath.Join(dir, "node.sock"), filepath.Join(dir, "agent.sock")
+	defer os.RemoveAll(nodeDir)
+	agentDir, err := os.MkdirTemp("", "teeup-bench-handover-agent-")
+	if err != nil {
+		return nil, fmt.Errorf("socket dir: %w", err)
+	}
+	defer os.RemoveAll(agentDir)
+	oldSock, agentSock := layout.Node(nodeDir).HandoverSocket(), layout.Agent(agentDir).HandoverSocket()
 	oldLn, err := net.Listen("unix", oldSock)
 	if err != nil {
 		return nil, err

@@ -18,6 +18,7 @@ import (
 	"github.com/teeup/teeup/devnet"
 	"github.com/teeup/teeup/flagday"
 	"github.com/teeup/teeup/keyfile"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/ledger"
 	"github.com/teeup/teeup/nodeapi"
 )
@@ -168,7 +169,7 @@ interrupted one. It refuses (exit 1) when any host's agent is coordinator-free: 
 			if rec != nil {
 				path, err := flagday.WriteReport(o.Root, rec)
 				if err == nil {
-					fmt.Fprintf(stdoutOf(cmd), "\nreport: %s\nevents: %s\n\n", path, filepath.Join(filepath.Dir(path), "events.jsonl"))
+					fmt.Fprintf(stdoutOf(cmd), "\nreport: %s\nevents: %s\n\n", path, layout.FlagDaysUnder(o.Root).FlagDay(rec.ID).Events())
 				}
 				flagday.Summarize(stdoutOf(cmd), rec)
 			}

@@ -60,7 +60,7 @@ type Config struct {
 	// every genesis node); any other node with an empty log joins and waits
 	// for the leader to send it the log or a snapshot.
 	Members []uint64
-	// DB is the node's Pebble DB; raft uses the "r/" key space.
+	// DB is the node's Pebble DB; raft uses the ledger.RaftPrefix key space.
 	DB *pebble.DB
 	// Applied is the last index the application has applied durably.
 	Applied uint64

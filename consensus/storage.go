@@ -6,25 +6,26 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/teeup/teeup/ledger"
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
 
-// Raft's durable state lives in the node's Pebble DB under the prefix "r/",
-// next to the ledger, so that one Pebble checkpoint captures both
-// consistently:
+// Raft's durable state lives in the node's Pebble DB under
+// ledger.RaftPrefix ("r/"), the part of the key space the ledger leaves to
+// consensus, so that one Pebble checkpoint captures both consistently:
 //
 //	r/hs           HardState
 //	r/snap         Snapshot (metadata and data)
 //	r/e/<index>    Entry, index as 8 bytes big-endian
 //	r/conf         ConfState as last applied
 var (
-	keyConfState   = []byte("r/conf")
-	keyHardState   = []byte("r/hs")
-	keySnapshot    = []byte("r/snap")
-	entryPrefix    = []byte("r/e/")
-	entryPrefixEnd = []byte("r/e0") // '0' follows '/' in ASCII
+	keyConfState   = []byte(ledger.RaftPrefix + "conf")
+	keyHardState   = []byte(ledger.RaftPrefix + "hs")
+	keySnapshot    = []byte(ledger.RaftPrefix + "snap")
+	entryPrefix    = []byte(ledger.RaftPrefix + "e/")
+	entryPrefixEnd = []byte(ledger.RaftPrefix + "e0") // '0' follows '/' in ASCII
 )
 
 func entryKey(index uint64) []byte {
@@ -283,7 +284,7 @@ func WriteInstallState(db *pebble.DB, hs *pb.HardState, snap *pb.Snapshot) error
 	}
 	b := db.NewBatch()
 	defer b.Close()
-	if err := b.DeleteRange([]byte(RaftPrefix), prefixEnd([]byte(RaftPrefix)), nil); err != nil {
+	if err := b.DeleteRange([]byte(ledger.RaftPrefix), prefixEnd([]byte(ledger.RaftPrefix)), nil); err != nil {
 		return fmt.Errorf("install raft state: %w", err)
 	}
 	for _, kv := range []struct{ k, v []byte }{{keySnapshot, raw}, {keyHardState, rawHS}, {keyConfState, rawCS}} {
@@ -296,9 +297,6 @@ func WriteInstallState(db *pebble.DB, hs *pb.HardState, snap *pb.Snapshot) error
 	}
 	return nil
 }
-
-// RaftPrefix is the key space of raft's durable state in the node's DB.
-const RaftPrefix = "r/"
 
 func prefixEnd(p []byte) []byte {
 	end := append([]byte(nil), p...)

@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"github.com/teeup/teeup/internal/fsutil"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/tee"
 )
 
@@ -164,7 +165,7 @@ func (n *Network) Host(id uint64) (*Host, error) {
 }
 
 // RootCert returns the path of the simulated root certificate.
-func (n *Network) RootCert() string { return filepath.Join(n.Dir, "ca", "root.crt") }
+func (n *Network) RootCert() string { return filepath.Join(n.Dir, "ca", layout.RootCertFile) }
 
 // GenesisPath returns the path of the genesis file.
 func (n *Network) GenesisPath() string { return filepath.Join(n.Dir, "genesis.json") }

@@ -183,7 +183,7 @@ func WipeHost(ctx context.Context, h *Host) (*Wiped, error) {
 	}
 	for _, e := range entries {
 		p := filepath.Join(h.DataDir, e.Name())
-		w.Deleted = append(w.Deleted, WipedEntry{Path: p, What: dataEntryKind(e), Bytes: treeSize(p)})
+		w.Deleted = append(w.Deleted, WipedEntry{Path: p, What: dataEntryKind(layout.Node(h.DataDir), p, e), Bytes: treeSize(p)})
 	}
 	if err := os.RemoveAll(h.DataDir); err != nil {
 		return nil, fmt.Errorf("wipe host %d: %w", h.ID, err)
@@ -199,16 +199,17 @@ func WipeHost(ctx context.Context, h *Host) (*Wiped, error) {
 	return w, nil
 }
 
-// dataEntryKind names what a node data directory entry holds.
-func dataEntryKind(e fs.DirEntry) string {
+// dataEntryKind names what entry e, at path p in node data directory d,
+// holds.
+func dataEntryKind(d layout.Node, p string, e fs.DirEntry) string {
 	switch {
-	case e.Name() == "ledger":
+	case p == d.Ledger():
 		return "ledger (blocks, state, raft log)"
-	case e.Name() == "keys":
+	case p == d.Keys():
 		return "sealed application keys (node identity, ledger key)"
 	case e.Type()&fs.ModeSocket != 0:
 		return "socket"
-	case e.Name() == "ingress.json":
+	case p == d.Ingress():
 		return "ingress state"
 	case e.IsDir():
 		return "directory"

@@ -18,7 +18,7 @@ import (
 
 // Options configures a flag day.
 type Options struct {
-	// Root is where journals live (Root/flagday/<id>/).
+	// Root is where journals live (layout.FlagDaysUnder(Root)).
 	Root string
 	// Topology is the network.
 	Topology Topology

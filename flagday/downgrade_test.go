@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/teeup/teeup/keyfile"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/nodeapi"
 	"github.com/teeup/teeup/remoteadmin"
 )
@@ -80,7 +81,7 @@ func TestPreflightNamesTheDowngrade(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			c.j = &journal{dir: dir, rec: Record{Version: tc.version}}
+			c.j = &journal{dir: layout.FlagDay(dir), rec: Record{Version: tc.version}}
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			_, err = c.preflight(ctx)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/teeup/teeup/agentapi"
 	"github.com/teeup/teeup/keyfile"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/nodeapi"
 	"github.com/teeup/teeup/remoteadmin"
 	"github.com/teeup/teeup/tee"
@@ -138,11 +139,11 @@ func TestJournalPersistsAndResumes(t *testing.T) {
 	if got.ID != rec.ID || got.step(StepPreflight).Status != StepDone || got.Downtime() != 4*time.Second {
 		t.Fatalf("reloaded %+v", got)
 	}
-	if ev, err := os.ReadFile(filepath.Join(dir, "events.jsonl")); err != nil || !bytes.Contains(ev, []byte(`"kind":"check"`)) {
+	if ev, err := os.ReadFile(dir.Events()); err != nil || !bytes.Contains(ev, []byte(`"kind":"check"`)) {
 		t.Fatalf("events = %s, %v", ev, err)
 	}
 	// A corrupt journal is an error, not a silent fresh start.
-	if err := os.WriteFile(filepath.Join(dir, "journal.json"), []byte("{"), 0o644); err != nil {
+	if err := os.WriteFile(dir.Journal(), []byte("{"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := LoadCurrent(root); !errors.Is(err, ErrCorruptJournal) {
@@ -172,7 +173,7 @@ func TestSummarizeAndReport(t *testing.T) {
 		}
 	}
 	root := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(Dir(root), rec.ID), 0o755); err != nil {
+	if err := os.MkdirAll(layout.FlagDaysUnder(root).FlagDay(rec.ID).Dir(), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	p, err := WriteReport(root, rec)

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/teeup/teeup/agentapi"
 	"github.com/teeup/teeup/internal/fsutil"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/nodeapi"
 	"github.com/teeup/teeup/tee"
 )
@@ -178,26 +178,22 @@ func (r *Record) host(id uint64) *HostResult {
 
 // journal persists a Record and appends events.
 type journal struct {
-	dir string
+	dir layout.FlagDay
 	mu  sync.Mutex
 	rec Record
 }
 
-// Dir returns where flag-day journals live under root.
-func Dir(root string) string { return filepath.Join(root, "flagday") }
-
-func currentPath(root string) string { return filepath.Join(Dir(root), "current") }
-
 // LoadCurrent returns the newest flag day's record under root.
-func LoadCurrent(root string) (*Record, string, error) {
-	raw, err := os.ReadFile(currentPath(root))
+func LoadCurrent(root string) (*Record, layout.FlagDay, error) {
+	days := layout.FlagDaysUnder(root)
+	raw, err := os.ReadFile(days.Current())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, "", os.ErrNotExist
 	}
 	if err != nil {
 		return nil, "", err
 	}
-	dir := filepath.Join(Dir(root), string(raw))
+	dir := days.FlagDay(string(raw))
 	rec, err := readRecord(dir)
 	return rec, dir, err
 }
@@ -206,8 +202,8 @@ func LoadCurrent(root string) (*Record, string, error) {
 // not a silent fresh start.
 var ErrCorruptJournal = errors.New("flag-day journal is corrupt")
 
-func readRecord(dir string) (*Record, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, "journal.json"))
+func readRecord(dir layout.FlagDay) (*Record, error) {
+	raw, err := os.ReadFile(dir.Journal())
 	if err != nil {
 		return nil, fmt.Errorf("flag-day journal: %w", err)
 	}
@@ -219,21 +215,22 @@ func readRecord(dir string) (*Record, error) {
 }
 
 func createJournal(root string, rec Record) (*journal, error) {
-	dir := filepath.Join(Dir(root), rec.ID)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	days := layout.FlagDaysUnder(root)
+	dir := days.FlagDay(rec.ID)
+	if err := os.MkdirAll(dir.Dir(), 0o755); err != nil {
 		return nil, fmt.Errorf("flag-day journal: %w", err)
 	}
 	j := &journal{dir: dir, rec: rec}
 	if err := j.save(); err != nil {
 		return nil, err
 	}
-	if err := fsutil.WriteFileAtomic(currentPath(root), []byte(rec.ID), 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(days.Current(), []byte(rec.ID), 0o644); err != nil {
 		return nil, err
 	}
 	return j, nil
 }
 
-func openJournal(dir string) (*journal, error) {
+func openJournal(dir layout.FlagDay) (*journal, error) {
 	rec, err := readRecord(dir)
 	if err != nil {
 		return nil, err
@@ -246,7 +243,7 @@ func (j *journal) save() error {
 	if err != nil {
 		return err
 	}
-	return fsutil.WriteFileAtomic(filepath.Join(j.dir, "journal.json"), append(raw, '\n'), 0o644)
+	return fsutil.WriteFileAtomic(j.dir.Journal(), append(raw, '\n'), 0o644)
 }
 
 // update changes the record under the lock and persists it.
@@ -286,7 +283,7 @@ func (j *journal) event(e Event) {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	f, err := os.OpenFile(filepath.Join(j.dir, "events.jsonl"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	f, err := os.OpenFile(j.dir.Events(), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return
 	}

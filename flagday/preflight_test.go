@@ -18,6 +18,7 @@ import (
 	"github.com/teeup/teeup/agent/decide"
 	"github.com/teeup/teeup/agentapi"
 	"github.com/teeup/teeup/keyfile"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/nodeapi"
 	"github.com/teeup/teeup/release"
 	"github.com/teeup/teeup/remoteadmin"
@@ -417,7 +418,7 @@ func TestCoordinatorRefusesCoordinatorFreeAgents(t *testing.T) {
 			t.Fatalf("%s = %v, want ErrAgentsCoordinatorFree naming host 3", name, err)
 		}
 	}
-	if _, err := os.Stat(Dir(root)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(layout.FlagDaysUnder(root).Dir()); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the refusing coordinator wrote a journal: %v", err)
 	}
 }

@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"sort"
 	"text/tabwriter"
 	"time"
 
 	"github.com/teeup/teeup/agentapi"
 	"github.com/teeup/teeup/internal/fsutil"
+	"github.com/teeup/teeup/layout"
 	"github.com/teeup/teeup/nodeapi"
 )
 
@@ -27,7 +27,7 @@ func WriteReport(root string, rec *Record) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	p := filepath.Join(Dir(root), rec.ID, "report.json")
+	p := layout.FlagDaysUnder(root).FlagDay(rec.ID).Report()
 	if err := fsutil.WriteFileAtomic(p, append(raw, '\n'), 0o644); err != nil {
 		return "", err
 	}

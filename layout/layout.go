@@ -21,6 +21,15 @@
 //	  node.pid, distribute.pid supervised processes
 //	  node.log                 the node's output (default)
 //
+//	ROOT/flagday/              a flag-day coordinator's journals (package flagday)
+//	  current                  the id of the newest flag day
+//	  <id>/journal.json        one flag day's record
+//	  <id>/events.jsonl        its event log
+//	  <id>/report.json         its final report
+//
+//	PLATFORM/                  the host's simulated platform (package tee/sim)
+//	  root.crt                 the attestation root certificate it pins
+//
 // Every program that reads or writes these paths (node, agent, devnet,
 // snapshots, the CLI, tests) calls this package; none spells a name out.
 // It depends on nothing heavier than package tee, so the agent links it
@@ -192,6 +201,54 @@ func (d Agent) DistributePID() string { return filepath.Join(string(d), "distrib
 
 // NodeLog is where the node's output goes unless configured otherwise.
 func (d Agent) NodeLog() string { return filepath.Join(string(d), "node.log") }
+
+// RootCertFile names the attestation root certificate in a platform
+// directory, and in the simulated root CA's directory beside root.key
+// (tee/sim uses this name).
+const RootCertFile = "root.crt"
+
+// Platform is a host's platform directory (tee/sim's; an EGo host has
+// none, and its quotes chain to Intel's root instead).
+type Platform string
+
+// Dir returns the directory itself.
+func (p Platform) Dir() string { return string(p) }
+
+// RootCert is the attestation root certificate the platform pins, the one
+// to verify the quotes of the network's other enclaves against.
+func (p Platform) RootCert() string { return filepath.Join(string(p), RootCertFile) }
+
+// FlagDays is where a flag-day coordinator ('teeup flagday', package
+// flagday) keeps its journals, one directory per flag day.
+type FlagDays string
+
+// FlagDaysUnder returns the flag-day journals' directory under root
+// (root/flagday).
+func FlagDaysUnder(root string) FlagDays { return FlagDays(filepath.Join(root, "flagday")) }
+
+// Dir returns the directory itself.
+func (d FlagDays) Dir() string { return string(d) }
+
+// Current holds the id of the newest flag day.
+func (d FlagDays) Current() string { return filepath.Join(string(d), "current") }
+
+// FlagDay is the journal directory of flag day id.
+func (d FlagDays) FlagDay(id string) FlagDay { return FlagDay(filepath.Join(string(d), id)) }
+
+// FlagDay is one flag day's journal directory.
+type FlagDay string
+
+// Dir returns the directory itself.
+func (f FlagDay) Dir() string { return string(f) }
+
+// Journal is the flag day's record.
+func (f FlagDay) Journal() string { return filepath.Join(string(f), "journal.json") }
+
+// Report is the flag day's final report.
+func (f FlagDay) Report() string { return filepath.Join(string(f), "report.json") }
+
+// Events is the flag day's append-only event log (JSON lines).
+func (f FlagDay) Events() string { return filepath.Join(string(f), "events.jsonl") }
 
 // Release is a release's directory of binaries: a staged release in an
 // agent directory, or a devnet's releases/<version>.

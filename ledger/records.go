@@ -9,7 +9,9 @@ import (
 )
 
 // Key prefixes of the ledger's part of the Pebble key space (see the
-// package documentation). RaftPrefix belongs to the consensus package.
+// package documentation). RaftPrefix is the consensus package's part,
+// declared here so that the whole key space is defined in one place;
+// consensus builds raft's keys under it.
 const (
 	prefixMeta    = "m/"
 	prefixBlock   = "b/"

@@ -41,12 +41,15 @@ import (
 	"time"
 
 	"github.com/teeup/teeup/internal/fsutil"
+	"github.com/teeup/teeup/layout"
 )
 
-// File names inside CA and platform directories.
+// File names inside CA and platform directories. The root certificate's
+// name belongs to package layout, which programs that do not link tee/sim
+// (the agent, clients) read it from.
 const (
 	CAKeyFile          = "root.key"
-	RootCertFile       = "root.crt"
+	RootCertFile       = layout.RootCertFile
 	SecretFile         = "secret"
 	AttestationKeyFile = "attestation.key"
 	AttestationCrtFile = "attestation.crt"
