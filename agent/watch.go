@@ -63,19 +63,30 @@ func (a *Agent) checkAllowed(ctx context.Context, installed, target Installation
 	if err != nil || sr.Manifest.Node.MREnclave != target.NodeMREnclave {
 		return fmt.Errorf("the staged release %s differs from the one approved on chain", target.Version)
 	}
-	cmp, err := release.CompareVersions(target.Version, installed.Version)
+	return checkNotDowngrade(installed.Version, target.Version, cur, tgt, func() (bool, error) {
+		return a.chain.RollbackApproved(ctx, installed.Version, target.Version)
+	})
+}
+
+// checkNotDowngrade decides whether release target (approved as tgt) may
+// follow the installed release (approved as cur, nil if its approval is
+// not on chain): it must be a newer version approved later, or an
+// approved rollback record (rollbackApproved, read only when needed) must
+// allow it. A refusal wraps release.ErrDowngrade.
+func checkNotDowngrade(installed, target string, cur, tgt *approvedRelease, rollbackApproved func() (bool, error)) error {
+	cmp, err := release.CompareVersions(target, installed)
 	if err != nil {
 		return err
 	}
-	newer := cmp > 0 && (cur == nil || tgt.ApprovedAt > cur.ApprovedAt)
-	if !newer {
-		ok, err := a.chain.RollbackApproved(ctx, installed.Version, target.Version)
-		if err != nil {
-			return fmt.Errorf("read rollback records: %w", err)
-		}
-		if !ok {
-			return fmt.Errorf("%s is not approved after the running %s: refusing a downgrade without an approved rollback record", target.Version, installed.Version)
-		}
+	if cmp > 0 && (cur == nil || tgt.ApprovedAt > cur.ApprovedAt) {
+		return nil
+	}
+	ok, err := rollbackApproved()
+	if err != nil {
+		return fmt.Errorf("read rollback records: %w", err)
+	}
+	if !ok {
+		return fmt.Errorf("%s is not approved after the running %s: refusing a downgrade without an approved rollback record: %w", target, installed, release.ErrDowngrade)
 	}
 	return nil
 }

@@ -62,7 +62,7 @@ func (c *Coordinator) preflight(ctx context.Context) (string, error) {
 // when the flag day's release is not newer than the release the chain
 // runs and no approved rollback allows it: the chain refuses to schedule
 // it (ledger code downgrade) and agents refuse to hand keys to it.
-var ErrDowngrade = errors.New("downgrade")
+var ErrDowngrade = release.ErrDowngrade
 
 // checkNotDowngrade refuses a flag day to version unless it is newer than
 // the chain's running release, or an approved rollback record allows

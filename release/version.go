@@ -29,6 +29,11 @@ func ValidateVersion(s string) error {
 	return err
 }
 
+// ErrDowngrade is wrapped by every refusal of a release that is not newer
+// than the one running (unless an approved rollback record allows it):
+// the agent's before a handover, the flag-day preflight's.
+var ErrDowngrade = errors.New("downgrade")
+
 // CompareVersions compares two semantic versions by semver precedence and
 // returns -1 if a < b, 0 if a == b and +1 if a > b. A pre-release is lower
 // than its release: 1.0.0-rc.1 < 1.0.0. Either string being invalid is an

@@ -64,3 +64,32 @@ func listDeps(t *testing.T, pkg, tags string) []string {
 	}
 	return strings.Fields(string(out))
 }
+
+// TestPlatformChosenAtBuildTime: measurement and quote verification go
+// through tee/boot, the platform chosen at build time; the packages that
+// the enclaves and the operator tools share do not import the simulator
+// directly (tee/boot's default build does, which is the point of it).
+func TestPlatformChosenAtBuildTime(t *testing.T) {
+	const mod = "github.com/teeup/teeup/"
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("no go command on PATH: %v", err)
+	}
+	pkgs := []string{mod + "nodeapi", mod + "release", mod + "agent/...", mod + "node/...", mod + "handover/..."}
+	cmd := exec.Command(goBin, append([]string{"list", "-f", `{{.ImportPath}} {{join .Imports " "}}`}, pkgs...)...)
+	cmd.Env = append(cmd.Environ(), "CGO_ENABLED=0")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) < len(pkgs) {
+		t.Fatalf("go list listed %d packages, want at least %d:\n%s", len(lines), len(pkgs), out)
+	}
+	for _, l := range lines {
+		f := strings.Fields(l)
+		if slices.Contains(f[1:], mod+"tee/sim") {
+			t.Errorf("%s imports tee/sim directly: go through tee/boot", f[0])
+		}
+	}
+}
