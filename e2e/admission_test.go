@@ -39,7 +39,7 @@ func (tn *testNet) ledgerBytes(id int) int64 {
 	return total
 }
 
-// TestRejectedPaymentsLeaveNoTrace sends 1,000 payments from an unfunded
+// TestRejectedPaymentsLeaveNoTrace sends 5,000 payments from an unfunded
 // key, round-robin to every node, while the chain is halted (no block is
 // made, so any raft entry would be one of them): each is rejected with
 // insufficient_funds by the leader's admission, and no node's applied raft
@@ -86,7 +86,7 @@ func TestRejectedPaymentsLeaveNoTrace(t *testing.T) {
 		t.Fatal(err)
 	}
 	to := addresses(tn.users(1))[0]
-	const total = 1000
+	const total = 5000
 	txs := make([]*ledger.Tx, total)
 	for i := range txs {
 		txs[i] = ledger.NewPayment(tn.net.ChainID, unfunded, to, uint64(i+1), 1)
