@@ -408,6 +408,17 @@ func TestRunStopsGracefully(t *testing.T) {
 // TestRunStopLeavesUnresolvedAfterDrainTimeout: a payment still refused
 // DrainTimeout after Stop is left unresolved, and Run returns without error.
 func TestRunStopLeavesUnresolvedAfterDrainTimeout(t *testing.T) {
+	l, _, res := runStoppedWithUnresolved(t)
+	if err := res.Verify(testContext(t), &fakeNode{l: l, emptyBlocks: true}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runStoppedWithUnresolved runs a load that is stopped after 30 payments
+// while every payment is refused "closed for upgrade" from then on, so the
+// refused ones are left unresolved once DrainTimeout has passed.
+func runStoppedWithUnresolved(t *testing.T) (*fakeLedger, Config, *Result) {
+	t.Helper()
 	l := newFakeLedger(testChain)
 	cfg := baseConfig(t, l)
 	cfg.Payments = 0
@@ -425,17 +436,14 @@ func TestRunStopLeavesUnresolvedAfterDrainTimeout(t *testing.T) {
 		}
 		return nil
 	}
-	ctx := testContext(t)
-	res, err := Run(ctx, cfg)
+	res, err := Run(testContext(t), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(res.Unresolved) == 0 {
 		t.Fatalf("acked %d unresolved 0, want the refused payments unresolved", res.Acknowledged)
 	}
-	if err := res.Verify(ctx, &fakeNode{l: l, emptyBlocks: true}); err != nil {
-		t.Fatal(err)
-	}
+	return l, cfg, res
 }
 
 // TestVerifyCountsAPaymentCommittedAfterItWasUnknown: a payment left
@@ -444,31 +452,8 @@ func TestRunStopLeavesUnresolvedAfterDrainTimeout(t *testing.T) {
 // the next blocks. Verify counts it: taking "unknown" as never committed
 // would report the sender's and recipient's balances as wrong.
 func TestVerifyCountsAPaymentCommittedAfterItWasUnknown(t *testing.T) {
-	l := newFakeLedger(testChain)
-	cfg := baseConfig(t, l)
-	cfg.Payments = 0
-	stop := make(chan struct{})
-	cfg.Stop = stop
-	cfg.DrainTimeout = 50 * time.Millisecond
-	var once sync.Once
-	var stopped atomic.Bool
-	l.before = func(call int, tx *ledger.Tx) error {
-		if call >= 30 {
-			once.Do(func() { stopped.Store(true); close(stop) })
-		}
-		if stopped.Load() {
-			return &nodeapi.Error{Code: nodeapi.CodeClosedForUpgrade, Message: "closed for upgrade: retry later (flag day)"}
-		}
-		return nil
-	}
+	l, cfg, res := runStoppedWithUnresolved(t)
 	ctx := testContext(t)
-	res, err := Run(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(res.Unresolved) == 0 {
-		t.Fatal("no unresolved payment")
-	}
 	late := res.Unresolved[0]
 	var lateTx *ledger.Tx
 	for _, k := range cfg.Accounts {
