@@ -34,15 +34,22 @@ func BenchmarkApplyPaymentBlock(b *testing.B) {
 	}
 }
 
-func benchApplyPaymentBlock(b *testing.B, schema int) {
-	const perBlock = 100
-	senders := benchSenders(perBlock)
+// benchFundedChain opens a chain whose genesis funds n fresh senders
+// (and nobody else), and returns them.
+func benchFundedChain(b *testing.B, n int, opts ...func(*Options)) ([]ed25519.PrivateKey, *chain) {
+	b.Helper()
+	senders := benchSenders(n)
 	g := testGenesis(1)
 	g.Accounts = nil
 	for _, k := range senders {
 		g.Accounts = append(g.Accounts, GenesisAccount{Address: addrOf(k), Balance: 1 << 40})
 	}
-	c := openChain(b, g, func(o *Options) { o.TargetSchema = schema })
+	return senders, openChain(b, g, opts...)
+}
+
+func benchApplyPaymentBlock(b *testing.B, schema int) {
+	const perBlock = 100
+	senders, c := benchFundedChain(b, perBlock, func(o *Options) { o.TargetSchema = schema })
 	nonce := uint64(0)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -71,13 +78,7 @@ func benchApplyPaymentBlock(b *testing.B, schema int) {
 // nonces and funds checked, committed), at schema 3.
 func BenchmarkApplyDirectPaymentBlock(b *testing.B) {
 	const perBlock = 100
-	senders := benchSenders(perBlock)
-	g := testGenesis(1)
-	g.Accounts = nil
-	for _, k := range senders {
-		g.Accounts = append(g.Accounts, GenesisAccount{Address: addrOf(k), Balance: 1 << 40})
-	}
-	c := openChain(b, g)
+	senders, c := benchFundedChain(b, perBlock)
 	nonce := uint64(0)
 	b.ReportAllocs()
 	b.ResetTimer()
