@@ -142,14 +142,18 @@ func (e *peerRefusal) Unwrap() []error { return []error{consensus.ErrNotAuthoriz
 
 // RefusalCode is the reason's code, logged by the transport with the
 // refusal.
-func (e *peerRefusal) RefusalCode() string { return refusalCodes[e.reason] }
-
-// refusalCodes are the refusal reasons' log codes.
-var refusalCodes = map[error]string{
-	errPeerNotMember:   "not_member",
-	errPeerRemoved:     "removed",
-	errPeerKeyMismatch: "key_mismatch",
-	errPeerKeyTaken:    "key_taken",
+func (e *peerRefusal) RefusalCode() string {
+	switch e.reason {
+	case errPeerNotMember:
+		return "not_member"
+	case errPeerRemoved:
+		return "removed"
+	case errPeerKeyMismatch:
+		return "key_mismatch"
+	case errPeerKeyTaken:
+		return "key_taken"
+	}
+	return ""
 }
 
 // peerFacts are what the chain says about a peer claiming node id with
