@@ -47,6 +47,16 @@ func benchFundedChain(b *testing.B, n int, opts ...func(*Options)) ([]ed25519.Pr
 	return senders, openChain(b, g, opts...)
 }
 
+// applyBench applies blk as the chain's next entry and fails the benchmark
+// unless it is accepted with n transactions.
+func (c *chain) applyBench(b *testing.B, blk *Block, n int) {
+	c.index++
+	res, err := c.s.Apply(c.index, &Command{Kind: CmdBlock, Block: blk})
+	if err != nil || !res.Accepted || len(res.TxIDs) != n {
+		b.Fatalf("block: %+v %v", res, err)
+	}
+}
+
 func benchApplyPaymentBlock(b *testing.B, schema int) {
 	const perBlock = 100
 	senders, c := benchFundedChain(b, perBlock, func(o *Options) { o.TargetSchema = schema })
@@ -64,11 +74,7 @@ func benchApplyPaymentBlock(b *testing.B, schema int) {
 		}
 		blk := c.build(0)
 		b.StartTimer()
-		c.index++
-		res, err := c.s.Apply(c.index, &Command{Kind: CmdBlock, Block: blk})
-		if err != nil || !res.Accepted || len(res.TxIDs) != perBlock {
-			b.Fatalf("block: %+v %v", res, err)
-		}
+		c.applyBench(b, blk, perBlock)
 	}
 	b.ReportMetric(float64(perBlock*b.N)/b.Elapsed().Seconds(), "payments/s")
 }
@@ -94,11 +100,7 @@ func BenchmarkApplyDirectPaymentBlock(b *testing.B) {
 			b.Fatalf("build: %v %+v", err, dropped)
 		}
 		b.StartTimer()
-		c.index++
-		res, err := c.s.Apply(c.index, &Command{Kind: CmdBlock, Block: blk})
-		if err != nil || !res.Accepted || len(res.TxIDs) != perBlock {
-			b.Fatalf("block: %+v %v", res, err)
-		}
+		c.applyBench(b, blk, perBlock)
 	}
 	b.ReportMetric(float64(perBlock*b.N)/b.Elapsed().Seconds(), "payments/s")
 }

@@ -253,6 +253,18 @@ func (n *Node) submitPayment(ctx context.Context, tx *ledger.Tx, p ledger.Paymen
 	}
 }
 
+// precheckPayment checks what payment tx needs no state for
+// (ledger.PrecheckPayment: chain id, limits, payload, signature) and
+// records its verified signature, which its block's apply here then skips
+// (n.verified). A failure is a *rejection.
+func (n *Node) precheckPayment(tx *ledger.Tx) (ledger.Payment, error) {
+	p, code, reason := ledger.PrecheckPaymentInto(n.genesis.ChainID, tx, n.verified)
+	if code != "" {
+		return p, &rejection{code, reason}
+	}
+	return p, nil
+}
+
 // submitInOrder submits payments of one sender with consecutive nonces,
 // each sent once the leader admitted the one before (the mempool takes a
 // sender's nonces in order), and waits until every one committed: they
@@ -267,12 +279,9 @@ func (n *Node) submitInOrder(ctx context.Context, txs []*ledger.Tx) ([]*nodeapi.
 	results := make([]chan result, len(txs))
 	for i, tx := range txs {
 		results[i] = make(chan result, 1)
-		if tx.ChainID != n.genesis.ChainID {
-			return nil, fmt.Errorf("payment %d: %w", i+1, &rejection{ledger.CodeWrongChain, "wrong chain id"})
-		}
-		p, code, reason := ledger.PrecheckPaymentInto(n.genesis.ChainID, tx, n.verified)
-		if code != "" {
-			return nil, fmt.Errorf("payment %d: %w", i+1, &rejection{code, reason})
+		p, err := n.precheckPayment(tx)
+		if err != nil {
+			return nil, fmt.Errorf("payment %d: %w", i+1, err)
 		}
 		admitted := make(chan struct{})
 		go func() {

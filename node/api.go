@@ -330,11 +330,9 @@ func (n *Node) Submit(ctx context.Context, tx *ledger.Tx) (*nodeapi.Receipt, err
 		return nil, &rejection{ledger.CodeWrongChain, fmt.Sprintf("wrong chain id %q, this is %q", tx.ChainID, n.genesis.ChainID)}
 	}
 	if tx.Kind == ledger.TxPayment {
-		// PrecheckPayment verifies the signature (once: its block's apply
-		// here skips it, n.verified).
-		p, code, reason := ledger.PrecheckPaymentInto(n.genesis.ChainID, tx, n.verified)
-		if code != "" {
-			return nil, &rejection{code, reason}
+		p, err := n.precheckPayment(tx)
+		if err != nil {
+			return nil, err
 		}
 		return n.submitPayment(ctx, tx, p, nil)
 	}
