@@ -47,6 +47,13 @@ type Options struct {
 	// after every host settled the flag day (default 5s). The agents' own
 	// live period (before they finalize) is the devnet's.
 	LivePeriod time.Duration
+	// LedgerSize, when set, fills every node's ledger to at least that
+	// many bytes (payments from fresh funded accounts, before the release
+	// is staged) so that the flag day runs on a ledger of that size.
+	LedgerSize int64
+	// NoMigration builds 1.0.0 at 2.0.0's ledger schema, so the flag day
+	// changes the enclave only and runs no data migration.
+	NoMigration bool
 	// Keep leaves the devnet running at the end.
 	Keep bool
 	// Out receives the narrative and the report; Detail the flag day's
@@ -74,10 +81,12 @@ type Report struct {
 	// Votes are the schedule votes, one per operator.
 	Votes []Vote `json:"schedule_votes,omitempty"`
 	// Downtime is the client downtime with its breakdown.
-	Downtime  *Downtime    `json:"downtime,omitempty"`
-	Load      *LoadSummary `json:"load,omitempty"`
-	V1, V2    string       `json:"-"`
-	StepTimes []StepTime   `json:"phases"`
+	Downtime *Downtime    `json:"downtime,omitempty"`
+	Load     *LoadSummary `json:"load,omitempty"`
+	// Fill is what filling the ledger took (Options.LedgerSize only).
+	Fill      *FillResult `json:"fill,omitempty"`
+	V1, V2    string      `json:"-"`
+	StepTimes []StepTime  `json:"phases"`
 }
 
 // StepTime is how long a phase of the demo took.
@@ -143,8 +152,12 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 
 	// 1. Build the node at two versions.
 	t := time.Now()
-	say(fmt.Sprintf("building teeup-node 1.0.0 (ledger schema %d) and 2.0.0 (schema %d) from source", V1Schema, V2Schema))
-	b, err := buildVersions(ctx, opt)
+	schemas := [2]int{V1Schema, V2Schema}
+	if opt.NoMigration {
+		schemas[0] = V2Schema
+	}
+	say("building teeup-node 1.0.0 (ledger schema %d) and 2.0.0 (schema %d) from source", schemas[0], schemas[1])
+	b, err := buildVersions(ctx, opt, schemas)
 	if err != nil {
 		return nil, err
 	}
@@ -163,6 +176,17 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	}
 	phase("devnet up", t)
 	say("  network %q up, node MRENCLAVE %s", net.ChainID, net.Release.NodeMREnclave.Short())
+	if opt.LedgerSize > 0 {
+		t = time.Now()
+		say("filling every node's ledger to %d MB (payments from %d fresh accounts, as 'teeup bench payments')", opt.LedgerSize>>20, fillSenders)
+		fill, err := FillLedger(ctx, net, opt.LedgerSize, opt.Out)
+		if err != nil {
+			return nil, fmt.Errorf("demo: %w", err)
+		}
+		rep.Fill = fill
+		phase("fill the ledger", t)
+		say("  every node's ledger holds at least %d MB: %d payments in %s", fill.Bytes>>20, fill.Payments, fill.Elapsed.Round(time.Second))
+	}
 
 	// 3. The new release: signed by the Key Management Group, proposed and
 	// approved on chain by the Node Operators Group.
@@ -271,7 +295,7 @@ func Run(ctx context.Context, opt Options) (*Report, error) {
 	}
 
 	// 7. Every node: the new enclave, identical blocks and balances.
-	rep.check("every node runs 2.0.0", verifyVersions(ctx, net, rel), fmt.Sprintf("MRENCLAVE %s, ledger schema %d (migrated)", rel.NodeMREnclave.Short(), V2Schema))
+	rep.check("every node runs 2.0.0", verifyVersions(ctx, net, rel), fmt.Sprintf("MRENCLAVE %s, ledger schema %d (%s)", rel.NodeMREnclave.Short(), V2Schema, migrated(schemas)))
 	top, err := verifyBlocks(ctx, net)
 	rep.check("identical block hashes on every node", err, fmt.Sprintf("heights 0..%d compared on %d nodes", top, len(net.Hosts)))
 	n, err := verifyBalances(ctx, net)
@@ -296,7 +320,7 @@ type builds struct {
 
 // buildVersions builds teeup-node twice with different version stamps and
 // ledger schemas, and pairs each with the agent and distribution binaries.
-func buildVersions(ctx context.Context, opt Options) (*builds, error) {
+func buildVersions(ctx context.Context, opt Options, schemas [2]int) (*builds, error) {
 	src := opt.Source
 	if src == "" {
 		out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
@@ -314,7 +338,7 @@ func buildVersions(ctx context.Context, opt Options) (*builds, error) {
 		}
 		binDir = filepath.Dir(exe)
 	}
-	v1, v2, err := BuildNodeVersions(ctx, src, binDir, filepath.Join(opt.Dir, "build"), "")
+	v1, v2, err := buildNodeVersionsAt(ctx, src, binDir, filepath.Join(opt.Dir, "build"), "", schemas)
 	if err != nil {
 		return nil, err
 	}
@@ -326,6 +350,15 @@ func buildVersions(ctx context.Context, opt Options) (*builds, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// migrated says whether the flag day between the two schemas migrated the
+// ledger.
+func migrated(schemas [2]int) string {
+	if schemas[0] == schemas[1] {
+		return "no migration"
+	}
+	return fmt.Sprintf("migrated from %d", schemas[0])
 }
 
 // Ledger schemas of the two node versions the demo builds: 1.0.0 runs the
@@ -345,10 +378,16 @@ const (
 // default build; the e2e tests pass "faults"). It returns the two
 // directories.
 func BuildNodeVersions(ctx context.Context, src, binDir, dir, tags string) (v1Dir, v2Dir string, err error) {
+	return buildNodeVersionsAt(ctx, src, binDir, dir, tags, [2]int{V1Schema, V2Schema})
+}
+
+// buildNodeVersionsAt is BuildNodeVersions with the two versions' ledger
+// schemas given.
+func buildNodeVersionsAt(ctx context.Context, src, binDir, dir, tags string, schemas [2]int) (v1Dir, v2Dir string, err error) {
 	v1Dir, v2Dir = filepath.Join(dir, "v1"), filepath.Join(dir, "v2")
 	for i, out := range []string{v1Dir, v2Dir} {
 		v := fmt.Sprintf("%d.0.0", i+1)
-		schema := []int{V1Schema, V2Schema}[i]
+		schema := schemas[i]
 		if err := os.MkdirAll(out, 0o755); err != nil {
 			return "", "", err
 		}

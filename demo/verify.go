@@ -233,6 +233,10 @@ func Print(w io.Writer, r *Report) {
 		o.WriteTable(w)
 		fmt.Fprintln(w)
 	}
+	if f := r.Fill; f != nil {
+		fmt.Fprintf(w, "ledger filled before the flag day: every node's ledger at least %d MB (asked %d MB), %d payments in %s\n\n",
+			f.Bytes>>20, f.TargetBytes>>20, f.Payments, f.Elapsed.Round(time.Second))
+	}
 	if r.Downtime != nil {
 		printDowntime(w, r.Downtime)
 		fmt.Fprintln(w)
