@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/teeup/teeup/internal/buildinfo"
@@ -55,9 +56,13 @@ type Agent struct {
 	flagDay *flagDay
 	metrics *metrics
 	self    *selfDriver // the agent's own upgrade (self.go)
-	// prehashed is the schedule (version@height) whose ledger was hashed
-	// ahead of its snapshot (watch.go); only the watcher touches it.
-	prehashed string
+	// prehashed is the schedule (version@height) for which a pass of
+	// hashing the ledger ahead last started, prehashStarted when the last
+	// pass started (watch.go; only the watcher touches them); prehashing
+	// is set while a pass runs.
+	prehashed      string
+	prehashStarted time.Time
+	prehashing     atomic.Bool
 
 	opMu    sync.Mutex // serialises upgrade operations (API, watcher, resume)
 	stageMu sync.Mutex // serialises staging (API and watcher)

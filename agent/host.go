@@ -39,6 +39,21 @@ type realHost struct {
 
 	mu      sync.Mutex
 	serving map[string]net.Listener // upgrade id → handover listener
+
+	// hashMu serialises hashing the ledger ahead (Prehash) and a snapshot:
+	// a snapshot taken while a pass runs waits for its sums instead of
+	// hashing the same files alongside it. hashes is the snapshot root's
+	// hash cache, loaded on first use and shared by both.
+	hashMu sync.Mutex
+	hashes *snapshot.HashCache
+}
+
+// hashCache returns the shared hash cache (hashMu held).
+func (h *realHost) hashCache() *snapshot.HashCache {
+	if h.hashes == nil {
+		h.hashes = snapshot.OpenHashCache(h.dir.Snapshots())
+	}
+	return h.hashes
 }
 
 var _ Host = (*realHost)(nil)
@@ -152,8 +167,10 @@ func (h *realHost) Snapshot(ctx context.Context, name string, from Installation)
 	if st.MREnclave != from.NodeMREnclave {
 		return fmt.Errorf("snapshot: the running node is %s, expected the old version %s", st.MREnclave.Short(), from.NodeMREnclave.Short())
 	}
+	h.hashMu.Lock()
+	defer h.hashMu.Unlock()
 	_, err = snapshot.Create(ctx, snapshot.CreateOptions{
-		Root: h.dir.Snapshots(), Name: name, HashCache: snapshot.OpenHashCache(h.dir.Snapshots()),
+		Root: h.dir.Snapshots(), Name: name, HashCache: h.hashCache(),
 		Checkpoint:        func(dst string) error { return a.Checkpoint(ctx, dst) },
 		StateFile:         h.cfg.DistributeState,
 		AllowMissingState: true,
@@ -171,12 +188,15 @@ func (h *realHost) Snapshot(ctx context.Context, name string, from Installation)
 
 // Prehash hashes the live ledger's sstables into the snapshot root's hash
 // cache (snapshot.HashCache.Prehash): sstables never change, so the next
-// snapshot reuses their sums instead of reading them.
+// snapshot reuses their sums instead of reading them. A snapshot waits for
+// a pass that runs.
 func (h *realHost) Prehash(ctx context.Context) (files int, bytes int64, err error) {
 	if err := os.MkdirAll(h.dir.Snapshots(), 0o700); err != nil {
 		return 0, 0, fmt.Errorf("prehash: %w", err)
 	}
-	return snapshot.OpenHashCache(h.dir.Snapshots()).Prehash(ctx, h.nodeAt.data.Ledger())
+	h.hashMu.Lock()
+	defer h.hashMu.Unlock()
+	return h.hashCache().Prehash(ctx, h.nodeAt.data.Ledger())
 }
 
 // sealAD is the additional data of the keys held for upgrade id.

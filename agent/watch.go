@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/teeup/teeup/agent/decide"
 	"github.com/teeup/teeup/agentapi"
 	"github.com/teeup/teeup/nodeapi"
 	"github.com/teeup/teeup/release"
@@ -132,8 +133,8 @@ func (a *Agent) watchOnce(ctx context.Context, failed map[string]time.Time) erro
 		}
 	}
 	sch, err := a.chain.Schedule(ctx)
-	if err == nil && sch != nil {
-		a.prehashAhead(ctx, sch)
+	if err == nil {
+		a.keepLedgerHashed(ctx, sch)
 	}
 	if !a.cfg.FlagDay.Coordinated {
 		// A scheduled flag day is the flag-day driver's (flagday.go): it
@@ -162,29 +163,37 @@ func (a *Agent) watchOnce(ctx context.Context, failed map[string]time.Time) erro
 	return err
 }
 
-// prehashAhead hashes the live ledger's sstables into the snapshot hash
-// cache once a flag day to another node enclave is scheduled, in the
-// background, so that the snapshot taken at H — inside the window in which
-// client ingress is closed — hashes only the sstables written since
-// (snapshot.HashCache). Once per schedule.
-func (a *Agent) prehashAhead(ctx context.Context, sch *upgradeSchedule) {
-	if a.journal.get().Installed.NodeMREnclave == sch.NodeMREnclave {
-		return // already running it
+// keepLedgerHashed hashes the live ledger's new sstables into the
+// snapshot hash cache in the background when decide.PrehashDue says so:
+// every decide.PrehashEvery, and at once when a flag day to another node
+// enclave is scheduled, so that the snapshot taken at H — inside the
+// window in which client ingress is closed — hashes only the sstables
+// written since (snapshot.HashCache). sch is the current schedule (nil:
+// none).
+func (a *Agent) keepLedgerHashed(ctx context.Context, sch *upgradeSchedule) {
+	schedule := ""
+	if sch != nil && a.journal.get().Installed.NodeMREnclave != sch.NodeMREnclave {
+		schedule = fmt.Sprintf("%s@%d", sch.Version, sch.ActivationHeight)
 	}
-	key := fmt.Sprintf("%s@%d", sch.Version, sch.ActivationHeight)
-	if a.prehashed == key {
+	now := time.Now()
+	if !decide.PrehashDue(now, a.prehashStarted, a.prehashing.Load(), schedule, a.prehashed) {
 		return
 	}
-	a.prehashed = key
+	a.prehashing.Store(true)
+	a.prehashStarted = now
+	if schedule != "" {
+		a.prehashed = schedule
+	}
 	go func() {
-		start := time.Now()
+		defer a.prehashing.Store(false)
 		files, bytes, err := a.host.Prehash(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				a.log.Warn("hashing the ledger ahead of the flag-day snapshot failed; the snapshot hashes everything", "version", sch.Version, "err", err)
-			}
-			return
+		switch {
+		case err != nil && ctx.Err() == nil && schedule != "":
+			a.log.Warn("hashing the ledger ahead of the flag-day snapshot failed; the snapshot hashes everything", "schedule", schedule, "err", err)
+		case err != nil:
+			a.log.Debug("hashing the ledger ahead", "err", err) // e.g. no ledger yet
+		case schedule != "" || files > 0:
+			a.log.Info("ledger hashed ahead of the next snapshot", "schedule", schedule, "files", files, "bytes", bytes, "took", time.Since(now).String())
 		}
-		a.log.Info("ledger hashed ahead of the flag-day snapshot", "version", sch.Version, "height", sch.ActivationHeight, "files", files, "bytes", bytes, "took", time.Since(start).String())
 	}()
 }

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -80,6 +81,13 @@ type Config struct {
 	// state snapshot.
 	CompactEvery uint64
 	CompactKeep  uint64
+	// CompactBytes also compacts the log once its applied entries hold
+	// this many bytes (default DefaultCompactBytes), keeping at most a
+	// quarter of it: the log is held in memory and read whole when the
+	// node restarts (a flag day's new node does, inside the window in
+	// which client ingress is closed), so under load — blocks of hundreds
+	// of payments — a count alone would let it grow to hundreds of MB.
+	CompactBytes int
 	// CampaignFirst makes this node campaign as soon as it is connected to
 	// a quorum of voters, once, instead of waiting for an election timeout.
 	// A network that starts all at once (a flag day's new nodes) sets it
@@ -136,6 +144,9 @@ func Start(cfg Config) (*Raft, error) {
 	}
 	if cfg.CompactKeep == 0 || cfg.CompactKeep > cfg.CompactEvery {
 		cfg.CompactKeep = min(1024, cfg.CompactEvery)
+	}
+	if cfg.CompactBytes <= 0 {
+		cfg.CompactBytes = DefaultCompactBytes
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -532,15 +543,69 @@ func (r *Raft) applyConfChange(index uint64, cc *pb.ConfChangeV2) error {
 	return nil
 }
 
-// maybeCompact drops applied entries once there are CompactEvery of them,
-// keeping CompactKeep for peers that lag a little.
+// DefaultCompactBytes is Config.CompactBytes's default.
+const DefaultCompactBytes = 64 << 20
+
+// maybeCompact drops applied entries once there are CompactEvery of them
+// or they hold CompactBytes, keeping some for peers that lag a little
+// (compactIndex).
 func (r *Raft) maybeCompact() error {
 	applied := r.applied.Load()
 	first := r.FirstIndex()
-	if applied < first || applied-first < r.cfg.CompactEvery {
+	if applied < first {
 		return nil
 	}
-	return r.CompactTo(applied - r.cfg.CompactKeep)
+	ents, err := r.storage.Storage().Entries(first, applied+1, math.MaxUint64)
+	if err != nil {
+		return nil // compacted or not stored yet: nothing to decide now
+	}
+	sizes := make([]int, len(ents))
+	for i, e := range ents {
+		sizes[i] = len(e.GetData())
+	}
+	to := compactIndex(first, sizes, r.cfg.CompactEvery, r.cfg.CompactKeep, r.cfg.CompactBytes)
+	if to == 0 {
+		return nil
+	}
+	return r.CompactTo(to)
+}
+
+// compactIndex decides a compaction of the raft log: sizes are the data
+// sizes of its applied entries, from index first on. Once there are every
+// of them, or they hold maxBytes, it returns the index to compact to
+// (CompactTo: it and the entries before it are discarded): the newest keep
+// entries stay, but no more of them than hold maxBytes/4 of data. 0 means
+// no compaction.
+func compactIndex(first uint64, sizes []int, every, keep uint64, maxBytes int) uint64 {
+	n := uint64(len(sizes))
+	total := 0
+	for _, s := range sizes {
+		total += s
+	}
+	if n == 0 || (n < every && total < maxBytes) {
+		return 0
+	}
+	applied := first + n - 1
+	to := first
+	if n > keep {
+		to = applied - keep
+	}
+	kept := 0
+	for i := n; i > 0; i-- {
+		idx := first + i - 1
+		if idx <= to {
+			break
+		}
+		kept += sizes[i-1]
+		if kept > maxBytes/4 {
+			to = idx
+			break
+		}
+	}
+	if to <= first {
+		return 0
+	}
+	return to
 }
 
 // raftLogger adapts slog to raft's logger interface. Raft's Fatal and Panic

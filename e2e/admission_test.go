@@ -4,13 +4,16 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io/fs"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/teeup/teeup/internal/fault"
 	"github.com/teeup/teeup/ledger"
+	"github.com/teeup/teeup/node"
 	"github.com/teeup/teeup/nodeapi"
 )
 
@@ -130,4 +133,36 @@ func TestRejectedPaymentsLeaveNoTrace(t *testing.T) {
 	if _, err := tn.txStatus(ctx, 2, txs[0].ID()); !nodeapi.IsCode(err, nodeapi.CodeNotFound) {
 		t.Fatalf("node 2 knows a payment it never received and no block holds: %v", err)
 	}
+}
+
+// TestBlockWithAnInvalidPaymentIsRefusedByEveryNode: a leader (fault
+// injection, as a faulty or malicious one could) proposes a block whose
+// first payment carries a signature that does not verify. Every node, the
+// leader included, refuses that block as a whole; the chain goes on, every
+// acknowledged payment is committed (the original of the corrupted one
+// among them, in a later block) and the nodes hold the same chain.
+func TestBlockWithAnInvalidPaymentIsRefusedByEveryNode(t *testing.T) {
+	t.Setenv(fault.EnvVar, "fail:"+node.InjectBadSignature)
+	t.Setenv(fault.OnceDirEnvVar, t.TempDir()) // one block, network-wide
+	tn := startNet(t, 4)
+	ctx := testCtx(t, 3*time.Minute)
+	tn.waitCurrent(ctx)
+	res := tn.runLoad(ctx, tn.load(200))
+	if err := res.Verify(ctx, tn.clients[0]); err != nil {
+		t.Fatalf("acknowledged payments: %v", err)
+	}
+	injected := false
+	for id := 1; id <= 4; id++ {
+		log := filepath.Join(tn.host(id).LogDir, "node.log")
+		if logContains(log, "FAULT INJECTION: proposing a payment whose signature does not verify") {
+			injected = true
+		}
+		eventually(t, 10*time.Second, fmt.Sprintf("node %d refused the block", id), func() (bool, string) {
+			return logContains(log, `"msg":"block refused"`, `"code":"bad_block"`, string(ledger.CodeBadSignature)), "no refusal logged"
+		})
+	}
+	if !injected {
+		t.Fatal("no leader proposed the corrupted payment: the fault point never fired")
+	}
+	tn.checkSameChain(ctx, tn.minHeight(ctx))
 }

@@ -37,7 +37,10 @@ func (n *Node) apply(index uint64, data []byte) error {
 	}
 	if cmd.Kind == ledger.CmdBlock && cmd.Block != nil && !res.Duplicate {
 		if !res.Accepted {
-			n.log.Debug("block not applied", "index", index, "reason", res.Reason)
+			// Every node refuses the same block (apply is deterministic):
+			// its proposer is faulty, or lost the race for the height.
+			n.log.Warn("block refused", "index", index, "height", cmd.Block.Header.Height,
+				"proposer", cmd.Block.Header.Proposer, "code", string(res.Code), "reason", res.Reason)
 		}
 		if n.producer != nil {
 			n.producer.applied(context.Background(), cmd.Block.Header.Proposer, res.Accepted, cmd.Block.Header.Height, res.Reason)

@@ -17,6 +17,14 @@ type Faults interface {
 	Value(name string) string
 }
 
+// InjectBadSignature is the failure point that makes a leader propose a
+// block carrying a payment whose signature does not verify ("fail:" +
+// this; one-shot with TEEUP_FAULTS_ONCE_DIR): its first candidate payment
+// is replaced by a copy with one signature bit flipped. A faulty or
+// malicious leader could do the same; every node's apply must refuse the
+// block as a whole.
+const InjectBadSignature = "node.propose-bad-signature"
+
 // noFaults is the node without failure injection.
 type noFaults struct{}
 

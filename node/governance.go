@@ -49,7 +49,11 @@ func (n *Node) checkUpgradeIngress() {
 		n.log.Error("read upgrade schedule", "err", err)
 		return
 	}
-	if !ok || s.NodeMREnclave == n.identity.UniqueID || !n.ingress.isOpen() {
+	if !ok || s.NodeMREnclave == n.identity.UniqueID {
+		return
+	}
+	n.flushAhead(s)
+	if !n.ingress.isOpen() {
 		return
 	}
 	head, _ := n.store.Head()
@@ -63,6 +67,24 @@ func (n *Node) checkUpgradeIngress() {
 	}
 	n.log.Warn("client ingress closed for a scheduled upgrade", "version", s.Version,
 		"activation_height", s.ActivationHeight, "height", head, "node_mrenclave", s.NodeMREnclave.String())
+}
+
+// flushAhead flushes the ledger's memtable once per scheduled upgrade to
+// another enclave, in the background, as soon as the schedule is in force
+// (blocks before its activation height): the write-ahead log the new node
+// replays when it opens the ledger at H — inside the window in which
+// client ingress is closed, where Pebble flushes what it replays — then
+// holds only the last blocks' writes.
+func (n *Node) flushAhead(s ledger.Schedule) {
+	key := fmt.Sprintf("%s@%d", s.Version, s.ActivationHeight)
+	if old := n.flushedFor.Swap(&key); old != nil && *old == key {
+		return
+	}
+	if _, err := n.store.DB().AsyncFlush(); err != nil {
+		n.log.Warn("flush the ledger ahead of the scheduled upgrade", "version", s.Version, "err", err)
+		return
+	}
+	n.log.Info("ledger memtable flushing ahead of the scheduled upgrade", "version", s.Version, "activation_height", s.ActivationHeight)
 }
 
 // upgradeState reports the upgrade schedule in force for Status (nil if

@@ -62,10 +62,13 @@ type Node struct {
 	snaps    *consensus.Snapshots
 	sync     *syncTracker
 
-	applied  *notifier
-	waiters  *waiters
-	ingress  *ingressState
-	producer *producer
+	applied *notifier
+	waiters *waiters
+	ingress *ingressState
+	// flushedFor is the scheduled upgrade ("version@height") whose
+	// activation the ledger's memtable was last flushed ahead of.
+	flushedFor atomic.Pointer[string]
+	producer   *producer
 	// mempool holds the payments this node admitted while it leads
 	// (admission.go); recent remembers statuses of payments not on chain.
 	mempool *mempool

@@ -116,6 +116,10 @@ func (p *producer) tick(ctx context.Context) error {
 	if n.store.PoolSize() == 0 && len(payments) == 0 && !upgrading && time.Since(p.lastBlock) < p.emptyEvery {
 		return nil
 	}
+	payments, injected := withInjectedPayment(n.faults, payments)
+	if injected != nil {
+		n.log.Warn("FAULT INJECTION: proposing a payment whose signature does not verify", "tx", injected.ID().String())
+	}
 	k := n.keys.Load()
 	blk, dropped, err := n.store.BuildBlockWith(n.cfg.NodeID, k.NodeKey, time.Now(), 0, payments)
 	if len(dropped) > 0 {

@@ -503,3 +503,27 @@ func NextPoll(s State, o Observation, base time.Duration) time.Duration {
 	}
 	return base
 }
+
+// PrehashEvery is how often an agent hashes its live ledger's new sstables
+// into the snapshot hash cache (snapshot.HashCache.Prehash) while no
+// scheduled flag day asks for it sooner. Sstables never change, so a pass
+// reads only the files written since the last one: the cache stays warm,
+// and a flag-day snapshot at H — inside the window in which client ingress
+// is closed — hashes only what the last few seconds wrote, whatever the
+// ledger's size.
+const PrehashEvery = 30 * time.Second
+
+// PrehashDue reports whether the agent starts a pass of hashing its live
+// ledger ahead now: never while one runs; at once when a flag day to
+// another enclave is scheduled (schedule, "version@height"; "" none) that
+// no pass started since it was seen (hashedFor); otherwise PrehashEvery
+// after the last pass started (lastStart; the zero time: never).
+func PrehashDue(now, lastStart time.Time, running bool, schedule, hashedFor string) bool {
+	switch {
+	case running:
+		return false
+	case schedule != "" && schedule != hashedFor:
+		return true
+	}
+	return lastStart.IsZero() || now.Sub(lastStart) >= PrehashEvery
+}

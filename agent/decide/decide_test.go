@@ -415,3 +415,31 @@ func TestNextPoll(t *testing.T) {
 		}
 	}
 }
+
+func TestPrehashDue(t *testing.T) {
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	recent, old := now.Add(-time.Second), now.Add(-PrehashEvery)
+	cases := []struct {
+		name                string
+		last                time.Time
+		running             bool
+		schedule, hashedFor string
+		want                bool
+	}{
+		{name: "first pass after start", want: true},
+		{name: "a pass runs", last: old, running: true, schedule: "2.0.0@90", want: false},
+		{name: "recent pass, nothing scheduled", last: recent, want: false},
+		{name: "interval passed", last: old, want: true},
+		{name: "a new schedule hashes at once", last: recent, schedule: "2.0.0@90", want: true},
+		{name: "that schedule's pass started", last: recent, schedule: "2.0.0@90", hashedFor: "2.0.0@90", want: false},
+		{name: "rescheduled to another height", last: recent, schedule: "2.0.0@120", hashedFor: "2.0.0@90", want: true},
+		{name: "scheduled and hashed, interval passed", last: old, schedule: "2.0.0@90", hashedFor: "2.0.0@90", want: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := PrehashDue(now, tc.last, tc.running, tc.schedule, tc.hashedFor); got != tc.want {
+				t.Fatalf("PrehashDue = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
