@@ -52,3 +52,24 @@ func TestCompactIndex(t *testing.T) {
 		})
 	}
 }
+
+// TestRequestCompaction: a requested compaction runs on the next tick and
+// keeps the newest entries asked for, on the node that asked only; the
+// cluster goes on committing.
+func TestRequestCompaction(t *testing.T) {
+	c, _, _ := startCluster(t, 3, 0)
+	c.commitAll("a", 30, 1, 2, 3)
+	n1 := c.nodes[1]
+	before := c.nodes[2].rf().FirstIndex()
+	applied := n1.rf().AppliedIndex()
+	n1.rf().RequestCompaction(4)
+	waitFor(t, "node 1 to compact on request", func() bool { return n1.rf().FirstIndex() > before })
+	if got, want := n1.rf().FirstIndex(), applied-4+1; got < want || got > n1.rf().AppliedIndex()-3 {
+		t.Fatalf("first index %d after a request keeping 4 of %d applied entries, want %d", got, applied, want)
+	}
+	if c.nodes[2].rf().FirstIndex() != before {
+		t.Fatal("another node compacted")
+	}
+	c.commitAll("b", 5, 1, 2, 3)
+	c.sameOrder(1, 2, 3)
+}

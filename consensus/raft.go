@@ -129,6 +129,11 @@ type Raft struct {
 	// acted on the follower's loss of acknowledged entries.
 	amnesiaMu sync.Mutex
 	amnesia   map[uint64]amnesiaAttempt
+
+	// compactRequest, when not zero, is 1 + the number of applied entries
+	// a requested compaction keeps (RequestCompaction); the raft goroutine
+	// takes it on its next tick.
+	compactRequest atomic.Uint64
 }
 
 // Start opens raft storage and starts the node.
@@ -419,6 +424,7 @@ func (r *Raft) Run(ctx context.Context) error {
 			return nil
 		case <-ticker.C:
 			r.node.Tick()
+			r.compactOnRequest()
 			if firstCampaign.due(r) {
 				r.log.Info("campaigning at once: connected to a quorum of voters at start")
 				if err := r.node.Campaign(ctx); err != nil {
@@ -541,6 +547,32 @@ func (r *Raft) applyConfChange(index uint64, cc *pb.ConfChangeV2) error {
 		return fmt.Errorf("save conf state at %d: %w", index, err)
 	}
 	return nil
+}
+
+// RequestCompaction asks the raft goroutine to compact the log on its next
+// tick, keeping the newest keep applied entries. A node halted for a flag
+// day asks: its successor reads the log whole when it starts, inside the
+// window in which client ingress is closed, and every member is at the
+// halt height (one that lags behind the kept entries receives a state
+// snapshot, as always).
+func (r *Raft) RequestCompaction(keep uint64) { r.compactRequest.Store(keep + 1) }
+
+// compactOnRequest runs a compaction RequestCompaction asked for.
+func (r *Raft) compactOnRequest() {
+	req := r.compactRequest.Swap(0)
+	if req == 0 {
+		return
+	}
+	keep := req - 1
+	applied := r.applied.Load()
+	if applied <= keep {
+		return
+	}
+	if err := r.CompactTo(applied - keep); err != nil {
+		r.log.Warn("requested raft log compaction failed", "err", err)
+		return
+	}
+	r.log.Info("raft log compacted on request", "first_index", r.FirstIndex(), "applied", applied)
 }
 
 // DefaultCompactBytes is Config.CompactBytes's default.

@@ -164,6 +164,19 @@ func Migrate(ctx context.Context, dir string, opts MigrateOptions) (from, to int
 	if !desc.Exists {
 		return 0, 0, nil, fmt.Errorf("migrate ledger %s: %w", dir, pebble.ErrDBDoesNotExist)
 	}
+	if !opts.DryRun {
+		// Most opens have nothing to migrate (every restart, a flag day
+		// that changes the enclave only): find that out read-only. A
+		// writable open would flush what it replays and start compactions
+		// that its close then waits for — up to half a second on a big
+		// ledger, inside a flag day's closed window — only for the ledger
+		// to be opened again at once.
+		if v, current, err := atSchema(dir, pebbleOptions(opts.fs, base, true), target); err != nil {
+			return 0, 0, nil, fmt.Errorf("migrate ledger %s: %w", dir, err)
+		} else if current {
+			return v, v, nil, nil
+		}
+	}
 	po := pebbleOptions(opts.fs, base, true)
 	po.ReadOnly = opts.DryRun
 	scrubbed := false
@@ -236,6 +249,34 @@ func Migrate(ctx context.Context, dir string, opts MigrateOptions) (from, to int
 		log.Info("migration applied", "dir", dir, "version", m.Version, "name", m.Name)
 	}
 	return from, to, steps, nil
+}
+
+// atSchema opens the database read-only and reports its schema version and
+// whether it is exactly target with no scrub pending: nothing to migrate.
+func atSchema(dir string, po *pebble.Options, target int) (v int, current bool, err error) {
+	po.ReadOnly = true
+	db, err := pebble.Open(dir, po)
+	if err != nil {
+		return 0, false, err
+	}
+	defer func() {
+		if cerr := db.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	raw, ok, err := getFrom(db, keySchema)
+	if err != nil || !ok {
+		return 0, false, err // no schema: the writable pass says why
+	}
+	u, err := decodeU64("schema version", raw)
+	if err != nil {
+		return 0, false, err
+	}
+	_, scrubPending, err := getFrom(db, keyScrubPending)
+	if err != nil {
+		return 0, false, err
+	}
+	return int(u), int(u) == target && !scrubPending, nil
 }
 
 // runMigration runs one migration and commits it with its version.

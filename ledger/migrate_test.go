@@ -390,3 +390,22 @@ func TestMigrateEmptyDirWritesNothing(t *testing.T) {
 		t.Fatalf("Migrate wrote %d files into an empty directory", len(entries))
 	}
 }
+
+// TestMigrateUpToDateWritesNothing: a ledger already at the target schema
+// is found so read-only (every restart, an enclave-only flag day): not a
+// byte of its directory changes — a writable open would flush what it
+// replays, start a new log and wait for the compactions it starts.
+func TestMigrateUpToDateWritesNothing(t *testing.T) {
+	dir, _ := schema1Ledger(t)
+	if _, _, _, err := Migrate(context.Background(), dir, MigrateOptions{Key: testLedgerKey()}); err != nil {
+		t.Fatal(err)
+	}
+	before := filesDigest(t, dir)
+	from, to, steps, err := Migrate(context.Background(), dir, MigrateOptions{Key: testLedgerKey()})
+	if err != nil || from != 3 || to != 3 || len(steps) != 0 {
+		t.Fatalf("up to date: %d %d %+v %v", from, to, steps, err)
+	}
+	if !reflect.DeepEqual(filesDigest(t, dir), before) {
+		t.Fatal("Migrate of an up-to-date ledger changed its directory")
+	}
+}

@@ -39,6 +39,7 @@ func (n *Node) apply(index uint64, data []byte) error {
 		if !res.Accepted {
 			// Every node refuses the same block (apply is deterministic):
 			// its proposer is faulty, or lost the race for the height.
+			n.refusedBlocks.Add(1)
 			n.log.Warn("block refused", "index", index, "height", cmd.Block.Header.Height,
 				"proposer", cmd.Block.Header.Proposer, "code", string(res.Code), "reason", res.Reason)
 		}

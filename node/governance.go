@@ -53,10 +53,11 @@ func (n *Node) checkUpgradeIngress() {
 		return
 	}
 	n.flushAhead(s)
+	head, _ := n.store.Head()
+	n.compactAtHalt(s, head)
 	if !n.ingress.isOpen() {
 		return
 	}
-	head, _ := n.store.Head()
 	if head < n.ingressClosesAt(s.ActivationHeight) {
 		return
 	}
@@ -85,6 +86,28 @@ func (n *Node) flushAhead(s ledger.Schedule) {
 		return
 	}
 	n.log.Info("ledger memtable flushing ahead of the scheduled upgrade", "version", s.Version, "activation_height", s.ActivationHeight)
+}
+
+// haltKeepEntries is how many raft entries a node halted for a flag day
+// keeps when it compacts its log (compactAtHalt): blocks near H are small
+// (ingress is closed), and a member that lags further receives a state
+// snapshot.
+const haltKeepEntries = 16
+
+// compactAtHalt compacts the raft log once this node applied a scheduled
+// upgrade's activation height (it halts there): the new node reads the
+// whole log when it starts, inside the window in which client ingress is
+// closed, and needs none of the old network's entries.
+func (n *Node) compactAtHalt(s ledger.Schedule, head uint64) {
+	r := n.raftRef.Load()
+	if r == nil || head < s.ActivationHeight {
+		return
+	}
+	key := fmt.Sprintf("%s@%d", s.Version, s.ActivationHeight)
+	if old := n.compactedFor.Swap(&key); old != nil && *old == key {
+		return
+	}
+	r.RequestCompaction(haltKeepEntries)
 }
 
 // upgradeState reports the upgrade schedule in force for Status (nil if

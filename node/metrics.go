@@ -14,6 +14,8 @@ type nodeCollector struct {
 	// Catch-up: sync state (one series per state, 1 for the current one),
 	// blocks behind the network, state transfer bytes.
 	syncState, behind, transferDone, transferTotal *prometheus.Desc
+	// refused counts blocks this node's apply refused (node.refusedBlocks).
+	refused *prometheus.Desc
 }
 
 func (n *Node) metricsCollector() prometheus.Collector {
@@ -33,12 +35,13 @@ func (n *Node) metricsCollector() prometheus.Collector {
 		behind:        d("behind_blocks", "Blocks this node is behind the highest current peer."),
 		transferDone:  d("state_transfer_received_bytes", "Bytes of the state snapshot being received (0 when none)."),
 		transferTotal: d("state_transfer_total_bytes", "Size of the state snapshot being received (0 when none)."),
+		refused:       d("blocks_refused_total", "Committed blocks this node's apply refused as a whole (an invalid payment, a stale height): every node refuses the same ones."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.height, c.pending, c.peers, c.leader, c.ingressOpen, c.syncState, c.behind, c.transferDone, c.transferTotal} {
+	for _, d := range []*prometheus.Desc{c.height, c.pending, c.peers, c.leader, c.ingressOpen, c.syncState, c.behind, c.transferDone, c.transferTotal, c.refused} {
 		ch <- d
 	}
 }
@@ -73,4 +76,5 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.transferDone, prometheus.GaugeValue, float64(done))
 	ch <- prometheus.MustNewConstMetric(c.transferTotal, prometheus.GaugeValue, float64(total))
+	ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(c.n.refusedBlocks.Load()))
 }

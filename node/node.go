@@ -65,10 +65,15 @@ type Node struct {
 	applied *notifier
 	waiters *waiters
 	ingress *ingressState
+	// refusedBlocks counts committed blocks the apply refused.
+	refusedBlocks atomic.Uint64
 	// flushedFor is the scheduled upgrade ("version@height") whose
 	// activation the ledger's memtable was last flushed ahead of.
 	flushedFor atomic.Pointer[string]
-	producer   *producer
+	// compactedFor is the scheduled upgrade at whose activation height the
+	// raft log was last compacted (compactAtHalt).
+	compactedFor atomic.Pointer[string]
+	producer     *producer
 	// mempool holds the payments this node admitted while it leads
 	// (admission.go); recent remembers statuses of payments not on chain.
 	mempool *mempool
