@@ -105,15 +105,19 @@ func (c *HashCache) lookup(p string) (string, bool) {
 	return sum, ok
 }
 
-// retain drops every entry whose file identity is not in keep.
-func (c *HashCache) retain(keep map[fileKey]bool) {
+// retain drops every entry whose file identity is not in keep and returns
+// how many it dropped.
+func (c *HashCache) retain(keep map[fileKey]bool) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	dropped := 0
 	for k := range c.sums {
 		if !keep[k] {
 			delete(c.sums, k)
+			dropped++
 		}
 	}
+	return dropped
 }
 
 // Save writes the cache atomically.
@@ -139,7 +143,8 @@ func (c *HashCache) Save() error {
 
 // Prehash hashes every sstable in dir (a ledger DB or a checkpoint of one;
 // sub-directories are not read) that the cache does not hold yet, drops
-// entries of sstables no longer there, and saves the cache. It returns the
+// entries of sstables no longer there, and saves the cache when that
+// changed it (an agent runs it every 30 s). It returns the
 // number of files and bytes it hashed. Run it ahead of a snapshot — before
 // a flag day's activation height — so that the snapshot taken in the
 // closed window hashes only what was written since.
@@ -178,7 +183,9 @@ func (c *HashCache) Prehash(ctx context.Context, dir string) (files int, bytes i
 		files++
 		bytes += r.size
 	}
-	c.retain(keep)
+	if c.retain(keep) == 0 && files == 0 {
+		return 0, 0, nil // nothing changed: the saved cache is current
+	}
 	return files, bytes, c.Save()
 }
 
