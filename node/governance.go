@@ -3,6 +3,7 @@ package node
 import (
 	"fmt"
 	"net/http"
+	"sync/atomic"
 
 	"github.com/teeup/teeup/ledger"
 	"github.com/teeup/teeup/nodeapi"
@@ -52,9 +53,10 @@ func (n *Node) checkUpgradeIngress() {
 	if !ok || s.NodeMREnclave == n.identity.UniqueID {
 		return
 	}
-	n.flushAhead(s)
+	key := fmt.Sprintf("%s@%d", s.Version, s.ActivationHeight)
+	n.flushAhead(s, key)
 	head, _ := n.store.Head()
-	n.compactAtHalt(s, head)
+	n.compactAtHalt(s, key, head)
 	if !n.ingress.isOpen() {
 		return
 	}
@@ -76,9 +78,8 @@ func (n *Node) checkUpgradeIngress() {
 // replays when it opens the ledger at H — inside the window in which
 // client ingress is closed, where Pebble flushes what it replays — then
 // holds only the last blocks' writes.
-func (n *Node) flushAhead(s ledger.Schedule) {
-	key := fmt.Sprintf("%s@%d", s.Version, s.ActivationHeight)
-	if old := n.flushedFor.Swap(&key); old != nil && *old == key {
+func (n *Node) flushAhead(s ledger.Schedule, key string) {
+	if !firstFor(&n.flushedFor, key) {
 		return
 	}
 	if _, err := n.store.DB().AsyncFlush(); err != nil {
@@ -86,6 +87,14 @@ func (n *Node) flushAhead(s ledger.Schedule) {
 		return
 	}
 	n.log.Info("ledger memtable flushing ahead of the scheduled upgrade", "version", s.Version, "activation_height", s.ActivationHeight)
+}
+
+// firstFor records key ("version@height" of a schedule) in done and
+// reports whether it was not there already: each once-per-schedule step
+// runs on the first call for its schedule only.
+func firstFor(done *atomic.Pointer[string], key string) bool {
+	old := done.Swap(&key)
+	return old == nil || *old != key
 }
 
 // haltKeepEntries is how many raft entries a node halted for a flag day
@@ -98,13 +107,9 @@ const haltKeepEntries = 16
 // upgrade's activation height (it halts there): the new node reads the
 // whole log when it starts, inside the window in which client ingress is
 // closed, and needs none of the old network's entries.
-func (n *Node) compactAtHalt(s ledger.Schedule, head uint64) {
+func (n *Node) compactAtHalt(s ledger.Schedule, key string, head uint64) {
 	r := n.raftRef.Load()
-	if r == nil || head < s.ActivationHeight {
-		return
-	}
-	key := fmt.Sprintf("%s@%d", s.Version, s.ActivationHeight)
-	if old := n.compactedFor.Swap(&key); old != nil && *old == key {
+	if r == nil || head < s.ActivationHeight || !firstFor(&n.compactedFor, key) {
 		return
 	}
 	r.RequestCompaction(haltKeepEntries)

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -319,5 +320,19 @@ func TestReleasesAPI(t *testing.T) {
 	}
 	if !strings.Contains(n.ingress.reason(), "flag day") {
 		t.Fatal("ingress reason lost")
+	}
+}
+
+// TestFirstFor: a once-per-schedule step runs on the first call for a
+// schedule only, and again for another schedule.
+func TestFirstFor(t *testing.T) {
+	var done atomic.Pointer[string]
+	for i, tc := range []struct {
+		key  string
+		want bool
+	}{{"2.0.0@90", true}, {"2.0.0@90", false}, {"2.0.0@120", true}, {"2.0.0@120", false}, {"3.0.0@200", true}} {
+		if got := firstFor(&done, tc.key); got != tc.want {
+			t.Fatalf("call %d (%s) = %v, want %v", i, tc.key, got, tc.want)
+		}
 	}
 }
